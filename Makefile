@@ -1,0 +1,44 @@
+# steadycast: every target sets itself up on a fresh machine.
+#   make demo   the whole job on the bundled real sample
+#   make test   the test suite (quick: slow tests are left to `make test-all`)
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+PLUGINS := examples/model_template tests/plugins/chaos_models
+
+.PHONY: setup demo test test-all lint format bench reliability clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml $(wildcard examples/model_template/pyproject.toml tests/plugins/*/pyproject.toml)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev,spark]'
+	for p in $(PLUGINS); do if [ -f $$p/pyproject.toml ]; then $(PY) -m pip install --quiet -e $$p || exit 1; fi; done
+	touch $(STAMP)
+
+demo: setup
+	$(VENV)/bin/steadycast demo demo-workspace
+
+test: setup
+	$(PY) -m pytest -m "not slow" -q
+
+test-all: setup
+	$(PY) -m pytest -q
+
+lint: setup
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/mypy
+
+format: setup
+	$(VENV)/bin/ruff format src tests bench
+	$(VENV)/bin/ruff check --fix src tests bench
+
+bench: setup
+	$(PY) bench/run_all.py
+
+clean:
+	rm -rf $(VENV) demo-workspace .pytest_cache build *.egg-info src/*.egg-info

@@ -1,0 +1,616 @@
+"""Ingest: one input file becomes one batch, stored or quarantined row by row, never lost.
+
+The row work runs inside DuckDB over the file (vectorised SQL, spilling to disk when the file is
+larger than memory); Python only sees the distinct timestamps, to place local times in UTC.
+A batch is one transaction: a process killed at any moment leaves it fully in or not in at all.
+Parity ``rows_read == rows_stored + rows_quarantined`` is checked before the commit.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import gzip
+import hashlib
+import re
+import zlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from steadycast import control, store
+from steadycast.config import PipelineConfig
+from steadycast.errors import InputFileError, ParityError
+from steadycast.ops.resources import Meter
+from steadycast.timegrid import grid_map, is_calendar
+from steadycast.workspace import Workspace
+
+CHUNK = 1 << 20
+
+# Reason codes, in the order they are tested: a row gets the first that applies.
+REASONS = (
+    "malformed_row",
+    "missing_id",
+    "unparseable_time",
+    "nonexistent_local_time",
+    "ambiguous_local_time",
+    "misaligned",
+    "missing_value",
+    "not_a_number",
+    "non_finite",
+    "below_min",
+    "above_max",
+    "conflicting_duplicate",
+    "duplicate",
+)
+
+# Formats tried, on a sample, when [source].time_format is empty and ISO 8601 does not fit.
+CANDIDATE_FORMATS = (
+    "%m/%d/%Y %H:%M:%S",
+    "%m/%d/%Y %H:%M",
+    "%m/%d/%Y",
+    "%d/%m/%Y %H:%M:%S",
+    "%d/%m/%Y %H:%M",
+    "%d/%m/%Y",
+    "%d.%m.%Y %H:%M:%S",
+    "%d.%m.%Y %H:%M",
+    "%d.%m.%Y",
+    "%Y/%m/%d %H:%M:%S",
+    "%Y/%m/%d %H:%M",
+    "%Y/%m/%d",
+    "%Y%m%d%H%M%S",
+    "%Y%m%d",
+)
+
+# A time of day followed by a UTC offset: the timestamp is an instant, not a wall-clock time.
+AWARE = r"\d:\d\d(:\d\d([.,]\d+)?)?\s*([Zz]|[+-]\d\d(:?\d\d)?)\s*$"
+EPOCH = r"^\s*-?\d{9,14}([.]\d+)?\s*$"
+
+
+@dataclass
+class BatchResult:
+    """What happened to one input file; the ``--json`` shape of ``steadycast ingest``."""
+
+    file: str
+    batch_id: str
+    status: str  # "ingested" | "skipped"
+    rows_read: int = 0
+    rows_stored: int = 0
+    rows_quarantined: int = 0
+    quarantine_reasons: dict[str, int] = field(default_factory=dict)
+    rows_new: int = 0
+    rows_corrected: int = 0
+    rows_unchanged: int = 0
+    time_format: str = ""
+    wall_s: float = 0.0
+    cpu_s: float = 0.0
+    peak_rss_mb: float = 0.0
+
+    def contract(self) -> dict[str, Any]:
+        """The fields of the command-line contract, in its order."""
+        keys = (
+            "file",
+            "batch_id",
+            "status",
+            "rows_read",
+            "rows_stored",
+            "rows_quarantined",
+            "quarantine_reasons",
+        )
+        full = asdict(self)
+        return {k: full[k] for k in keys}
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class _Fingerprint:
+    sha256: str
+    format: str  # "csv" | "csv.gz" | "parquet"
+
+
+def fingerprint(path: Path) -> _Fingerprint:
+    """Hash the content and check it is readable text (UTF-8) or Parquet, in one pass.
+
+    The hash is of the decompressed bytes, so the same rows gzipped differently are one batch.
+    """
+    try:
+        handle = path.open("rb")
+    except FileNotFoundError:
+        raise InputFileError(str(path), "no such file") from None
+    except IsADirectoryError:
+        raise InputFileError(str(path), "is a directory, not a file") from None
+    except OSError as exc:
+        raise InputFileError(str(path), f"cannot be read ({exc.strerror})") from None
+    with handle:
+        head = handle.read(4)
+        handle.seek(0)
+        if head == b"PAR1":
+            digest = hashlib.sha256()
+            while chunk := handle.read(CHUNK):
+                digest.update(chunk)
+            return _Fingerprint(digest.hexdigest(), "parquet")
+        compressed = head[:2] == b"\x1f\x8b"
+        stream: Any = gzip.GzipFile(fileobj=handle) if compressed else handle
+        digest = hashlib.sha256()
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        offset = 0
+        lines = 1
+        try:
+            while chunk := stream.read(CHUNK):
+                digest.update(chunk)
+                nul = chunk.find(b"\x00")
+                if nul >= 0:
+                    line = lines + chunk[:nul].count(b"\n")
+                    raise InputFileError(
+                        str(path),
+                        f"binary data (a NUL byte on line {line}); "
+                        "expected CSV text (UTF-8), gzip-compressed CSV or Parquet",
+                    )
+                try:
+                    decoder.decode(chunk)
+                except UnicodeDecodeError as exc:
+                    bad = offset + exc.start
+                    line = lines + chunk[: exc.start].count(b"\n")
+                    raise InputFileError(
+                        str(path),
+                        f"not UTF-8 text (invalid byte at offset {bad}, line {line}); "
+                        "re-save the file as UTF-8",
+                    ) from None
+                offset += len(chunk)
+                lines += chunk.count(b"\n")
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            raise InputFileError(
+                str(path), "not UTF-8 text (the file ends inside a character)"
+            ) from None
+        except (OSError, EOFError, zlib.error) as exc:
+            raise InputFileError(str(path), f"corrupt gzip data ({exc})") from None
+        if offset == 0:
+            raise InputFileError(str(path), "the file is empty (not even a header row)")
+        return _Fingerprint(digest.hexdigest(), "csv.gz" if compressed else "csv")
+
+
+def _ident(name: str) -> str:
+    """Quote a column name that was checked to exist in the file."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _reader(path: Path, fp: _Fingerprint, cfg: PipelineConfig, keep_rejects: bool) -> str:
+    """The DuckDB table function that reads the file, every column as text.
+
+    Only the one full scan keeps its rejected lines, so each is counted once.
+    """
+    if fp.format == "parquet":
+        return f"read_parquet({_literal(str(path))})"
+    options = [
+        "all_varchar = true",
+        "header = true",
+        "compression = " + ("'gzip'" if fp.format == "csv.gz" else "'none'"),
+    ]
+    if keep_rejects:
+        options += [
+            "store_rejects = true",
+            "rejects_table = 'rejects'",
+            "rejects_scan = 'rejects_scan'",
+        ]
+    else:
+        options.append("ignore_errors = true")
+    if cfg.ingest.delimiter:
+        options.append(f"delim = {_literal(cfg.ingest.delimiter)}")
+    return f"read_csv({_literal(str(path))}, {', '.join(options)})"
+
+
+def _mapped_columns(
+    con: duckdb.DuckDBPyConnection, reader: str, path: Path, fp: _Fingerprint, cfg: PipelineConfig
+) -> str:
+    """SELECT list of the three mapped columns, as text; names are checked against the file."""
+    src = cfg.source
+    wanted = [src.id_column, src.time_column, src.value_column]
+    try:
+        columns = [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {reader}").fetchall()]
+    except duckdb.Error as exc:
+        raise InputFileError(
+            str(path), f"cannot be read as {fp.format} ({_first_line(exc)})"
+        ) from None
+    missing = [c for c in wanted if c not in columns]
+    if missing:
+        shown = ", ".join(repr(c) for c in columns[:20])
+        raise InputFileError(
+            str(path),
+            f"missing column(s) {', '.join(repr(c) for c in missing)} (columns found: {shown}); "
+            f"map the file's columns in [source] of pipelines/{cfg.name}.toml",
+        )
+    return ", ".join(
+        f"CAST({_ident(c)} AS VARCHAR) AS {alias}"
+        for c, alias in zip(wanted, ("id_raw", "t_raw", "v_raw"), strict=True)
+    )
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _choose_format(
+    con: duckdb.DuckDBPyConnection, source: str, cfg: PipelineConfig
+) -> tuple[str, str]:
+    """Pick the primary time parser from a sample: (SQL expression over ``t``, format name)."""
+    explicit = cfg.source.time_format
+    if explicit:
+        return f"try_strptime(t, {_literal(explicit)})", explicit
+    con.execute(
+        f"CREATE TEMP TABLE sample AS SELECT t FROM (SELECT t_raw AS t FROM {source} LIMIT 5000) "
+        f"WHERE t IS NOT NULL AND NOT regexp_matches(t, {_literal(AWARE)}) "
+        f"AND NOT regexp_matches(t, {_literal(EPOCH)})"
+    )
+    best = ("TRY_CAST(t AS TIMESTAMP)", "ISO 8601")
+    total = _count(con, "SELECT count(*) FROM sample")
+    best_count = _count(con, "SELECT count(TRY_CAST(t AS TIMESTAMP)) FROM sample")
+    if best_count < total:
+        for fmt in CANDIDATE_FORMATS:
+            count = _count(con, f"SELECT count(try_strptime(t, {_literal(fmt)})) FROM sample")
+            if count > best_count:
+                best, best_count = (f"try_strptime(t, {_literal(fmt)})", fmt), count
+    con.execute("DROP TABLE sample")
+    return best
+
+
+def _load(con: duckdb.DuckDBPyConnection, source: str, cfg: PipelineConfig, primary: str) -> None:
+    """Read and parse every row into ``staged`` (one pass over the file).
+
+    A cheap string test finds the few rows that may carry a UTC offset; only those pay for the
+    regular expression, and only rows that are not wall-clock times are tried as epoch numbers.
+    """
+    if re.search(r"%[zZ]", cfg.source.time_format):
+        naive = "NULL::TIMESTAMP"
+        aware = f"timezone('UTC', try_strptime(t, {_literal(cfg.source.time_format)}))"
+        maybe_aware = "true"
+    else:
+        naive = primary
+        aware = "timezone('UTC', TRY_CAST(t AS TIMESTAMPTZ))"
+        # CASE evaluates lazily, so only rows that pass the cheap test pay for the regex.
+        maybe_aware = (
+            "CASE WHEN suffix(t, 'Z') OR suffix(t, 'z') OR contains(substr(t, 12), '+') "
+            f"OR contains(substr(t, 14), '-') THEN regexp_matches(t, {_literal(AWARE)}) END"
+        )
+    epoch = (
+        f"CASE WHEN regexp_matches(t, {_literal(EPOCH)}) THEN "
+        "CASE WHEN length(split_part(ltrim(trim(t), '-'), '.', 1)) <= 11 "
+        "THEN timezone('UTC', to_timestamp(TRY_CAST(t AS DOUBLE))) "
+        "ELSE timezone('UTC', to_timestamp(TRY_CAST(t AS DOUBLE) / 1000.0)) END END"
+    )
+    # The original text is kept only where it did not parse; good rows keep typed values only.
+    con.execute(f"""
+        CREATE TEMP TABLE staged AS
+        SELECT unique_id, y, ts_local, ts_utc,
+               CASE WHEN ts_local IS NULL AND ts_utc IS NULL THEN t END AS t_raw,
+               CASE WHEN y IS NULL THEN v_raw END AS v_raw
+        FROM (
+        SELECT unique_id, t, v_raw, y, ts_local,
+               CASE WHEN is_aware THEN {aware} WHEN ts_local IS NULL THEN {epoch} END AS ts_utc
+        FROM (
+            SELECT unique_id, t, v_raw, y, is_aware,
+                   CASE WHEN NOT is_aware THEN {naive} END AS ts_local
+            FROM (
+                SELECT NULLIF(trim(id_raw), '') AS unique_id, t_raw AS t, v_raw,
+                       TRY_CAST(v_raw AS DOUBLE) AS y,
+                       coalesce({maybe_aware}, false) AS is_aware
+                FROM {source}
+            )
+        )
+        )
+    """)
+
+
+def _place(con: duckdb.DuckDBPyConnection, cfg: PipelineConfig) -> None:
+    """Join each row to the grid map and give it its ``ds`` and, if bad, its reason."""
+    tz = _literal(cfg.source.timezone)
+    local = f"coalesce(ts_local, timezone({tz}, timezone('UTC', ts_utc)))"
+    locals_ = con.execute(
+        f"SELECT DISTINCT {local} AS local FROM staged "
+        "WHERE ts_local IS NOT NULL OR ts_utc IS NOT NULL"
+    ).fetchdf()["local"]
+    gm = grid_map(locals_, cfg.series.frequency, cfg.source.timezone, cfg.ingest.snap_to_frequency)
+    con.register("grid_df", gm)
+    con.execute("CREATE TEMP TABLE grid AS SELECT * FROM grid_df")
+    con.unregister("grid_df")
+    calendar = is_calendar(cfg.series.frequency)
+    snap = cfg.ingest.snap_to_frequency
+    lo = cfg.series.min_value
+    hi = cfg.series.max_value
+    freq = _literal(cfg.series.frequency)
+    aware_ds = (
+        "g.local_snapped"
+        if calendar
+        else ("s.ts_utc - (g.ts_local - g.local_snapped)" if snap else "s.ts_utc")
+    )
+    base = _count(con, "SELECT min(rowid) FROM staged")
+    con.execute(f"""
+        CREATE TEMP TABLE ambiguous AS
+        SELECT s.rowid - {base} AS rec,
+               row_number() OVER (PARTITION BY s.unique_id, s.ts_local ORDER BY s.rowid) AS rn,
+               count(*) OVER (PARTITION BY s.unique_id, s.ts_local) AS cnt
+        FROM staged s JOIN grid g ON g.ts_local = s.ts_local
+        WHERE g.ds_first <> g.ds_second
+    """)
+    min_check = f"WHEN s.y < {float(lo)!r} THEN 'below_min'" if lo is not None else ""
+    max_check = f"WHEN s.y > {float(hi)!r} THEN 'above_max'" if hi is not None else ""
+    grid_check = "" if snap else "WHEN NOT g.on_grid THEN 'misaligned'"
+    zone = _literal(cfg.source.timezone)
+    con.execute(f"""
+        CREATE TEMP TABLE checked AS
+        SELECT rec, unique_id, y, ds, reason, t_text,
+               CASE WHEN reason IS NOT NULL THEN coalesce(v_raw, CAST(y AS VARCHAR)) END AS v_text,
+               CASE reason
+                 WHEN 'missing_id' THEN 'the id column is empty'
+                 WHEN 'unparseable_time' THEN 'cannot read ' || coalesce('''' || t_raw || '''', 'an empty value') || ' as a time'
+                 WHEN 'nonexistent_local_time' THEN 'local time ' || t_text || ' does not exist in ' || {zone} || ' (daylight-saving change)'
+                 WHEN 'ambiguous_local_time' THEN 'local time ' || t_text || ' occurs twice in ' || {zone} || ' and this series reports it ' || amb_cnt || ' time(s)'
+                 WHEN 'misaligned' THEN 'time ' || t_text || ' is not on the ' || {freq} || ' grid'
+                 WHEN 'missing_value' THEN 'the value is empty'
+                 WHEN 'not_a_number' THEN 'value ''' || v_raw || ''' is not a number'
+                 WHEN 'non_finite' THEN 'value ' || CAST(y AS VARCHAR) || ' is not finite'
+                 WHEN 'below_min' THEN 'value ' || CAST(y AS VARCHAR) || ' is below min_value {lo}'
+                 WHEN 'above_max' THEN 'value ' || CAST(y AS VARCHAR) || ' is above max_value {hi}'
+               END AS detail
+        FROM (
+        SELECT *,
+               CASE WHEN reason IS NOT NULL THEN coalesce(t_raw, strftime(t_parsed, '%Y-%m-%d %H:%M:%S')) END AS t_text
+        FROM (
+            SELECT s.rowid - {base} AS rec, s.unique_id, s.t_raw, s.v_raw, s.y, a.cnt AS amb_cnt,
+                   coalesce(s.ts_local, s.ts_utc) AS t_parsed,
+                   CASE
+                     WHEN s.ts_local IS NULL THEN {aware_ds}
+                     WHEN a.rec IS NULL THEN g.ds_first
+                     WHEN a.rn = 1 THEN g.ds_first
+                     ELSE g.ds_second
+                   END AS ds,
+                   CASE
+                     WHEN s.unique_id IS NULL THEN 'missing_id'
+                     WHEN s.ts_local IS NULL AND s.ts_utc IS NULL THEN 'unparseable_time'
+                     WHEN s.ts_local IS NOT NULL AND g.ds_first IS NULL THEN 'nonexistent_local_time'
+                     WHEN a.rec IS NOT NULL AND (a.cnt <> 2) THEN 'ambiguous_local_time'
+                     {grid_check}
+                     WHEN s.y IS NULL AND (s.v_raw IS NULL OR trim(s.v_raw) = '') THEN 'missing_value'
+                     WHEN s.y IS NULL THEN 'not_a_number'
+                     WHEN isnan(s.y) OR isinf(s.y) THEN 'non_finite'
+                     {min_check}
+                     {max_check}
+                   END AS reason
+            FROM staged s
+            LEFT JOIN grid g ON g.ts_local = coalesce(s.ts_local, timezone({tz}, timezone('UTC', s.ts_utc)))
+            LEFT JOIN ambiguous a ON a.rec = s.rowid - {base}
+        )
+        )
+    """)
+    # Duplicates of (unique_id, ds) inside the batch: exact copies are stored once and the extra
+    # copies quarantined; copies that disagree cannot be told apart, so all are quarantined.
+    # A 64-bit hash finds the candidate keys cheaply; the exact keys are compared only for those.
+    con.execute("""
+        CREATE TEMP TABLE dupes AS
+        WITH suspects AS (
+            SELECT hash(unique_id, ds) AS h FROM checked WHERE reason IS NULL
+            GROUP BY 1 HAVING count(*) > 1
+        )
+        SELECT unique_id, ds, min(rec) AS first_rec, min(y) <> max(y) AS conflicting, count(*) AS n
+        FROM checked
+        WHERE reason IS NULL AND hash(unique_id, ds) IN (SELECT h FROM suspects)
+        GROUP BY unique_id, ds HAVING count(*) > 1
+    """)
+    con.execute("""
+        UPDATE checked SET
+          reason = CASE WHEN d.conflicting THEN 'conflicting_duplicate' ELSE 'duplicate' END,
+          t_text = strftime(d.ds, '%Y-%m-%d %H:%M:%S'),
+          v_text = CAST(checked.y AS VARCHAR),
+          detail = CASE WHEN d.conflicting
+                        THEN d.n || ' rows for series ''' || d.unique_id || ''' at ' || strftime(d.ds, '%Y-%m-%dT%H:%M:%S') || ' with different values'
+                        ELSE 'exact copy of an earlier row for the same series and time' END
+        FROM dupes d
+        WHERE checked.unique_id = d.unique_id AND checked.ds = d.ds AND checked.reason IS NULL
+          AND (d.conflicting OR checked.rec <> d.first_rec)
+    """)
+
+
+def _count(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> int:
+    row = con.execute(sql, params or []).fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+def _write(
+    con: duckdb.DuckDBPyConnection,
+    cfg: PipelineConfig,
+    batch_id: str,
+    file: str,
+    fp: _Fingerprint,
+    has_rejects: bool,
+    result: BatchResult,
+) -> None:
+    """Quarantine the bad rows, apply the good ones (new, corrected, unchanged), record parity."""
+    pipeline = cfg.name
+    header = 0 if fp.format == "parquet" else 1
+    if has_rejects:
+        # Line numbers of rows after a rejected line shift by the rejected lines before them.
+        con.execute("""
+            CREATE TEMP TABLE rej AS
+            SELECT line, line - 2 - (row_number() OVER (ORDER BY line) - 1) AS threshold,
+                   error_message, csv_line FROM rejects
+        """)
+        line = f"c.rec + 1 + {header} + (SELECT count(*) FROM rej WHERE rej.threshold <= c.rec)"
+    else:
+        line = f"c.rec + 1 + {header}"
+    raw = (
+        "concat_ws(',', coalesce(c.unique_id, ''), coalesce(c.t_text, ''), coalesce(c.v_text, ''))"
+    )
+    con.execute(
+        f"INSERT INTO quarantine SELECT ?, ?, ?, {line}, c.reason, c.detail, c.unique_id, {raw} "
+        "FROM checked c WHERE c.reason IS NOT NULL",
+        [pipeline, batch_id, file],
+    )
+    if has_rejects:
+        con.execute(
+            "INSERT INTO quarantine SELECT ?, ?, ?, line, 'malformed_row', error_message, NULL, "
+            "csv_line FROM rej",
+            [pipeline, batch_id, file],
+        )
+    # Values already stored for the same keys: corrections move the old value to history.
+    first_batch = not _count(con, "SELECT count(*) FROM batches WHERE pipeline = ?", [pipeline])
+    con.execute(
+        "CREATE TEMP TABLE existing AS "
+        "SELECT o.unique_id, o.ds, o.y AS old_y, o.batch_id AS old_batch, c.y AS new_y "
+        "FROM observations o JOIN checked c ON o.unique_id = c.unique_id AND o.ds = c.ds "
+        f"WHERE o.pipeline = ? AND c.reason IS NULL {'AND false' if first_batch else ''}",
+        [pipeline],
+    )
+    corrected = _count(con, "SELECT count(*) FROM existing WHERE old_y <> new_y")
+    unchanged = _count(con, "SELECT count(*) FROM existing WHERE old_y = new_y")
+    if corrected:
+        con.execute(
+            "INSERT INTO observation_history SELECT ?, unique_id, ds, old_y, old_batch, ?, "
+            "now()::TIMESTAMP FROM existing WHERE old_y <> new_y",
+            [pipeline, batch_id],
+        )
+        con.execute(
+            "DELETE FROM observations o USING existing e WHERE o.pipeline = ? "
+            "AND o.unique_id = e.unique_id AND o.ds = e.ds AND e.old_y <> e.new_y",
+            [pipeline],
+        )
+    skip_unchanged = (
+        "AND NOT EXISTS (SELECT 1 FROM existing e WHERE e.unique_id = c.unique_id "
+        "AND e.ds = c.ds AND e.old_y = e.new_y)"
+        if unchanged
+        else ""
+    )
+    con.execute(
+        "INSERT INTO observations SELECT ?, c.unique_id, c.ds, c.y, ? FROM checked c "
+        f"WHERE c.reason IS NULL {skip_unchanged}",
+        [pipeline, batch_id],
+    )
+
+    rejected = _count(con, "SELECT count(*) FROM rej") if has_rejects else 0
+    result.rows_read = _count(con, "SELECT count(*) FROM staged") + rejected
+    result.rows_stored = _count(con, "SELECT count(*) FROM checked WHERE reason IS NULL")
+    reasons = con.execute(
+        "SELECT reason, count(*) FROM quarantine WHERE pipeline = ? AND batch_id = ? "
+        "GROUP BY reason ORDER BY reason",
+        [pipeline, batch_id],
+    ).fetchall()
+    result.quarantine_reasons = {str(k): int(v) for k, v in reasons}
+    result.rows_quarantined = sum(result.quarantine_reasons.values())
+    result.rows_corrected = corrected
+    result.rows_unchanged = unchanged
+    result.rows_new = result.rows_stored - corrected - unchanged
+    if result.rows_read != result.rows_stored + result.rows_quarantined:
+        raise ParityError(
+            f"{file}: parity broken: read {result.rows_read} rows but stored "
+            f"{result.rows_stored} and quarantined {result.rows_quarantined}; nothing was committed"
+        )
+    con.execute(
+        "INSERT INTO batches VALUES (?, ?, ?, ?, ?, now()::TIMESTAMP, ?, ?, ?, ?, ?, ?)",
+        [
+            pipeline,
+            batch_id,
+            fp.sha256,
+            file,
+            fp.format,
+            result.rows_read,
+            result.rows_stored,
+            result.rows_quarantined,
+            result.rows_new,
+            corrected,
+            unchanged,
+        ],
+    )
+
+
+def ingest_file(ws: Workspace, cfg: PipelineConfig, path: Path) -> BatchResult:
+    """Ingest one file as one batch; a batch already ingested into this pipeline is skipped."""
+    meter = Meter()
+    with meter:
+        display = str(path)
+        fp = fingerprint(path)
+        batch_id = fp.sha256[:16]
+        result = BatchResult(file=display, batch_id=batch_id, status="ingested")
+        with store.writing(
+            ws.store_path, memory_limit=cfg.ingest.memory_limit, temp_dir=ws.temp_dir
+        ) as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                seen = _count(
+                    con,
+                    "SELECT count(*) FROM batches WHERE pipeline = ? AND content_sha256 = ?",
+                    [cfg.name, fp.sha256],
+                )
+                if seen:
+                    con.execute("ROLLBACK")
+                    result.status = "skipped"
+                else:
+                    peek = _reader(path, fp, cfg, keep_rejects=False)
+                    columns = _mapped_columns(con, peek, path, fp, cfg)
+                    primary, result.time_format = _choose_format(
+                        con, f"(SELECT {columns} FROM {peek})", cfg
+                    )
+                    full = _reader(path, fp, cfg, keep_rejects=True)
+                    try:
+                        _load(con, f"(SELECT {columns} FROM {full})", cfg, primary)
+                    except duckdb.Error as exc:
+                        raise InputFileError(
+                            display, f"cannot be read as {fp.format} ({_first_line(exc)})"
+                        ) from None
+                    has_rejects = fp.format != "parquet" and bool(
+                        _count(con, "SELECT count(*) FROM rejects")
+                    )
+                    _place(con, cfg)
+                    _write(con, cfg, batch_id, display, fp, has_rejects, result)
+                    con.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(duckdb.Error):
+                    con.execute("ROLLBACK")
+                raise
+    usage = meter.usage
+    result.wall_s, result.cpu_s, result.peak_rss_mb = usage.wall_s, usage.cpu_s, usage.peak_rss_mb
+    control.audit(
+        ws.control_path,
+        f"ingest.{result.status}",
+        pipeline=cfg.name,
+        subject=batch_id,
+        detail={
+            "file": display,
+            "rows_read": result.rows_read,
+            "rows_stored": result.rows_stored,
+            "rows_quarantined": result.rows_quarantined,
+            "quarantine_reasons": result.quarantine_reasons,
+        },
+    )
+    return result
+
+
+def ingest(ws: Workspace, pipeline: str, files: list[Path]) -> list[BatchResult]:
+    """Ingest files in order; each is its own batch, so a failure leaves earlier ones stored."""
+    cfg = ws.pipeline(pipeline)
+    return [ingest_file(ws, cfg, Path(f)) for f in files]
+
+
+def quarantined(ws: Workspace, pipeline: str, limit: int | None = None) -> list[dict[str, Any]]:
+    """Quarantined rows of a pipeline with their reasons, newest batch first."""
+    ws.pipeline(pipeline)
+    sql = """
+        SELECT q.batch_id, q.file, q.line, q.reason, q.detail, q.unique_id, q.raw
+        FROM quarantine q LEFT JOIN batches b USING (pipeline, batch_id)
+        WHERE q.pipeline = ? ORDER BY b.ingested_at DESC, q.file, q.line
+    """
+    params: list[Any] = [pipeline]
+    if limit is not None:
+        sql += " LIMIT ?"
+        params.append(limit)
+    with store.reading(ws.store_path) as con:
+        cursor = con.execute(sql, params)
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]

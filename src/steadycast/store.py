@@ -1,0 +1,159 @@
+"""The embedded default store: one DuckDB file per workspace, with versioned migrations.
+
+DuckDB lets one process write a database file, and while it holds it no other process can open
+it. So connections are held only as long as one piece of work takes: ``writing()`` opens, does the
+work in one transaction, and closes; a busy store is retried for a while, then reported with a
+clear message. Runs read what they need at their start and let go (see docs/ARCHITECTURE.md).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+
+from steadycast.errors import StoreBusyError, WorkspaceError
+
+STORE_FILE = "store.duckdb"
+
+# Each entry upgrades the store by one version; never edit an entry once released, append one.
+MIGRATIONS: list[str] = [
+    # 1: observations, quarantine and the batch ledger
+    """
+    CREATE TABLE observations (
+        pipeline VARCHAR NOT NULL,
+        unique_id VARCHAR NOT NULL,
+        ds TIMESTAMP NOT NULL,
+        y DOUBLE NOT NULL,
+        batch_id VARCHAR NOT NULL
+    );
+    CREATE TABLE quarantine (
+        pipeline VARCHAR NOT NULL,
+        batch_id VARCHAR NOT NULL,
+        file VARCHAR NOT NULL,
+        line BIGINT,
+        reason VARCHAR NOT NULL,
+        detail VARCHAR,
+        unique_id VARCHAR,
+        raw VARCHAR
+    );
+    CREATE TABLE batches (
+        pipeline VARCHAR NOT NULL,
+        batch_id VARCHAR NOT NULL,
+        content_sha256 VARCHAR NOT NULL,
+        file VARCHAR NOT NULL,
+        format VARCHAR NOT NULL,
+        ingested_at TIMESTAMP NOT NULL,
+        rows_read BIGINT NOT NULL,
+        rows_stored BIGINT NOT NULL,
+        rows_quarantined BIGINT NOT NULL,
+        rows_new BIGINT NOT NULL,
+        rows_corrected BIGINT NOT NULL,
+        rows_unchanged BIGINT NOT NULL
+    );
+    """,
+    # 2: history of superseded values, so a correction never erases what was there before
+    """
+    CREATE TABLE observation_history (
+        pipeline VARCHAR NOT NULL,
+        unique_id VARCHAR NOT NULL,
+        ds TIMESTAMP NOT NULL,
+        y DOUBLE NOT NULL,
+        batch_id VARCHAR NOT NULL,
+        superseded_by VARCHAR NOT NULL,
+        superseded_at TIMESTAMP NOT NULL
+    );
+    """,
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def _open(
+    path: Path, read_only: bool, wait_s: float, memory_limit: str | None
+) -> duckdb.DuckDBPyConnection:
+    deadline = time.monotonic() + wait_s
+    delay = 0.05
+    while True:
+        try:
+            config: dict[str, str] = {}
+            if memory_limit:
+                config["memory_limit"] = memory_limit
+            con = duckdb.connect(str(path), read_only=read_only, config=config)
+            con.execute("SET TimeZone = 'UTC'")
+            return con
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower():
+                raise WorkspaceError(f"{path}: the store cannot be opened ({exc})") from None
+            if time.monotonic() >= deadline:
+                raise StoreBusyError(
+                    f"{path}: the store is in use by another steadycast process "
+                    f"(waited {wait_s:.0f} s); try again when it has finished"
+                ) from None
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+
+def migrate(con: duckdb.DuckDBPyConnection, target: int = SCHEMA_VERSION) -> int:
+    """Bring the store up to ``target``; returns the version it had. Never downgrades."""
+    con.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+    row = con.execute("SELECT max(version) FROM schema_version").fetchone()
+    current = int(row[0]) if row and row[0] is not None else 0
+    if current > SCHEMA_VERSION:
+        raise WorkspaceError(
+            f"the store has schema version {current}, newer than this steadycast "
+            f"understands ({SCHEMA_VERSION}); upgrade steadycast"
+        )
+    for version in range(current + 1, target + 1):
+        con.execute("BEGIN TRANSACTION")
+        con.execute(MIGRATIONS[version - 1])
+        con.execute("INSERT INTO schema_version VALUES (?)", [version])
+        con.execute("COMMIT")
+    return current
+
+
+@contextmanager
+def writing(
+    path: Path,
+    *,
+    wait_s: float = 120.0,
+    memory_limit: str | None = None,
+    temp_dir: Path | None = None,
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A short-lived write connection; the caller manages its transaction."""
+    con = _open(path, read_only=False, wait_s=wait_s, memory_limit=memory_limit)
+    try:
+        if temp_dir is not None:
+            temp_dir.mkdir(parents=True, exist_ok=True)
+            con.execute("SET temp_directory = ?", [str(temp_dir)])
+        threads = os.environ.get("STEADYCAST_THREADS")
+        if threads:
+            con.execute(f"SET threads = {int(threads)}")
+        migrate(con)
+        yield con
+    finally:
+        con.close()
+
+
+@contextmanager
+def reading(path: Path, *, wait_s: float = 30.0) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A short-lived read-only connection."""
+    if not path.exists():
+        raise WorkspaceError(f"{path}: no store here; run `steadycast init` first")
+    con = _open(path, read_only=True, wait_s=wait_s, memory_limit=None)
+    try:
+        row = con.execute("SELECT max(version) FROM schema_version").fetchone()
+        version = int(row[0]) if row and row[0] is not None else 0
+        if version != SCHEMA_VERSION:
+            con.close()
+            # An older store is upgraded by the next writer; do it now, then read.
+            with writing(path, wait_s=wait_s):
+                pass
+            con = _open(path, read_only=True, wait_s=wait_s, memory_limit=None)
+        yield con
+    finally:
+        con.close()

@@ -1,0 +1,95 @@
+"""Shared fixtures: small real workspaces in tmp_path, real files, the real CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from steadycast.workspace import Workspace
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("STEADYCAST_DATA", REPO.parent / "shared" / "data"))
+
+BASIC_PIPELINE = """\
+[source]
+id_column = "meter_id"
+time_column = "timestamp"
+value_column = "kwh"
+timezone = "{timezone}"
+time_format = "{time_format}"
+
+[series]
+frequency = "{frequency}"
+horizon = {horizon}
+season_lengths = {season_lengths}
+min_value = 0
+max_value = 1000
+{extra}
+"""
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Workspace:
+    return Workspace.init(tmp_path / "ws")
+
+
+@pytest.fixture
+def make_pipeline(workspace: Workspace) -> Callable[..., str]:
+    """Write pipelines/NAME.toml from the basic template; returns the name."""
+
+    def make(
+        name: str = "meters",
+        *,
+        timezone: str = "UTC",
+        time_format: str = "",
+        frequency: str = "1h",
+        horizon: int = 24,
+        season_lengths: str = "[24]",
+        extra: str = "",
+        text: str | None = None,
+    ) -> str:
+        body = (
+            text
+            if text is not None
+            else BASIC_PIPELINE.format(
+                timezone=timezone,
+                time_format=time_format,
+                frequency=frequency,
+                horizon=horizon,
+                season_lengths=season_lengths,
+                extra=textwrap.dedent(extra),
+            )
+        )
+        (workspace.pipelines_dir / f"{name}.toml").write_text(body, encoding="utf-8")
+        return name
+
+    return make
+
+
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the real ``steadycast`` command in a child process."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "steadycast.cli", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=cwd,
+        timeout=600,
+    )
+
+
+def shared_data(*parts: str) -> Path:
+    """A file of the real datasets beside the repository; skips the test when absent."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"real dataset not available: {path}")
+    return path
