@@ -1,0 +1,146 @@
+"""Ingest benchmark: steadycast's ingest against a plain DuckDB read_csv of the same file.
+
+Both run in their own child process, one after the other, alternating, so each figure has its
+peer from the same minute on the same (noisy) machine.
+
+    python bench/ingest.py [--rows 20000000] [--repeats 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+from pathlib import Path
+
+import duckdb
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import WORK, machine, measure, today, write_section  # noqa: E402
+
+PIPELINE = """\
+[source]
+id_column = "meter_id"
+time_column = "timestamp"
+value_column = "kwh"
+timezone = "UTC"
+
+[series]
+frequency = "1h"
+horizon = 24
+season_lengths = [24, 168]
+min_value = 0
+"""
+
+PLAIN = """
+import duckdb, sys
+con = duckdb.connect(sys.argv[1])
+con.execute("CREATE TABLE observations AS SELECT * FROM read_csv(?)", [sys.argv[2]])
+print(con.execute("SELECT count(*) FROM observations").fetchone()[0])
+"""
+
+
+def generate(path: Path, rows: int) -> None:
+    """Meter-like rows: 20,000 meters, hourly, with one row in 10,000 bad (a text value)."""
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meters = 20_000
+    con = duckdb.connect()
+    con.execute(
+        f"""
+        COPY (
+            SELECT 'MTR' || lpad(CAST(i % {meters} AS VARCHAR), 7, '0') AS meter_id,
+                   strftime(TIMESTAMP '2024-01-01' + INTERVAL (i // {meters}) HOUR, '%Y-%m-%d %H:%M:%S') AS timestamp,
+                   CASE WHEN i % 10000 = 4321 THEN 'ERR'
+                        ELSE CAST(round(0.2 + 1.5 * random(), 3) AS VARCHAR) END AS kwh
+            FROM range({rows}) t(i)
+        ) TO '{path}' (HEADER)
+        """
+    )
+    con.close()
+
+
+def run(rows: int, repeats: int) -> dict[str, object]:
+    data = WORK / f"ingest_{rows}.csv"
+    generate(data, rows)
+    size_mb = data.stat().st_size / 1024**2
+    plain_runs, ours_runs = [], []
+    for i in range(repeats):
+        target = WORK / f"plain_{i}.duckdb"
+        target.unlink(missing_ok=True)
+        plain = measure([sys.executable, "-c", PLAIN, str(target), str(data)])
+        if plain.returncode != 0:
+            raise SystemExit(f"plain DuckDB load failed: {plain.stderr}")
+        target.unlink(missing_ok=True)
+        plain_runs.append(plain)
+
+        ws = WORK / f"ws_{i}"
+        shutil.rmtree(ws, ignore_errors=True)
+        init = measure([sys.executable, "-m", "steadycast.cli", "init", str(ws)])
+        if init.returncode != 0:
+            raise SystemExit(init.stderr)
+        (ws / "pipelines" / "bench.toml").write_text(PIPELINE)
+        ours = measure(
+            [sys.executable, "-m", "steadycast.cli", "ingest", "bench", str(data), "-w", str(ws), "--json"]
+        )
+        if ours.returncode != 0:
+            raise SystemExit(f"steadycast ingest failed: {ours.stderr}")
+        batch = json.loads(ours.stdout)["batches"][0]
+        assert batch["rows_read"] == rows  # noqa: S101 - a benchmark sanity check, not validation
+        shutil.rmtree(ws, ignore_errors=True)
+        ours_runs.append(ours)
+    plain_wall = statistics.median(m.wall_s for m in plain_runs)
+    ours_wall = statistics.median(m.wall_s for m in ours_runs)
+    return {
+        "rows": rows,
+        "file_mb": round(size_mb),
+        "plain_wall_s": round(plain_wall, 2),
+        "plain_peak_mb": round(max(m.peak_rss_mb for m in plain_runs)),
+        "ours_wall_s": round(ours_wall, 2),
+        "ours_cpu_s": round(statistics.median(m.cpu_s for m in ours_runs), 2),
+        "ours_peak_mb": round(max(m.peak_rss_mb for m in ours_runs)),
+        "ratio": round(ours_wall / plain_wall, 2),
+        "rows_per_s": round(rows / ours_wall),
+        "repeats": repeats,
+        "quarantined": batch["rows_quarantined"],
+    }
+
+
+def markdown(r: dict[str, object]) -> str:
+    return f"""## Ingest
+
+{today()} on {machine()}. Reproduce: `python bench/ingest.py --rows {r['rows']} --repeats {r['repeats']}`
+(part of `make bench`).
+
+A generated CSV of {r['rows']:,} rows ({r['file_mb']} MB; 20,000 meters, hourly, one row in 10,000
+with a text value) loaded by `steadycast ingest` (parse, UTC placement, row checks, duplicate
+check, quarantine of {r['quarantined']:,} rows, parity, one transaction into the workspace store),
+and, in the same run, by plain DuckDB `CREATE TABLE ... AS SELECT * FROM read_csv(...)` into a
+database file. Medians of {r['repeats']} alternating runs, each in its own process.
+
+| | wall | peak memory |
+| --- | ---: | ---: |
+| plain DuckDB `read_csv` | {r['plain_wall_s']} s | {r['plain_peak_mb']} MB |
+| `steadycast ingest` | {r['ours_wall_s']} s (CPU {r['ours_cpu_s']} s) | {r['ours_peak_mb']} MB |
+| **ratio** (target at most 2x; memory under 2 GB) | **{r['ratio']}x** | |
+
+Throughput: {r['rows_per_s']:,} rows/s.
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rows", type=int, default=20_000_000)
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+    result = run(args.rows, args.repeats)
+    print(json.dumps(result, indent=2))
+    path = write_section("ingest", markdown(result))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
