@@ -18,7 +18,7 @@ from pathlib import Path
 import duckdb
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import WORK, machine, measure, today, write_section  # noqa: E402
+from common import WORK, machine, measure, today, write_section
 
 PIPELINE = """\
 [source]
@@ -84,12 +84,22 @@ def run(rows: int, repeats: int) -> dict[str, object]:
             raise SystemExit(init.stderr)
         (ws / "pipelines" / "bench.toml").write_text(PIPELINE)
         ours = measure(
-            [sys.executable, "-m", "steadycast.cli", "ingest", "bench", str(data), "-w", str(ws), "--json"]
+            [
+                sys.executable,
+                "-m",
+                "steadycast.cli",
+                "ingest",
+                "bench",
+                str(data),
+                "-w",
+                str(ws),
+                "--json",
+            ]
         )
         if ours.returncode != 0:
             raise SystemExit(f"steadycast ingest failed: {ours.stderr}")
         batch = json.loads(ours.stdout)["batches"][0]
-        assert batch["rows_read"] == rows  # noqa: S101 - a benchmark sanity check, not validation
+        assert batch["rows_read"] == rows
         shutil.rmtree(ws, ignore_errors=True)
         ours_runs.append(ours)
     plain_wall = statistics.median(m.wall_s for m in plain_runs)
@@ -112,22 +122,22 @@ def run(rows: int, repeats: int) -> dict[str, object]:
 def markdown(r: dict[str, object]) -> str:
     return f"""## Ingest
 
-{today()} on {machine()}. Reproduce: `python bench/ingest.py --rows {r['rows']} --repeats {r['repeats']}`
+{today()} on {machine()}. Reproduce: `python bench/ingest.py --rows {r["rows"]} --repeats {r["repeats"]}`
 (part of `make bench`).
 
-A generated CSV of {r['rows']:,} rows ({r['file_mb']} MB; 20,000 meters, hourly, one row in 10,000
+A generated CSV of {r["rows"]:,} rows ({r["file_mb"]} MB; 20,000 meters, hourly, one row in 10,000
 with a text value) loaded by `steadycast ingest` (parse, UTC placement, row checks, duplicate
-check, quarantine of {r['quarantined']:,} rows, parity, one transaction into the workspace store),
+check, quarantine of {r["quarantined"]:,} rows, parity, one transaction into the workspace store),
 and, in the same run, by plain DuckDB `CREATE TABLE ... AS SELECT * FROM read_csv(...)` into a
-database file. Medians of {r['repeats']} alternating runs, each in its own process.
+database file. Medians of {r["repeats"]} alternating runs, each in its own process.
 
 | | wall | peak memory |
 | --- | ---: | ---: |
-| plain DuckDB `read_csv` | {r['plain_wall_s']} s | {r['plain_peak_mb']} MB |
-| `steadycast ingest` | {r['ours_wall_s']} s (CPU {r['ours_cpu_s']} s) | {r['ours_peak_mb']} MB |
-| **ratio** (target at most 2x; memory under 2 GB) | **{r['ratio']}x** | |
+| plain DuckDB `read_csv` | {r["plain_wall_s"]} s | {r["plain_peak_mb"]} MB |
+| `steadycast ingest` | {r["ours_wall_s"]} s (CPU {r["ours_cpu_s"]} s) | {r["ours_peak_mb"]} MB |
+| **ratio** (target at most 2x; memory under 2 GB) | **{r["ratio"]}x** | |
 
-Throughput: {r['rows_per_s']:,} rows/s.
+Throughput: {r["rows_per_s"]:,} rows/s.
 """
 
 

@@ -14,12 +14,16 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import BENCH, RESULTS, machine, today  # noqa: E402
+from common import BENCH, RESULTS, machine, today
 
 # name -> (script, arguments for the full run, arguments for --quick)
 BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     "ingest": ("ingest.py", [], ["--rows", "2000000", "--repeats", "1"]),
-    "accuracy": ("accuracy.py", ["--out", str(RESULTS / "accuracy.md")], ["--quick", "--out", str(RESULTS / "accuracy.md")]),
+    "accuracy": (
+        "accuracy.py",
+        ["--out", str(RESULTS / "accuracy.md")],
+        ["--quick", "--out", str(RESULTS / "accuracy.md")],
+    ),
 }
 
 
@@ -36,7 +40,9 @@ def main() -> None:
             print(f"skip {name}: {script} not present")
             continue
         print(f"== {name}", flush=True)
-        done = subprocess.run([sys.executable, str(BENCH / script), *(quick if args.quick else full)])
+        done = subprocess.run(
+            [sys.executable, str(BENCH / script), *(quick if args.quick else full)]
+        )
         if done.returncode != 0:
             failed.append(name)
     sections = [p.read_text() for p in sorted(RESULTS.glob("*.md"))]

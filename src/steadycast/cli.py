@@ -157,6 +157,204 @@ def quarantine(
 
 
 @app.command()
+def run(
+    pipeline: Annotated[str, typer.Argument(help="Pipeline name.")],
+    workspace: WorkspaceOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Check, prepare, backtest and select, forecast, gate and publish one pipeline."""
+    from steadycast.run import run_pipeline
+    from steadycast.workspace import Workspace
+
+    ws = Workspace.open(workspace)
+    with _progress(enabled=not json_out) as progress:
+        result = run_pipeline(ws, pipeline, progress=progress)
+    if json_out:
+        _emit_json(result.as_dict())
+    else:
+        _print_run(result)
+    if result.status == "held":
+        raise typer.Exit(3)
+    if result.status != "published":
+        raise typer.Exit(1)
+
+
+def _print_run(result: Any) -> None:
+    colour = {"published": "green", "held": "yellow"}.get(result.status, "red")
+    out.print(f"run [bold]{result.run_id}[/bold]: [{colour}]{result.status}[/{colour}]")
+    if result.release_id:
+        out.print(
+            f"  release {result.release_id}: {result.series:,} series, "
+            f"{result.fallback_series:,} on a fallback"
+        )
+    if result.error:
+        out.print(f"  error: {result.error}", markup=False, highlight=False)
+    table = Table(show_header=True, box=None, pad_edge=False)
+    for col in ("stage", "wall s", "cpu s", "peak MB", "rows in", "rows out"):
+        table.add_column(col, justify="left" if col == "stage" else "right")
+    for s in result.stages:
+        table.add_row(
+            s["name"],
+            f"{s['wall_s']:.2f}",
+            f"{s['cpu_s']:.2f}",
+            f"{s['peak_rss_mb']:.0f}",
+            f"{s['rows_in']:,}",
+            f"{s['rows_out']:,}",
+        )
+    out.print(table)
+
+
+class _progress:
+    """A progress bar on a terminal, nothing in scripts or with --json."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled and out.is_terminal
+        self._bar: Any = None
+        self._tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> Any:
+        if not self.enabled:
+            return None
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        self._bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=err,
+            transient=True,
+        )
+        self._bar.__enter__()
+
+        def update(stage: str, done: int, total: int) -> None:
+            if stage not in self._tasks:
+                self._tasks[stage] = self._bar.add_task(stage, total=total)
+            self._bar.update(self._tasks[stage], completed=done, total=total)
+
+        return update
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
+
+
+@app.command()
+def forecast(
+    pipeline: Annotated[str, typer.Argument(help="Pipeline name.")],
+    series: Annotated[
+        list[str] | None, typer.Option("--series", help="Only this series (repeatable).")
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="csv, parquet or json.")] = "csv",
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Write to this file instead of stdout.")
+    ] = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Export the current release: unique_id, ds, yhat, model, yhat_lo_L, yhat_hi_L."""
+    from steadycast.export import export_forecast
+    from steadycast.workspace import Workspace
+
+    ws = Workspace.open(workspace)
+    export_forecast(ws, pipeline, series=series or None, fmt=fmt, output=output, stdout=sys.stdout)
+
+
+@app.command()
+def releases(
+    pipeline: Annotated[str, typer.Argument(help="Pipeline name.")],
+    workspace: WorkspaceOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Release history of a pipeline, newest first; the current one is marked."""
+    from steadycast import releases as rel
+    from steadycast.workspace import Workspace
+
+    ws = Workspace.open(workspace)
+    ws.pipeline(pipeline)
+    current = rel.current_id(ws.releases_dir, pipeline)
+    rows = [
+        {**r.manifest, "current": r.release_id == current}
+        for r in rel.list_releases(ws.releases_dir, pipeline)
+    ]
+    if json_out:
+        _emit_json({"pipeline": pipeline, "current": current, "releases": rows})
+        return
+    if not rows:
+        out.print(f"No releases of {pipeline} yet; run `steadycast run {pipeline}`.")
+        return
+    table = Table(title=f"releases of {pipeline}")
+    for col in ("", "release", "created", "series", "rows", "content"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            "*" if r["current"] else "",
+            r["release_id"],
+            str(r.get("created_at", "")),
+            f"{r.get('series', 0):,}",
+            f"{r.get('rows', 0):,}",
+            str(r.get("content_sha256", ""))[:12],
+        )
+    out.print(table)
+
+
+@app.command()
+def models(
+    workspace: WorkspaceOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Built-in and plugged-in models with their capabilities; plugins that failed to load."""
+    import warnings
+
+    from steadycast.models.registry import describe_models, plugin_failures
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rows = describe_models()
+        failures = plugin_failures()
+    if json_out:
+        _emit_json({"models": rows, "plugin_failures": [vars(f) for f in failures]})
+        return
+    table = Table(title="models")
+    for col in (
+        "name",
+        "source",
+        "tier",
+        "intervals",
+        "min history",
+        "zeros",
+        "intermittent",
+        "global",
+    ):
+        table.add_column(col)
+    yes = {True: "yes", False: "-"}
+    for r in rows:
+        source = r["source"] if not r["distribution"] else f"plugin ({r['distribution']})"
+        table.add_row(
+            r["name"],
+            source,
+            r["tier"],
+            yes[r["intervals"]],
+            str(r["min_history"]),
+            yes[r["handles_zeros"]],
+            yes[r["intermittent"]],
+            yes[r["global"]],
+        )
+    out.print(table)
+    for f in failures:
+        err.print(
+            f"plugin {f.name} ({f.distribution or f.entry_point}) not loaded: {f.error}",
+            markup=False,
+            highlight=False,
+        )
+
+
+@app.command()
 def demo(
     directory: Annotated[Path, typer.Argument(help="Where to create the demo workspace.")] = Path(
         "demo-workspace"

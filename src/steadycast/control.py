@@ -36,6 +36,63 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX audit_pipeline_at ON audit (pipeline, at);
     """,
+    # 2: runs, their stages and models, and the one-run-per-pipeline lock
+    """
+    CREATE TABLE runs (
+        run_id TEXT PRIMARY KEY,
+        pipeline TEXT NOT NULL,
+        status TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        engine TEXT,
+        config_sha256 TEXT,
+        snapshot_sha256 TEXT,
+        release_id TEXT,
+        series INTEGER,
+        fallback_series INTEGER,
+        error TEXT,
+        pid INTEGER,
+        host TEXT,
+        wall_s REAL,
+        cpu_s REAL,
+        peak_rss_mb REAL,
+        detail TEXT
+    );
+    CREATE INDEX runs_pipeline_started ON runs (pipeline, started_at);
+    CREATE TABLE stages (
+        run_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        wall_s REAL,
+        cpu_s REAL,
+        peak_rss_mb REAL,
+        rows_in INTEGER,
+        rows_out INTEGER,
+        rows_rejected INTEGER,
+        series_in INTEGER,
+        series_out INTEGER,
+        detail TEXT,
+        PRIMARY KEY (run_id, name)
+    );
+    CREATE TABLE model_usage (
+        run_id TEXT NOT NULL,
+        model TEXT NOT NULL,
+        tasks INTEGER NOT NULL,
+        failures INTEGER NOT NULL,
+        cpu_s REAL NOT NULL,
+        peak_rss_mb REAL NOT NULL,
+        PRIMARY KEY (run_id, model)
+    );
+    CREATE TABLE locks (
+        pipeline TEXT PRIMARY KEY,
+        run_id TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        host TEXT NOT NULL,
+        since TEXT NOT NULL
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

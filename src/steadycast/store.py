@@ -68,6 +68,31 @@ MIGRATIONS: list[str] = [
         superseded_at TIMESTAMP NOT NULL
     );
     """,
+    # 3: why each series got its forecast: backtest scores and provenance per run
+    """
+    CREATE TABLE backtest_scores (
+        pipeline VARCHAR NOT NULL,
+        run_id VARCHAR NOT NULL,
+        unique_id VARCHAR NOT NULL,
+        model VARCHAR NOT NULL,
+        "window" INTEGER,
+        status VARCHAR,
+        metric VARCHAR NOT NULL,
+        value DOUBLE
+    );
+    CREATE TABLE series_provenance (
+        pipeline VARCHAR NOT NULL,
+        run_id VARCHAR NOT NULL,
+        unique_id VARCHAR NOT NULL,
+        model VARCHAR,
+        source VARCHAR NOT NULL,
+        fallback_reason VARCHAR,
+        metric VARCHAR,
+        backtest_score DOUBLE,
+        selection_reason VARCHAR,
+        interval_source VARCHAR
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -37,7 +37,17 @@ def big_csv(path: Path) -> Path:
 
 
 def ingest_cmd(ws: Path, file: Path) -> list[str]:
-    return [sys.executable, "-m", "steadycast.cli", "ingest", "meters", str(file), "-w", str(ws), "--json"]
+    return [
+        sys.executable,
+        "-m",
+        "steadycast.cli",
+        "ingest",
+        "meters",
+        str(file),
+        "-w",
+        str(ws),
+        "--json",
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +65,9 @@ def make_workspace(root: Path) -> Workspace:
 
 
 @pytest.mark.parametrize("attempt", range(int(os.environ.get("STEADYCAST_CRASH_ATTEMPTS", "3"))))
-def test_killed_ingest_reruns_to_exactly_once(tmp_path: Path, data_file: Path, attempt: int) -> None:
+def test_killed_ingest_reruns_to_exactly_once(
+    tmp_path: Path, data_file: Path, attempt: int
+) -> None:
     reference, ws = (make_workspace(tmp_path / name) for name in ("reference", "ws"))
     # A clean reference run measures how long an ingest takes, so kills land inside it.
     started = time.monotonic()
@@ -64,7 +76,9 @@ def test_killed_ingest_reruns_to_exactly_once(tmp_path: Path, data_file: Path, a
 
     rng = random.Random(attempt)
     delay = rng.uniform(0.05, duration)
-    proc = subprocess.Popen(ingest_cmd(ws.root, data_file), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        ingest_cmd(ws.root, data_file), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     time.sleep(delay)
     proc.send_signal(signal.SIGKILL)
     proc.communicate()
@@ -74,7 +88,9 @@ def test_killed_ingest_reruns_to_exactly_once(tmp_path: Path, data_file: Path, a
         batches = con.execute("SELECT count(*) FROM batches").fetchone()
         stored = con.execute("SELECT count(*) FROM observations").fetchone()
     assert batches is not None and stored is not None
-    assert (batches[0], stored[0]) in ((0, 0), (1, ROWS - ROWS // BAD_EVERY)), f"killed after {delay:.2f}s"
+    assert (batches[0], stored[0]) in ((0, 0), (1, ROWS - ROWS // BAD_EVERY)), (
+        f"killed after {delay:.2f}s"
+    )
 
     rerun = subprocess.run(ingest_cmd(ws.root, data_file), capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr

@@ -1,0 +1,79 @@
+"""Export the current release in the contract's columns, as CSV, Parquet or JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import IO
+
+import pandas as pd
+
+from steadycast import releases
+from steadycast.errors import NotFoundError, UsageError
+from steadycast.workspace import Workspace
+
+FORMATS = ("csv", "parquet", "json")
+
+
+def current_forecast(
+    ws: Workspace, pipeline: str, series: list[str] | None = None
+) -> tuple[str, pd.DataFrame]:
+    """(release_id, forecasts) of the pipeline's current release, optionally for some series."""
+    ws.pipeline(pipeline)
+    release = releases.current(ws.releases_dir, pipeline)
+    if release is None:
+        raise NotFoundError(
+            f"pipeline {pipeline!r} has no published release yet; run `steadycast run {pipeline}`"
+        )
+    frame = releases.read_forecasts(release, series)
+    if series:
+        missing = sorted(set(series) - set(frame["unique_id"]))
+        if missing:
+            shown = ", ".join(repr(m) for m in missing[:5])
+            raise NotFoundError(
+                f"no series {shown} in release {release.release_id} of {pipeline!r}"
+            )
+    return release.release_id, frame
+
+
+def _iso(frame: pd.DataFrame) -> pd.DataFrame:
+    out = frame.copy()
+    out["ds"] = pd.to_datetime(out["ds"]).dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return out
+
+
+def export_forecast(
+    ws: Workspace,
+    pipeline: str,
+    *,
+    series: list[str] | None,
+    fmt: str,
+    output: Path | None,
+    stdout: IO[str],
+) -> None:
+    if fmt not in FORMATS:
+        raise UsageError(f"--format {fmt!r} is not supported; use one of {', '.join(FORMATS)}")
+    release_id, frame = current_forecast(ws, pipeline, series)
+    if fmt == "parquet":
+        if output is None:
+            raise UsageError("--format parquet needs -o FILE (Parquet is binary)")
+        frame.to_parquet(output, index=False)
+        return
+    if fmt == "csv":
+        text = _iso(frame).to_csv(index=False)
+    else:
+        text = (
+            json.dumps(
+                {
+                    "pipeline": pipeline,
+                    "release_id": release_id,
+                    "rows": _iso(frame).to_dict(orient="records"),
+                },
+                indent=1,
+            )
+            + "\n"
+        )
+    if output is None:
+        stdout.write(text)
+    else:
+        output.write_text(text, encoding="utf-8")

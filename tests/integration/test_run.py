@@ -1,0 +1,199 @@
+"""A run end to end on a small fleet: snapshot, backtest, select, forecast, publish, export."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from steadycast import releases, store
+from steadycast.control import connect
+from steadycast.errors import NotFoundError, StoreBusyError
+from steadycast.export import current_forecast, export_forecast
+from steadycast.ops.runlog import pipeline_lock
+from steadycast.run import run_pipeline
+from steadycast.stages.ingest import ingest
+from steadycast.workspace import Workspace
+from tests.conftest import run_cli
+
+PIPELINE = """\
+[source]
+id_column = "meter_id"
+time_column = "timestamp"
+value_column = "kwh"
+
+[series]
+frequency = "1h"
+horizon = 12
+season_lengths = [24]
+min_value = 0
+
+[models]
+candidates = ["Naive", "SeasonalNaive", "HistoricAverage", "SES"]
+
+[forecast]
+workers = 1
+"""
+
+
+def fleet_csv(path: Path, series: int = 5, days: int = 10, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    hours = pd.date_range("2024-03-01", periods=24 * days, freq="1h")
+    rows = []
+    for i in range(series):
+        daily = 1.0 + 0.5 * np.sin(2 * np.pi * (hours.hour.to_numpy() + i) / 24)
+        values = np.maximum(0, daily * (1 + i) + rng.normal(0, 0.05, len(hours)))
+        rows.append(
+            pd.DataFrame(
+                {"meter_id": f"m{i}", "timestamp": hours.strftime("%Y-%m-%d %H:%M"), "kwh": values}
+            )
+        )
+    # One series with a gap of a few hours, which prepare fills.
+    frame = pd.concat(rows, ignore_index=True)
+    frame = frame.drop(
+        frame[(frame.meter_id == "m0") & frame.timestamp.str.startswith("2024-03-05 1")].index
+    )
+    frame.to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture
+def ready(tmp_path: Path) -> Workspace:
+    ws = Workspace.init(tmp_path / "ws")
+    (ws.pipelines_dir / "meters.toml").write_text(PIPELINE)
+    ingest(ws, "meters", [fleet_csv(tmp_path / "fleet.csv")])
+    return ws
+
+
+def test_run_publishes_a_release_with_every_series_and_its_provenance(ready: Workspace) -> None:
+    result = run_pipeline(ready, "meters")
+    assert result.status == "published", result.error
+    assert result.series == 5
+    assert [s["name"] for s in result.stages] == ["snapshot", "forecast", "publish"]
+    assert result.stages[0]["rows_in"] == result.stages[1]["rows_in"]
+    release_id, frame = current_forecast(ready, "meters")
+    assert release_id == result.release_id
+    assert list(frame.columns) == [
+        "unique_id",
+        "ds",
+        "yhat",
+        "model",
+        "yhat_lo_80",
+        "yhat_hi_80",
+        "yhat_lo_95",
+        "yhat_hi_95",
+    ]
+    assert frame.groupby("unique_id").size().to_dict() == {f"m{i}": 12 for i in range(5)}
+    assert np.isfinite(frame[["yhat", "yhat_lo_95", "yhat_hi_95"]]).all().all()
+    assert (frame["yhat_lo_95"] <= frame["yhat"]).all() and (
+        frame["yhat"] <= frame["yhat_hi_95"]
+    ).all()
+    assert (frame["yhat_lo_95"] >= 0).all()  # min_value = 0 bounds the intervals too
+    # Forecasts start one step after each series' last observation.
+    assert frame.groupby("unique_id")["ds"].min().eq(pd.Timestamp("2024-03-11 00:00")).all()
+    with store.reading(ready.store_path) as con:
+        prov = con.execute(
+            "SELECT unique_id, model, source, selection_reason FROM series_provenance WHERE run_id = ?",
+            [result.run_id],
+        ).fetchdf()
+        scored = con.execute(
+            "SELECT count(DISTINCT model) FROM backtest_scores WHERE run_id = ?", [result.run_id]
+        ).fetchone()
+    assert sorted(prov["unique_id"]) == [f"m{i}" for i in range(5)]
+    assert prov["selection_reason"].str.len().gt(0).all()
+    assert scored is not None and scored[0] >= 4
+    with connect(ready.control_path) as con:
+        run = con.execute(
+            "SELECT status, release_id FROM runs WHERE run_id = ?", (result.run_id,)
+        ).fetchone()
+        stages = con.execute(
+            "SELECT name, status, cpu_s FROM stages WHERE run_id = ?", (result.run_id,)
+        ).fetchall()
+    assert tuple(run) == ("published", result.release_id)
+    assert all(s["status"] == "ok" for s in stages)
+
+
+def test_cli_run_json_and_forecast_export(ready: Workspace, tmp_path: Path) -> None:
+    done = run_cli("run", "meters", "-w", str(ready.root), "--json")
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert set(doc) == {
+        "run_id",
+        "pipeline",
+        "status",
+        "release_id",
+        "series",
+        "fallback_series",
+        "gate",
+        "stages",
+    }
+    assert doc["status"] == "published"
+    assert set(doc["stages"][0]) == {
+        "name",
+        "wall_s",
+        "cpu_s",
+        "peak_rss_mb",
+        "rows_in",
+        "rows_out",
+    }
+    csv = run_cli("forecast", "meters", "--series", "m1", "-w", str(ready.root))
+    assert csv.returncode == 0, csv.stderr
+    frame = pd.read_csv(io.StringIO(csv.stdout))
+    assert set(frame["unique_id"]) == {"m1"} and len(frame) == 12
+    assert frame["ds"].iloc[0] == "2024-03-11T00:00:00Z"
+    as_json = json.loads(
+        run_cli("forecast", "meters", "--format", "json", "-w", str(ready.root)).stdout
+    )
+    assert as_json["release_id"] == doc["release_id"] and len(as_json["rows"]) == 60
+    out = tmp_path / "f.parquet"
+    assert (
+        run_cli(
+            "forecast", "meters", "--format", "parquet", "-o", str(out), "-w", str(ready.root)
+        ).returncode
+        == 0
+    )
+    assert len(pd.read_parquet(out)) == 60
+    unknown = run_cli("forecast", "meters", "--series", "nope", "-w", str(ready.root))
+    assert unknown.returncode == 1 and "no series 'nope'" in unknown.stderr
+
+
+def test_second_run_of_the_same_pipeline_fails_fast_naming_the_first(ready: Workspace) -> None:
+    with pipeline_lock(ready.control_path, "meters", "meters-first"):
+        with pytest.raises(
+            StoreBusyError,
+            match=r"another run of pipeline 'meters' is in progress since .*run meters-first",
+        ):
+            run_pipeline(ready, "meters")
+        busy = run_cli("run", "meters", "-w", str(ready.root))
+        assert busy.returncode == 1 and "run meters-first" in busy.stderr
+
+
+def test_lock_of_a_dead_process_is_taken_over(ready: Workspace) -> None:
+    with connect(ready.control_path) as con:
+        con.execute(
+            "INSERT INTO runs (run_id, pipeline, status, started_at, pid, host) VALUES ('old', 'meters', 'running', 'x', 999999999, ?)",
+            (__import__("socket").gethostname(),),
+        )
+        con.execute(
+            "INSERT INTO locks VALUES ('meters', 'old', 999999999, ?, 'x')",
+            (__import__("socket").gethostname(),),
+        )
+    assert run_pipeline(ready, "meters").status == "published"
+    with connect(ready.control_path) as con:
+        old = con.execute("SELECT status, error FROM runs WHERE run_id = 'old'").fetchone()
+    assert old["status"] == "failed" and "interrupted" in old["error"]
+
+
+def test_run_without_data_fails_with_a_clear_message(tmp_path: Path) -> None:
+    ws = Workspace.init(tmp_path / "ws")
+    (ws.pipelines_dir / "meters.toml").write_text(PIPELINE)
+    result = run_pipeline(ws, "meters")
+    assert result.status == "failed"
+    assert "has no stored observations; ingest data first" in str(result.error)
+    with pytest.raises(NotFoundError, match="has no published release yet"):
+        export_forecast(ws, "meters", series=None, fmt="csv", output=None, stdout=io.StringIO())
+    assert releases.current(ws.releases_dir, "meters") is None
