@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from steadycast.models.registry import SteadycastPluginWarning, available_models, reload_plugins
 from steadycast.workspace import Workspace
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,6 +33,15 @@ min_value = 0
 max_value = 1000
 {extra}
 """
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _plugins_loaded_once() -> None:
+    """The test plugin package registers a plugin that fails on import, on purpose: its warning
+    is expected once here (plugins load once per process), not leaked into other tests."""
+    reload_plugins()
+    with pytest.warns(SteadycastPluginWarning, match="ChaosBrokenImport"):
+        available_models()
 
 
 @pytest.fixture
