@@ -40,7 +40,7 @@ def _plugins_loaded_once() -> None:
     """The test plugin package registers a plugin that fails on import, on purpose: its warning
     is expected once here (plugins load once per process), not leaked into other tests."""
     reload_plugins()
-    with pytest.warns(SteadycastPluginWarning, match="ChaosBrokenImport"):
+    with pytest.warns(SteadycastPluginWarning):
         available_models()
 
 
