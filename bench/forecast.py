@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import WORK, machine, measure, today, write_section  # noqa: E402
+from common import WORK, machine, measure, today, write_section
 
 MODELS = ["SeasonalNaive", "AutoETS", "AutoTheta"]
 HORIZON = 24

@@ -84,9 +84,8 @@ def run_demo(directory: Path, console: Console, json_out: bool = False) -> dict[
         + (f", release {result.release_id}" if result.release_id else "")
         + (f" ({result.error})" if result.error else "")
     )
-    if result.release_id:
-        release = releases.current(ws.releases_dir, DEMO_PIPELINE)
-        assert release is not None  # noqa: S101 - just published
+    release = releases.current(ws.releases_dir, DEMO_PIPELINE) if result.release_id else None
+    if release is not None:
         frame = releases.read_forecasts(release)
         mix = frame.drop_duplicates("unique_id")["model"].value_counts()
         table = Table(title="Model chosen per meter (by backtest)", box=None)
