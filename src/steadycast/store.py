@@ -105,7 +105,7 @@ def _open(
     delay = 0.05
     while True:
         try:
-            config: dict[str, str] = {}
+            config: dict[str, str | bool | int | float | list[str]] = {}
             if memory_limit:
                 config["memory_limit"] = memory_limit
             con = duckdb.connect(str(path), read_only=read_only, config=config)

@@ -37,7 +37,7 @@ def is_calendar(frequency: str) -> bool:
     """True for daily and longer frequencies, whose ``ds`` stays in local calendar time."""
     offset = offset_of(frequency)
     if isinstance(offset, Tick):
-        return pd.Timedelta(offset) >= DAY
+        return bool(pd.Timedelta(offset) >= DAY)
     return True
 
 
