@@ -304,6 +304,28 @@ def releases(
 
 
 @app.command()
+def rollback(
+    pipeline: Annotated[str, typer.Argument(help="Pipeline name.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why; goes to the audit log.")],
+    to: Annotated[
+        str | None, typer.Option("--to", help="Release id (default: the previous one).")
+    ] = None,
+    workspace: WorkspaceOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Make an earlier release current again (default: the one before the current)."""
+    from steadycast.levers import rollback as do_rollback
+    from steadycast.workspace import Workspace
+
+    ws = Workspace.open(workspace)
+    release_id = do_rollback(ws, pipeline, reason, to)
+    if json_out:
+        _emit_json({"pipeline": pipeline, "current": release_id})
+    else:
+        out.print(f"{pipeline}: release {release_id} is current again")
+
+
+@app.command()
 def models(
     workspace: WorkspaceOpt = None,
     json_out: JsonOpt = False,
@@ -368,25 +390,20 @@ def demo(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: turns SteadycastError into a one-line message and its exit code."""
+    """Entry point: turns SteadycastError into a one-line message and its exit code.
+
+    Usage errors (unknown option, missing argument) are reported by the CLI library itself,
+    with exit code 2.
+    """
     try:
-        app(args=argv, standalone_mode=False)
+        app(args=argv, standalone_mode=True)
     except SteadycastError as exc:
         err.print("error: ", style="bold red", end="")
         err.print(str(exc), markup=False, highlight=False)
         return exc.exit_code
-    except typer.Exit as exc:
-        return int(exc.exit_code or 0)
-    except typer.Abort:
-        err.print("aborted")
-        return 1
-    except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            return exc.exit_code
-        raise
+    except SystemExit as exc:
+        code = exc.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
     return 0
 
 

@@ -168,3 +168,14 @@ def list_releases(releases_root: Path, pipeline: str) -> list[Release]:
 def read_forecasts(release: Release, series: list[str] | None = None) -> pd.DataFrame:
     filters = [("unique_id", "in", series)] if series else None
     return pq.read_table(release.forecasts_path, filters=filters).to_pandas()
+
+
+def previous_release(releases_root: Path, pipeline: str) -> Release | None:
+    """The release published before the current one (what a plain rollback returns to)."""
+    current_release = current_id(releases_root, pipeline)
+    ordered = list_releases(releases_root, pipeline)
+    ids = [r.release_id for r in ordered]
+    if current_release not in ids:
+        return ordered[0] if ordered else None
+    index = ids.index(current_release)
+    return ordered[index + 1] if index + 1 < len(ordered) else None
