@@ -10,7 +10,7 @@ TEST_STAMP := $(VENV)/.installed-test-plugins
 # Installable model plugins the tests load through their entry points (not part of a demo setup).
 PLUGINS := examples/model_template tests/plugins/chaos_models
 
-.PHONY: setup demo test test-all lint format bench reliability clean
+.PHONY: setup demo test test-all lint format bench reliability clean browser
 
 setup: $(STAMP)
 
@@ -27,10 +27,16 @@ $(TEST_STAMP): $(STAMP) $(wildcard examples/model_template/pyproject.toml tests/
 demo: setup
 	$(VENV)/bin/steadycast demo demo-workspace
 
-test: $(TEST_STAMP)
+# Debian's chromium for the browser tests (Playwright cannot download browsers here).
+browser:
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then export DEBIAN_FRONTEND=noninteractive; apt-get install -y chromium || { apt-get update && apt-get install -y chromium; }; \
+	else echo "browser tests need /usr/bin/chromium: run 'sudo apt-get install -y chromium' (they skip without it)"; fi
+
+test: $(TEST_STAMP) browser
 	$(PY) -m pytest -m "not slow" -q
 
-test-all: $(TEST_STAMP)
+test-all: $(TEST_STAMP) browser
 	$(PY) -m pytest -q
 
 lint: setup

@@ -57,8 +57,24 @@ def _root(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
     ] = False,
+    log_format: Annotated[
+        str, typer.Option("--log-format", help="Logs on stderr as readable 'text' or 'json' lines.")
+    ] = "text",
+    log_level: Annotated[
+        str, typer.Option("--log-level", help="DEBUG, INFO, WARNING or ERROR.")
+    ] = "WARNING",
 ) -> None:
     """steadycast: forecasts that just work."""
+    from steadycast.errors import UsageError
+    from steadycast.ops.logging import configure_logging
+
+    if log_format not in ("text", "json"):
+        raise UsageError(f"--log-format {log_format!r} is not supported; use text or json")
+    if log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise UsageError(
+            f"--log-level {log_level!r} is not a level; use DEBUG, INFO, WARNING or ERROR"
+        )
+    configure_logging(log_format, log_level.upper())  # type: ignore[arg-type]
 
 
 @app.command()
@@ -323,6 +339,117 @@ def rollback(
         _emit_json({"pipeline": pipeline, "current": release_id})
     else:
         out.print(f"{pipeline}: release {release_id} is current again")
+
+
+@app.command()
+def report(
+    run_id: Annotated[str, typer.Argument(help="The run to report on.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the HTML file.")],
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """A self-contained HTML report of one run (plots included, works offline)."""
+    from steadycast.report import write_report
+    from steadycast.workspace import Workspace
+
+    ws = Workspace.open(workspace)
+    path = write_report(ws, run_id, output)
+    out.print(f"wrote {path}")
+
+
+@app.command()
+def runs(
+    pipeline: Annotated[str | None, typer.Argument(help="Only this pipeline.")] = None,
+    limit: Annotated[int, typer.Option(help="Newest runs to show.")] = 20,
+    workspace: WorkspaceOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Run history with per-stage wall time, CPU time, peak memory and rows."""
+    from steadycast.ops.hogs import run_history
+    from steadycast.workspace import Workspace
+
+    ws = Workspace.open(workspace)
+    if pipeline is not None:
+        ws.pipeline(pipeline)
+    history = run_history(ws, pipeline, limit=limit)
+    if json_out:
+        _emit_json({"runs": history})
+        return
+    if not history:
+        out.print("No runs yet.")
+        return
+    table = Table(title="runs (newest first)")
+    for col in (
+        "run",
+        "status",
+        "started",
+        "stage",
+        "wall s",
+        "cpu s",
+        "peak MB",
+        "rows in",
+        "rows out",
+    ):
+        table.add_column(
+            col,
+            justify="right"
+            if col in ("wall s", "cpu s", "peak MB", "rows in", "rows out")
+            else "left",
+        )
+    for r in history:
+        first = True
+        for st in r.get("stages") or [{}]:
+            table.add_row(
+                r["run_id"] if first else "",
+                r["status"] if first else "",
+                str(r.get("started_at", ""))[:19] if first else "",
+                str(st.get("name", "")),
+                _num(st.get("wall_s")),
+                _num(st.get("cpu_s")),
+                _num(st.get("peak_rss_mb"), 0),
+                _num(st.get("rows_in"), 0),
+                _num(st.get("rows_out"), 0),
+            )
+            first = False
+    out.print(table)
+
+
+def _num(value: Any, digits: int = 2) -> str:
+    if value is None:
+        return ""
+    return f"{value:,.{digits}f}"
+
+
+@app.command()
+def hogs(
+    since: Annotated[str, typer.Option("--since", help="Window: 30m, 12h, 7d, 2w.")] = "7d",
+    by: Annotated[str, typer.Option("--by", help="Rank by cpu or memory.")] = "cpu",
+    workspace: WorkspaceOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Top resource consumers by pipeline, stage and model over a window."""
+    from steadycast.errors import UsageError
+    from steadycast.ops.hogs import hogs as find_hogs
+    from steadycast.ops.hogs import parse_since
+    from steadycast.workspace import Workspace
+
+    if by not in ("cpu", "memory"):
+        raise UsageError(f"--by {by!r}: use cpu or memory")
+    ws = Workspace.open(workspace)
+    ranking = find_hogs(ws, parse_since(since), by=by)  # type: ignore[arg-type]
+    if json_out:
+        _emit_json(ranking)
+        return
+    for kind in ("pipelines", "stages", "models"):
+        rows = ranking.get(kind) or []
+        table = Table(title=f"{kind} by {by}, since {ranking['since']}")
+        if not rows:
+            out.print(f"No {kind} recorded since {ranking['since']}.")
+            continue
+        for col in rows[0]:
+            table.add_column(str(col))
+        for row in rows:
+            table.add_row(*(f"{v:,.2f}" if isinstance(v, float) else str(v) for v in row.values()))
+        out.print(table)
 
 
 @app.command()

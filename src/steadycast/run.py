@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import secrets
 import shutil
@@ -30,9 +31,12 @@ from steadycast.errors import ParityError, SteadycastError
 from steadycast.models.isolation import IsolatedRunner
 from steadycast.models.registry import SteadycastPluginWarning, available_models
 from steadycast.ops import runlog
+from steadycast.ops.logging import run_context
 from steadycast.stages.forecast import PartitionResult, run_partition
 from steadycast.stages.prepare import regularize
 from steadycast.workspace import Workspace
+
+log = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
@@ -211,7 +215,10 @@ def run_pipeline(ws: Workspace, pipeline: str, *, progress: Progress | None = No
         control.audit(ws.control_path, "run.started", pipeline=pipeline, subject=run_id)
         records: list[runlog.StageRecord] = []
         try:
-            _execute(ws, cfg, run_id, run_dir, result, records, progress)
+            with run_context(run_id, pipeline):
+                log.info("run started")
+                _execute(ws, cfg, run_id, run_dir, result, records, progress)
+                log.info("run finished: %s", result.status)
         except SteadycastError as exc:
             result.error = str(exc)
         except Exception as exc:

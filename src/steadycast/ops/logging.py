@@ -1,0 +1,137 @@
+"""Logs for people (text) and for machines (JSON, one object a line), each carrying its run.
+
+``run_context(run_id, pipeline)`` puts the run in a context variable; a filter on the handler
+copies it onto every record, so a line logged anywhere inside a run (our code or a library's)
+says which run it belongs to without every call passing it along. Context variables, not a
+global, so two runs in two threads of one server never swap ids.
+
+``configure_logging`` is called once by the CLI (``--log-format json``) or the server; calling it
+again replaces the handler it installed rather than adding a second one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import Any, Literal, TextIO
+
+from steadycast.errors import UsageError
+
+__all__ = ["JsonFormatter", "RunContextFilter", "configure_logging", "current_run", "run_context"]
+
+LogFormat = Literal["text", "json"]
+FORMATS: tuple[str, ...] = ("text", "json")
+TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s%(run_tag)s: %(message)s"
+
+_run_id: ContextVar[str | None] = ContextVar("steadycast_run_id", default=None)
+_pipeline: ContextVar[str | None] = ContextVar("steadycast_pipeline", default=None)
+
+# Attributes every LogRecord has; anything else on a record came from ``extra=`` and is logged.
+_STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "run_tag"}
+_OURS = "_steadycast_handler"
+
+
+def current_run() -> tuple[str | None, str | None]:
+    """The (run_id, pipeline) of the run this code is working for, if any."""
+    return _run_id.get(), _pipeline.get()
+
+
+@contextmanager
+def run_context(run_id: str, pipeline: str) -> Iterator[None]:
+    """Every log line inside the block carries ``run_id`` and ``pipeline``."""
+    tokens = (_run_id.set(run_id), _pipeline.set(pipeline))
+    try:
+        yield
+    finally:
+        _pipeline.reset(tokens[1])
+        _run_id.reset(tokens[0])
+
+
+class RunContextFilter(logging.Filter):
+    """Copies the current run onto each record (unless the caller passed its own)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        run_id, pipeline = current_run()
+        if getattr(record, "run_id", None) is None:
+            record.run_id = run_id
+        if getattr(record, "pipeline", None) is None:
+            record.pipeline = pipeline
+        tag = getattr(record, "run_id", None)
+        record.run_tag = f" [{tag}]" if tag else ""
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, run_id, pipeline, then extras.
+
+    Values JSON cannot hold are written with ``str`` so a log line is never lost to a
+    serialisation error; a traceback goes in ``exception`` as one string.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "run_id": getattr(record, "run_id", None),
+            "pipeline": getattr(record, "pipeline", None),
+        }
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD and key not in out:
+                out[key] = value
+        if record.exc_info:
+            out["exception"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            out["stack"] = self.formatStack(record.stack_info)
+        return json.dumps(out, default=str, ensure_ascii=False)
+
+
+def configure_logging(
+    format: LogFormat = "text",
+    level: int | str = "INFO",
+    *,
+    stream: TextIO | None = None,
+) -> logging.Handler:
+    """Send log records to ``stream`` (stderr) in ``format``; returns the installed handler.
+
+    The handler goes on the root logger so libraries' records are formatted alike; stdout stays
+    free for ``--json`` output.
+    """
+    if format not in FORMATS:
+        raise UsageError(f"log format {format!r} is not one of {', '.join(FORMATS)}")
+    if isinstance(level, str):
+        resolved = logging.getLevelNamesMapping().get(level.upper())
+        if resolved is None:
+            raise UsageError(
+                f"log level {level!r} is not one of DEBUG, INFO, WARNING, ERROR, CRITICAL"
+            )
+        level = resolved
+    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler.addFilter(RunContextFilter())
+    formatter: logging.Formatter
+    if format == "json":
+        formatter = JsonFormatter()
+    else:
+        formatter = logging.Formatter(TEXT_FORMAT)
+        formatter.converter = _utc_struct_time
+    handler.setFormatter(formatter)
+    setattr(handler, _OURS, True)
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, _OURS, False)]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+    return handler
+
+
+def _utc_struct_time(seconds: float | None) -> Any:
+    """Text logs in UTC too, like every time steadycast writes."""
+    import time
+
+    return time.gmtime(seconds)
