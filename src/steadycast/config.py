@@ -142,6 +142,211 @@ class EngineConfig(_Table):
     spark_master: str = "local[2]"
 
 
+# ---------------------------------------------------------------------------------------------
+# Data-quality checks, the gate and alerts (issue #4)
+# ---------------------------------------------------------------------------------------------
+
+Severity = Literal["info", "warning", "error"]
+Policy = Literal["warn", "exclude", "stop"]
+
+
+def _duration(value: str, key: str) -> str:
+    if not value:
+        return value
+    try:
+        delta = pd.Timedelta(value)
+    except (ValueError, TypeError):
+        raise ValueError(
+            f"{value!r} is not a duration; use a pandas Timedelta such as '36h', '2D', '90min'"
+        ) from None
+    if delta <= pd.Timedelta(0):
+        raise ValueError(f"{key} {value!r} must be a positive duration")
+    return value
+
+
+class _CheckTable(_Table):
+    """What every check shares: on or off, how bad a failure is, and what it does.
+
+    ``policy`` decides the effect of a failure: ``warn`` records it, ``exclude`` drops the series
+    from this run, ``stop`` holds the run. A check with ``exclude`` or ``stop`` is *blocking*.
+    """
+
+    enabled: bool = True
+    severity: Severity = "warning"
+    policy: Policy = "warn"
+
+
+class _RunLevelCheckTable(_CheckTable):
+    """A check over the run as a whole: there is no single series to exclude."""
+
+    @field_validator("policy")
+    @classmethod
+    def _no_exclude(cls, value: str) -> str:
+        if value == "exclude":
+            raise ValueError(
+                "'exclude' drops one series, but this check is about the whole run; "
+                "use 'warn' or 'stop'"
+            )
+        return value
+
+
+class FreshnessCheckConfig(_CheckTable):
+    """A series whose latest data lags behind the rest of the pipeline (or the clock)."""
+
+    max_lag_steps: int = Field(default=0, ge=0)  # 0: auto, max(horizon, main season)
+    max_age: str = ""  # e.g. "2D": also fail when latest data is older than this; "" off
+
+    @field_validator("max_age")
+    @classmethod
+    def _age(cls, value: str) -> str:
+        return _duration(value, "max_age")
+
+
+class CompletenessCheckConfig(_CheckTable):
+    """Missing steps between a series' first and last observation, and its longest gap."""
+
+    max_missing_share: float = Field(default=0.2, ge=0.0, le=1.0)
+    max_gap_steps: int = Field(default=0, ge=0)  # 0: auto, max(horizon, main season)
+    lookback_steps: int = Field(default=0, ge=0)  # 0: auto, max(28 x main season, 4 x horizon)
+
+
+class FlatLineCheckConfig(_CheckTable):
+    """A run of identical readings (a stuck meter), zero runs included."""
+
+    max_steps: int = Field(default=0, ge=0)  # 0: auto, 2 x main season, at least 12
+    include_zero: bool = True  # runs of exact zeros count as flat lines
+    allow_constant: bool = False  # a series constant over all its history is not flagged
+    lookback_steps: int = Field(default=0, ge=0)  # 0: auto, 7 x max_steps
+
+
+class SpikesCheckConfig(_CheckTable):
+    """A value far from its seasonal neighbours, by a robust z-score."""
+
+    severity: Severity = "info"
+    max_z: float = Field(default=12.0, gt=0)
+    lookback_steps: int = Field(default=0, ge=0)  # 0: auto, 7 x main season, at least 28
+
+
+class LevelShiftCheckConfig(_CheckTable):
+    """A lasting jump in a series' level; training then starts after it."""
+
+    severity: Severity = "info"
+    min_z: float = Field(default=8.0, gt=0)
+    min_relative_change: float = Field(default=0.4, gt=0.0, le=1.0)
+    window_steps: int = Field(default=0, ge=0)  # 0: auto, see docs/configuration.md
+    cut_training: bool = True
+
+
+class VolumeParityCheckConfig(_RunLevelCheckTable):
+    """Series or rows that vanished or appeared in bulk since the previous run."""
+
+    severity: Severity = "error"
+    policy: Policy = "stop"
+    max_vanished_share: float = Field(default=0.2, ge=0.0, le=1.0)
+    max_appeared_share: float = Field(default=1.0, ge=0.0)
+    max_rows_drop_share: float = Field(default=0.2, ge=0.0, le=1.0)
+
+
+class PassShareCheckConfig(_RunLevelCheckTable):
+    """The share of series that pass every blocking or error check, against the last run."""
+
+    severity: Severity = "error"
+    policy: Policy = "stop"
+    max_drop: float = Field(default=0.1, ge=0.0, le=1.0)  # in share points: 0.1 = 10 points
+    min_share: float = Field(default=0.0, ge=0.0, le=1.0)
+
+
+class ChecksConfig(_Table):
+    """The ``check`` stage: one table per series-level data-quality check."""
+
+    freshness: FreshnessCheckConfig = FreshnessCheckConfig()
+    completeness: CompletenessCheckConfig = CompletenessCheckConfig()
+    flat_line: FlatLineCheckConfig = FlatLineCheckConfig()
+    spikes: SpikesCheckConfig = SpikesCheckConfig()
+    level_shift: LevelShiftCheckConfig = LevelShiftCheckConfig()
+    volume_parity: VolumeParityCheckConfig = VolumeParityCheckConfig()
+    pass_share: PassShareCheckConfig = PassShareCheckConfig()
+
+
+class GateRuleConfig(_Table):
+    """A gate rule: on or off, and whether its failure holds the run (``blocking``) or is only
+    recorded with the run."""
+
+    enabled: bool = True
+    blocking: bool = True
+
+
+class FallbackShareRule(GateRuleConfig):
+    limit: float = Field(default=0.2, ge=0.0, le=1.0)
+
+
+class TotalJumpRule(GateRuleConfig):
+    limit: float = Field(default=0.5, gt=0.0)
+
+
+class WorseThanNaiveRule(GateRuleConfig):
+    limit: float = Field(default=0.3, ge=0.0, le=1.0)
+    tolerance: float = Field(default=0.1, ge=0.0)
+    baseline: str = "SeasonalNaive"
+
+
+class SeriesWithoutForecastRule(GateRuleConfig):
+    limit: float = Field(default=0.0, ge=0.0, le=1.0)
+
+
+class GateConfig(_Table):
+    """Circuit breakers over the run as a whole, between forecast and publish."""
+
+    blocking_checks: GateRuleConfig = GateRuleConfig()
+    fallback_share: FallbackShareRule = FallbackShareRule()
+    non_finite: GateRuleConfig = GateRuleConfig()
+    negative: GateRuleConfig = GateRuleConfig()
+    total_jump: TotalJumpRule = TotalJumpRule()
+    worse_than_naive: WorseThanNaiveRule = WorseThanNaiveRule()
+    series_without_forecast: SeriesWithoutForecastRule = SeriesWithoutForecastRule()
+
+
+AlertEvent = Literal["incident.opened", "incident.resolved"]
+_ALL_ALERT_EVENTS: tuple[AlertEvent, ...] = ("incident.opened", "incident.resolved")
+
+
+class AlertsConfig(_Table):
+    """Where incident alerts go: webhooks (Slack-compatible JSON) and/or a command."""
+
+    webhook_url: list[str] = Field(default_factory=list)
+    webhook_url_env: str = ""  # name of an environment variable holding one more webhook URL
+    command: list[str] = Field(default_factory=list)  # argv, run without a shell
+    retries: int = Field(default=3, ge=0, le=10)
+    backoff_s: float = Field(default=1.0, ge=0.0, le=300.0)
+    timeout_s: float = Field(default=10.0, gt=0.0, le=300.0)
+    events: list[AlertEvent] = Field(default_factory=lambda: list(_ALL_ALERT_EVENTS))
+    min_severity: Severity = "warning"
+    max_per_run: int = Field(default=20, ge=1)  # beyond it, one summary alert per event
+
+    @field_validator("webhook_url", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _http(cls, value: list[str]) -> list[str]:
+        for url in value:
+            if not re.match(r"^https?://[^/\s]+", url):
+                raise ValueError(
+                    "a webhook URL must start with http:// or https:// and name a host; got "
+                    f"{url.split('?')[0][:40]!r}"
+                )
+        return value
+
+    @field_validator("command")
+    @classmethod
+    def _argv(cls, value: list[str]) -> list[str]:
+        if value and not value[0].strip():
+            raise ValueError("the first item of command must name a program")
+        return value
+
+
 class PipelineConfig(_Table):
     """A whole pipeline file."""
 
@@ -153,6 +358,9 @@ class PipelineConfig(_Table):
     backtest: BacktestConfig = BacktestConfig()
     forecast: ForecastConfig = ForecastConfig()
     engine: EngineConfig = EngineConfig()
+    checks: ChecksConfig = ChecksConfig()
+    gate: GateConfig = GateConfig()
+    alerts: AlertsConfig = AlertsConfig()
 
 
 def _describe(error: dict[str, Any]) -> str:

@@ -93,6 +93,32 @@ MIGRATIONS: list[str] = [
         since TEXT NOT NULL
     );
     """,
+    # 3: incidents, de-duplicated by fingerprint: at most one live (not resolved) per fingerprint
+    """
+    CREATE TABLE incidents (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        fingerprint TEXT NOT NULL,
+        pipeline TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        severity TEXT NOT NULL,
+        state TEXT NOT NULL,
+        title TEXT NOT NULL,
+        detail TEXT,
+        first_seen TEXT NOT NULL,
+        last_seen TEXT NOT NULL,
+        occurrences INTEGER NOT NULL DEFAULT 1,
+        run_id TEXT,
+        acknowledged_by TEXT,
+        acknowledged_at TEXT,
+        acknowledge_note TEXT,
+        resolved_by TEXT,
+        resolved_at TEXT,
+        resolution TEXT
+    );
+    CREATE UNIQUE INDEX incidents_live_fingerprint ON incidents (fingerprint)
+        WHERE state != 'resolved';
+    CREATE INDEX incidents_pipeline_state ON incidents (pipeline, state);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

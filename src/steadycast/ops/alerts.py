@@ -1,0 +1,359 @@
+"""Alerts: tell a person when an incident opens or resolves, without ever failing the run.
+
+Channels (``[alerts]`` in the pipeline config):
+
+- **webhook**: an HTTP POST of a JSON body that Slack's incoming webhooks accept (``text`` and
+  ``blocks``) and that carries our own fields for any other receiver (``event``,
+  ``incident_id``, ``pipeline``, ``severity``, ``title``, ``detail`` ...);
+- **command**: a program run without a shell, the event as JSON on its stdin and in the
+  environment variable ``STEADYCAST_EVENT``; exit code 0 means delivered.
+
+Each channel is retried with exponential backoff (``retries`` more attempts after the first,
+waiting ``backoff_s``, then twice that, ...). The outcome of every delivery goes to the audit
+log (``alert.delivered`` or ``alert.failed`` with the error and the attempts), and
+``send_alert`` returns normally whatever happens: a broken alert channel is an alerting
+problem, never a reason to hold forecasts.
+
+Webhook URLs often *are* the secret (Slack's carry it in the path), so what is recorded names
+only the scheme, host and first path segment: ``https://hooks.slack.com/services/…``.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+import os
+import sqlite3
+import subprocess
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from steadycast import control
+from steadycast.config import AlertsConfig
+from steadycast.errors import SteadycastError
+from steadycast.ops.incidents import Incident, IncidentChanges
+
+__all__ = [
+    "AlertDelivery",
+    "incident_event",
+    "notify",
+    "redact_url",
+    "send_alert",
+    "slack_body",
+]
+
+log = logging.getLogger("steadycast.alerts")
+
+_RANK = {"info": 0, "warning": 1, "error": 2}
+# Worth another try: the receiver or the network may recover. Other 4xx will not.
+_RETRY_STATUS = {408, 425, 429}
+_ICON = {"incident.opened": ":rotating_light:", "incident.resolved": ":white_check_mark:"}
+
+
+@dataclass(frozen=True)
+class AlertDelivery:
+    """The outcome of one channel for one event. ``target`` is redacted; ``status`` is the
+    last HTTP status or exit code (None when there was none, e.g. a refused connection)."""
+
+    channel: Literal["webhook", "command"]
+    target: str
+    ok: bool
+    attempts: int
+    status: int | None = None
+    error: str | None = None
+
+
+def redact_url(url: str) -> str:
+    """Scheme, host, port and first path segment only: no credentials, query or token path."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        host = parts.hostname or "?"
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "<unparseable URL>"
+    segments = [s for s in parts.path.split("/") if s]
+    path = f"/{segments[0]}" if segments else ""
+    if len(segments) > 1 or parts.query or parts.fragment:
+        path += "/…"
+    return f"{parts.scheme}://{host}{port}{path}"
+
+
+def incident_event(event: str, incident: Incident, **extra: Any) -> dict[str, Any]:
+    """The event for one incident: what every channel receives."""
+    return {
+        "event": event,
+        "incident_id": incident.id,
+        "pipeline": incident.pipeline,
+        "kind": incident.kind,
+        "severity": incident.severity,
+        "state": incident.state,
+        "title": incident.title,
+        "detail": incident.detail,
+        "fingerprint": incident.fingerprint,
+        "occurrences": incident.occurrences,
+        "run_id": incident.run_id,
+        "first_seen": incident.first_seen,
+        "last_seen": incident.last_seen,
+        "resolution": incident.resolution,
+        **extra,
+    }
+
+
+def slack_body(event: Mapping[str, Any]) -> dict[str, Any]:
+    """A Slack-compatible body (``text`` and ``blocks``) plus the event's own fields."""
+    name = str(event.get("event", "incident"))
+    verb = name.split(".")[-1]
+    ident = f"#{event['incident_id']} " if event.get("incident_id") is not None else ""
+    headline = (
+        f"{_ICON.get(name, ':bell:')} steadycast incident {ident}{verb} "
+        f"({event.get('severity', '?')}) in pipeline {event.get('pipeline', '?')!r}: "
+        f"{event.get('title', '')}"
+    )
+    lines = [f"*{headline}*"]
+    if event.get("detail"):
+        lines.append(str(event["detail"]))
+    if name == "incident.resolved" and event.get("resolution"):
+        lines.append(f"_Resolution:_ {event['resolution']}")
+    text = "\n".join(lines)
+    return {
+        "text": headline,
+        "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text[:2900]}}],
+        **event,
+    }
+
+
+def _webhook_urls(config: AlertsConfig) -> list[str]:
+    urls = list(config.webhook_url)
+    if config.webhook_url_env:
+        extra = os.environ.get(config.webhook_url_env, "").strip()
+        if extra:
+            urls.append(extra)
+    return urls
+
+
+def _post(url: str, body: bytes, timeout_s: float) -> tuple[bool, int | None, str | None, bool]:
+    """One POST: (ok, status, error, worth retrying)."""
+    request = urllib.request.Request(
+        url,
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/json", "User-Agent": "steadycast-alerts"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            status = int(response.status)
+            response.read(1024)
+        return 200 <= status < 300, status, None if status < 300 else f"HTTP {status}", True
+    except urllib.error.HTTPError as exc:
+        retry = exc.code >= 500 or exc.code in _RETRY_STATUS
+        return False, exc.code, f"HTTP {exc.code} {exc.reason}", retry
+    except urllib.error.URLError as exc:
+        return False, None, f"cannot connect: {exc.reason}", True
+    except (TimeoutError, http.client.HTTPException, OSError) as exc:
+        return False, None, f"{type(exc).__name__}: {exc}", True
+    except ValueError as exc:  # a malformed URL: no attempt will fix it
+        return False, None, f"invalid URL: {exc}", False
+
+
+def _run_command(
+    argv: list[str], payload: str, timeout_s: float
+) -> tuple[bool, int | None, str | None, bool]:
+    """One run of the command: (ok, exit code, error, worth retrying)."""
+    try:
+        done = subprocess.run(
+            argv,
+            input=payload.encode(),
+            env={**os.environ, "STEADYCAST_EVENT": payload},
+            capture_output=True,
+            timeout=timeout_s,
+            check=False,
+        )
+    except FileNotFoundError:
+        return False, None, f"no such program: {argv[0]!r}", False
+    except PermissionError:
+        return False, None, f"not executable: {argv[0]!r}", False
+    except subprocess.TimeoutExpired:
+        return False, None, f"timed out after {timeout_s:g} s", True
+    except OSError as exc:
+        return False, None, f"cannot run {argv[0]!r}: {exc}", True
+    if done.returncode == 0:
+        return True, 0, None, True
+    tail = done.stderr.decode(errors="replace").strip()[-300:]
+    return (
+        False,
+        done.returncode,
+        f"exit code {done.returncode}" + (f": {tail}" if tail else ""),
+        True,
+    )
+
+
+def _deliver(
+    channel: Literal["webhook", "command"],
+    target: str,
+    attempt: Any,
+    config: AlertsConfig,
+    secret: str | None,
+) -> AlertDelivery:
+    """Try one channel up to ``1 + retries`` times with exponential backoff."""
+    errors: list[str] = []
+    status: int | None = None
+    attempts = 0
+    for n in range(config.retries + 1):
+        attempts = n + 1
+        ok, status, error, retry = attempt()
+        if ok:
+            return AlertDelivery(channel, target, True, attempts, status, None)
+        message = error or "failed"
+        if secret:
+            message = message.replace(secret, target)
+        errors.append(message)
+        if not retry or n == config.retries:
+            break
+        time.sleep(config.backoff_s * (2**n))
+    return AlertDelivery(channel, target, False, attempts, status, "; ".join(errors))
+
+
+def _record(control_path: Path | None, delivery: AlertDelivery, event: Mapping[str, Any]) -> None:
+    """Audit the outcome; an unwritable audit log is logged, never raised."""
+    if control_path is None:
+        return
+    try:
+        control.audit(
+            control_path,
+            "alert.delivered" if delivery.ok else "alert.failed",
+            pipeline=event.get("pipeline"),
+            subject=(
+                f"incident:{event['incident_id']}" if event.get("incident_id") is not None else None
+            ),
+            reason=delivery.error,
+            detail={
+                "event": event.get("event"),
+                "channel": delivery.channel,
+                "target": delivery.target,
+                "attempts": delivery.attempts,
+                "status": delivery.status,
+            },
+        )
+    except (sqlite3.Error, OSError, SteadycastError) as exc:
+        log.warning("could not record alert outcome in the audit log: %s", exc)
+
+
+def send_alert(
+    config: AlertsConfig, event: Mapping[str, Any], control_path: Path | None
+) -> list[AlertDelivery]:
+    """Send one event to every configured channel; returns one delivery per channel.
+
+    Events not in ``config.events`` or below ``config.min_severity`` are not sent (empty
+    list). Never raises: every failure is in the returned deliveries and the audit log.
+    """
+    name = str(event.get("event", ""))
+    severity = str(event.get("severity", "error"))
+    if name not in config.events or _RANK.get(severity, 2) < _RANK[config.min_severity]:
+        return []
+    deliveries: list[AlertDelivery] = []
+    try:
+        payload = json.dumps(dict(event), default=str, sort_keys=True)
+        body = json.dumps(slack_body(event), default=str).encode()
+    except (TypeError, ValueError) as exc:  # an event that cannot be serialised
+        log.warning("alert event cannot be serialised: %s", exc)
+        return []
+    for url in _webhook_urls(config):
+        target = redact_url(url)
+        delivery = _guarded(
+            "webhook",
+            target,
+            lambda url=url: _post(url, body, config.timeout_s),
+            config,
+            url,
+        )
+        _record(control_path, delivery, event)
+        deliveries.append(delivery)
+    if config.command:
+        argv = list(config.command)
+        delivery = _guarded(
+            "command",
+            os.path.basename(argv[0]),
+            lambda: _run_command(argv, payload, config.timeout_s),
+            config,
+            None,
+        )
+        _record(control_path, delivery, event)
+        deliveries.append(delivery)
+    return deliveries
+
+
+def _guarded(
+    channel: Literal["webhook", "command"],
+    target: str,
+    attempt: Any,
+    config: AlertsConfig,
+    secret: str | None,
+) -> AlertDelivery:
+    try:
+        return _deliver(channel, target, attempt, config, secret)
+    except Exception as exc:  # the error boundary: an alert must never fail the run
+        message = f"{type(exc).__name__}: {exc}"
+        if secret:
+            message = message.replace(secret, target)
+        return AlertDelivery(channel, target, False, 1, None, f"unexpected error: {message}")
+
+
+def _summary_event(
+    name: str, pipeline: str, incidents: list[Incident], run_id: str | None
+) -> dict[str, Any]:
+    worst = max((i.severity for i in incidents), key=lambda s: _RANK.get(s, 0))
+    verb = name.split(".")[-1]
+    titles = "\n".join(f"#{i.id} {i.title}" for i in incidents[:10])
+    more = len(incidents) - 10
+    return {
+        "event": name,
+        "incident_id": None,
+        "incident_ids": [i.id for i in incidents],
+        "count": len(incidents),
+        "pipeline": pipeline,
+        "kind": "summary",
+        "severity": worst,
+        "title": f"{len(incidents)} incidents {verb} in pipeline {pipeline!r}",
+        "detail": titles + (f"\n… and {more} more (steadycast incidents)" if more > 0 else ""),
+        "run_id": run_id,
+    }
+
+
+def notify(
+    config: AlertsConfig,
+    changes: IncidentChanges,
+    control_path: Path | None,
+    pipeline: str,
+    run_id: str | None = None,
+) -> list[AlertDelivery]:
+    """Alert on what a run changed: opened and resolved incidents (re-sightings are silent).
+
+    More than ``max_per_run`` alertable incidents of one event become one summary alert, so a
+    fleet-wide problem is one message, not ten thousand. Never raises.
+    """
+    deliveries: list[AlertDelivery] = []
+    if not (_webhook_urls(config) or config.command):
+        return deliveries
+    batches: Iterable[tuple[str, list[Incident]]] = (
+        ("incident.opened", changes.opened),
+        ("incident.resolved", changes.resolved),
+    )
+    for name, incidents in batches:
+        if name not in config.events:
+            continue
+        alertable = [i for i in incidents if _RANK.get(i.severity, 2) >= _RANK[config.min_severity]]
+        if len(alertable) > config.max_per_run:
+            deliveries += send_alert(
+                config, _summary_event(name, pipeline, alertable, run_id), control_path
+            )
+            continue
+        for incident in alertable:
+            deliveries += send_alert(config, incident_event(name, incident), control_path)
+    return deliveries
