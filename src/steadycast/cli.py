@@ -453,6 +453,147 @@ def hogs(
 
 
 @app.command()
+def approve(
+    run_id: Annotated[str, typer.Argument(help="The held run to publish.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why; goes to the audit log.")],
+    workspace: WorkspaceOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Publish a held run as it is (the manual override)."""
+    from steadycast.levers import approve as do_approve
+    from steadycast.workspace import Workspace
+
+    ws = Workspace.open(workspace)
+    release_id = do_approve(ws, run_id, reason)
+    if json_out:
+        _emit_json({"run_id": run_id, "release_id": release_id})
+    else:
+        out.print(f"run {run_id} approved: release {release_id} is current")
+
+
+StateOpt = Annotated[
+    str | None, typer.Option("--state", help="open, acknowledged or resolved (default: all).")
+]
+
+
+@app.command()
+def incidents(
+    state: StateOpt = None,
+    pipeline: Annotated[str | None, typer.Option("--pipeline", help="Only this pipeline.")] = None,
+    workspace: WorkspaceOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Incidents, newest first: what needs a person."""
+    from steadycast.errors import UsageError
+    from steadycast.ops.incidents import STATES, list_incidents
+    from steadycast.workspace import Workspace
+
+    if state is not None and state not in STATES:
+        raise UsageError(f"--state {state!r}: use one of {', '.join(STATES)}")
+    ws = Workspace.open(workspace)
+    found = list_incidents(ws.control_path, state=state, pipeline=pipeline)
+    if json_out:
+        _emit_json({"incidents": [i.as_dict() for i in found]})
+        return
+    if not found:
+        out.print("No incidents" + (f" in state {state}." if state else "."))
+        return
+    table = Table(title="incidents")
+    for col in ("id", "state", "severity", "pipeline", "title", "seen", "last seen"):
+        table.add_column(col)
+    for i in found:
+        table.add_row(
+            str(i.id),
+            i.state,
+            i.severity,
+            i.pipeline,
+            i.title,
+            str(i.occurrences),
+            i.last_seen[:19],
+        )
+    out.print(table)
+
+
+def _incident_action(
+    action: str, incident_id: int, note: str | None, workspace: Path | None, json_out: bool
+) -> None:
+    from steadycast.ops import incidents as inc
+    from steadycast.workspace import Workspace
+
+    ws = Workspace.open(workspace)
+    change = inc.acknowledge if action == "ack" else inc.resolve
+    incident = change(ws.control_path, incident_id, note=note)
+    if json_out:
+        _emit_json(incident.as_dict())
+    else:
+        out.print(f"incident {incident.id} is {incident.state}: {incident.title}")
+
+
+@app.command()
+def ack(
+    incident_id: Annotated[int, typer.Argument(help="Incident id.")],
+    note: Annotated[str | None, typer.Option("--note", help="A note for the audit log.")] = None,
+    workspace: WorkspaceOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Acknowledge an incident: someone is on it."""
+    _incident_action("ack", incident_id, note, workspace, json_out)
+
+
+@app.command()
+def resolve(
+    incident_id: Annotated[int, typer.Argument(help="Incident id.")],
+    note: Annotated[str | None, typer.Option("--note", help="A note for the audit log.")] = None,
+    workspace: WorkspaceOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Resolve an incident by hand (it reopens as a new one if the cause comes back)."""
+    _incident_action("resolve", incident_id, note, workspace, json_out)
+
+
+@app.command()
+def status(
+    pipeline: Annotated[str | None, typer.Argument(help="Only this pipeline.")] = None,
+    workspace: WorkspaceOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Each pipeline at a glance: last run, gate, current release, open incidents, recent audit."""
+    from steadycast.status import pipeline_status
+    from steadycast.workspace import Workspace
+
+    ws = Workspace.open(workspace)
+    names = [pipeline] if pipeline else ws.pipeline_names()
+    if pipeline:
+        ws.pipeline(pipeline)
+    doc = {"pipelines": [pipeline_status(ws, name) for name in names]}
+    if json_out:
+        _emit_json(doc)
+        return
+    for st in doc["pipelines"]:
+        last = st["last_run"] or {}
+        out.rule(f"[bold]{st['pipeline']}")
+        out.print(
+            f"  last run:        {last.get('run_id', '-')} {last.get('status', '')} {last.get('finished_at') or ''}"
+        )
+        failed = [g for g in st["gate"] if not g["passed"]]
+        gate_text = (
+            "no gate yet"
+            if not st["gate"]
+            else ("passed" if not failed else "; ".join(g["detail"] for g in failed))
+        )
+        out.print(f"  gate:            {gate_text}", markup=False, highlight=False)
+        out.print(f"  current release: {st['current_release'] or '-'}")
+        out.print(f"  open incidents:  {st['open_incidents']}")
+        for entry in st["audit"][:5]:
+            out.print(
+                f"    {entry['at'][:19]} {entry['actor']}: {entry['action']} {entry.get('subject') or ''}"
+                + (f" ({entry['reason']})" if entry.get("reason") else ""),
+                markup=False,
+                highlight=False,
+            )
+
+
+@app.command()
 def models(
     workspace: WorkspaceOpt = None,
     json_out: JsonOpt = False,

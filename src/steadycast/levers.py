@@ -5,13 +5,64 @@ Both are one command, both go to the audit log with who pulled them and why.
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
+import pandas as pd
+
 from steadycast import control, releases
 from steadycast.errors import NotFoundError, UsageError
+from steadycast.ops import incidents, runlog
+from steadycast.run import HELD
 from steadycast.workspace import Workspace
 
 
-def rollback(ws: Workspace, pipeline: str, reason: str, to: str | None = None) -> str:
-    """Make an earlier release current again; returns its id."""
+def _audit(
+    ws: Workspace,
+    action: str,
+    actor: str | None,
+    *,
+    pipeline: str,
+    subject: str,
+    reason: str,
+    detail: dict[str, Any],
+) -> None:
+    """``control.audit``, naming ``actor`` when given (the server acts for its API token).
+
+    The CLI names its actor through ``STEADYCAST_ACTOR``; a server handles many requests in one
+    process, so it passes the actor per call instead of changing its environment.
+    """
+    if actor is None:
+        control.audit(
+            ws.control_path,
+            action,
+            pipeline=pipeline,
+            subject=subject,
+            reason=reason,
+            detail=detail,
+        )
+        return
+    with control.connect(ws.control_path) as con:
+        con.execute(
+            "INSERT INTO audit (at, actor, action, pipeline, subject, reason, detail)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                control.utcnow(),
+                actor,
+                action,
+                pipeline,
+                subject,
+                reason,
+                json.dumps(detail, default=str, sort_keys=True),
+            ),
+        )
+
+
+def rollback(
+    ws: Workspace, pipeline: str, reason: str, to: str | None = None, *, actor: str | None = None
+) -> str:
+    """Make an earlier release current again; returns its id. ``actor`` overrides who the
+    audit log names (default: ``control.current_actor()``)."""
     ws.pipeline(pipeline)
     if not reason.strip():
         raise UsageError("a rollback needs a reason (--reason TEXT); it goes to the audit log")
@@ -26,12 +77,65 @@ def rollback(ws: Workspace, pipeline: str, reason: str, to: str | None = None) -
     if to == was:
         raise UsageError(f"release {to!r} is already the current release of {pipeline!r}")
     releases.make_current(ws.releases_dir, pipeline, to)
-    control.audit(
-        ws.control_path,
+    _audit(
+        ws,
         "release.rollback",
+        actor,
         pipeline=pipeline,
         subject=to,
         reason=reason,
         detail={"from": was, "to": to},
     )
     return to
+
+
+def approve(ws: Workspace, run_id: str, reason: str, *, actor: str | None = None) -> str:
+    """Publish a held run as it is (the manual override); returns the new release id.
+    ``actor`` overrides who the audit log names (default: ``control.current_actor()``)."""
+    if not reason.strip():
+        raise UsageError("an approval needs a reason (--reason TEXT); it goes to the audit log")
+    run = runlog.get_run(ws.control_path, run_id)
+    if run is None:
+        raise NotFoundError(f"no run {run_id!r} in {ws.root}")
+    if run["status"] != "held":
+        raise UsageError(
+            f"run {run_id} is {run['status']}, not held; only a held run can be approved"
+        )
+    pipeline = run["pipeline"]
+    held = ws.root / "runs" / run_id / HELD
+    try:
+        forecasts = pd.read_parquet(held / releases.FORECASTS)
+        provenance = pd.read_parquet(held / "provenance.parquet")
+        meta = json.loads((held / "meta.json").read_text())
+    except FileNotFoundError:
+        raise NotFoundError(f"the forecasts of held run {run_id} are gone from {held}") from None
+    if forecasts.empty:
+        raise UsageError(
+            f"run {run_id} was stopped by its data checks before forecasting; there is nothing to "
+            "approve (fix the data or the check policy and run again)"
+        )
+    meta = {**meta, "approved": True, "approved_reason": reason}
+    release = releases.write_release(
+        ws.releases_dir, pipeline, run_id, forecasts, meta, extras={"provenance": provenance}
+    )
+    releases.make_current(ws.releases_dir, pipeline, release.release_id)
+    runlog.update_run(ws.control_path, run_id, status="published", release_id=release.release_id)
+    _audit(
+        ws,
+        "run.approved",
+        actor,
+        pipeline=pipeline,
+        subject=run_id,
+        reason=reason,
+        detail={
+            "release_id": release.release_id,
+            "content_sha256": release.manifest["content_sha256"],
+        },
+    )
+    held_print = incidents.fingerprint("held", pipeline)
+    for incident in incidents.list_incidents(ws.control_path, pipeline=pipeline):
+        if incident.fingerprint == held_print and incident.state != "resolved":
+            incidents.resolve(
+                ws.control_path, incident.id, actor=actor, note=f"run {run_id} approved: {reason}"
+            )
+    return release.release_id

@@ -8,10 +8,12 @@ control plane as it goes, so a run that dies leaves a record of where and why.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import logging
 import math
+import re
 import secrets
 import shutil
 import traceback
@@ -25,12 +27,14 @@ from typing import Any
 import pandas as pd
 import pyarrow.parquet as pq
 
-from steadycast import control, releases, store
+from steadycast import checks, control, gate, releases, store
+from steadycast.checks import CheckResult, RunFigures
 from steadycast.config import PipelineConfig
 from steadycast.errors import ParityError, SteadycastError
 from steadycast.models.isolation import IsolatedRunner
 from steadycast.models.registry import SteadycastPluginWarning, available_models
-from steadycast.ops import runlog
+from steadycast.ops import alerts, incidents, runlog
+from steadycast.ops.incidents import Finding
 from steadycast.ops.logging import run_context
 from steadycast.stages.forecast import PartitionResult, run_partition
 from steadycast.stages.prepare import regularize
@@ -88,10 +92,11 @@ def _snapshot(
     shutil.rmtree(target, ignore_errors=True)
     with store.reading(ws.store_path) as con:
         row = con.execute(
-            "SELECT count(*), count(DISTINCT unique_id) FROM observations WHERE pipeline = ?",
+            "SELECT count(*), count(DISTINCT unique_id), max(ds) FROM observations WHERE pipeline = ?",
             [cfg.name],
         ).fetchone()
         rows, series = (int(row[0]), int(row[1])) if row else (0, 0)
+        record.detail["newest"] = str(row[2]) if row and row[2] is not None else None
         batches = con.execute(
             "SELECT batch_id FROM batches WHERE pipeline = ? ORDER BY batch_id", [cfg.name]
         ).fetchall()
@@ -204,6 +209,39 @@ def export_columns(forecasts: pd.DataFrame, levels: list[int]) -> list[str]:
     return [c for c in cols if c in forecasts.columns]
 
 
+def _previous_run(control_path: Path, pipeline: str, run_id: str) -> dict[str, Any] | None:
+    """The last finished run of the pipeline before this one (for volume parity and config diff)."""
+    with control.connect(control_path) as con:
+        row = con.execute(
+            "SELECT * FROM runs WHERE pipeline = ? AND run_id <> ? AND status IN ('published', 'held') "
+            "ORDER BY started_at DESC LIMIT 1",
+            (pipeline, run_id),
+        ).fetchone()
+    if row is None:
+        return None
+    run = dict(row)
+    run["detail"] = json.loads(run["detail"]) if run.get("detail") else {}
+    return run
+
+
+def _audit_config_change(
+    ws: Workspace, cfg: PipelineConfig, previous: dict[str, Any] | None, run_id: str
+) -> None:
+    """A pipeline file that changed since the last run goes to the audit log with its diff."""
+    now = cfg.model_dump_json(indent=1).splitlines()
+    before = (previous or {}).get("detail", {}).get("config")
+    if before is None or before == now:
+        return
+    diff = list(difflib.unified_diff(before, now, "previous run", "this run", lineterm="", n=1))
+    control.audit(
+        ws.control_path,
+        "config.changed",
+        pipeline=cfg.name,
+        subject=run_id,
+        detail={"previous_run": previous["run_id"] if previous else None, "diff": diff},
+    )
+
+
 def run_pipeline(ws: Workspace, pipeline: str, *, progress: Progress | None = None) -> RunResult:
     """Run a pipeline end to end; the result says what happened (it also records it)."""
     cfg = ws.pipeline(pipeline)
@@ -241,7 +279,7 @@ def run_pipeline(ws: Workspace, pipeline: str, *, progress: Progress | None = No
             raise
         finally:
             result.stages = [r.as_dict() for r in records if r.usage is not None]
-        if result.error is not None:
+        if result.error is not None and result.status not in ("held",):
             result.status = "failed"
             runlog.update_run(
                 ws.control_path,
@@ -260,6 +298,72 @@ def run_pipeline(ws: Workspace, pipeline: str, *, progress: Progress | None = No
     return result
 
 
+@dataclass
+class _Checked:
+    results: list[CheckResult]
+    figures: RunFigures
+    nonnegative: set[str]
+    excluded: dict[str, list[str]]
+    cuts: dict[str, pd.Timestamp]
+
+
+def _check_stage(
+    parts: list[Path],
+    cfg: PipelineConfig,
+    newest: pd.Timestamp | None,
+    previous: dict[str, Any] | None,
+    rec: runlog.StageRecord,
+) -> _Checked:
+    specs = checks.build_specs(cfg)
+    prev = (previous or {}).get("detail", {}).get("check_figures")
+    ctx = checks.CheckContext.from_config(
+        cfg, newest=newest, previous=checks.RunFigures.from_dict(prev) if prev else None
+    )
+    results: list[CheckResult] = []
+    figures = checks.RunFigures()
+    nonneg: set[str] = set()
+    for path in parts:
+        history = _read_partition(path)
+        rec.rows_in += len(history)
+        rec.series_in += history["unique_id"].nunique()
+        found, fig = checks.check_series(history, specs, ctx)
+        results += found
+        figures = figures + fig
+        nonneg |= gate.nonnegative_series(history)
+    results += checks.check_run(figures, specs, ctx)
+    excluded = checks.excluded_series(results)
+    rec.rows_out = rec.rows_in
+    rec.series_out = rec.series_in - len(excluded)
+    rec.detail.update(
+        failed=sum(not r.passed for r in results),
+        excluded_series=len(excluded),
+        stop=[r.sentence for r in checks.stop_results(results)],
+    )
+    return _Checked(results, figures, nonneg, excluded, checks.level_shift_cuts(results, specs))
+
+
+def _store_checks(ws: Workspace, pipeline: str, run_id: str, results: list[CheckResult]) -> None:
+    frame = checks.results_frame(results, pipeline=pipeline, run_id=run_id)
+    with store.writing(ws.store_path) as con:
+        con.execute("BEGIN TRANSACTION")
+        con.execute("DELETE FROM check_results WHERE run_id = ?", [run_id])
+        if not frame.empty:
+            con.register("checks_df", frame)
+            con.execute("INSERT INTO check_results SELECT * FROM checks_df")
+            con.unregister("checks_df")
+        con.execute("COMMIT")
+
+
+def _plugin_findings(pipeline: str, messages: list[str]) -> list[Finding]:
+    found = []
+    for message in messages:
+        match = re.search(r"model plugin '([^']+)'", message)
+        found.append(
+            incidents.plugin_finding(pipeline, match.group(1) if match else message[:60], message)
+        )
+    return found
+
+
 def _execute(
     ws: Workspace,
     cfg: PipelineConfig,
@@ -271,9 +375,14 @@ def _execute(
 ) -> None:
     pipeline = cfg.name
     run_dir.mkdir(parents=True, exist_ok=True)
+    previous = _previous_run(ws.control_path, pipeline, run_id)
+    _audit_config_change(ws, cfg, previous, run_id)
+    detail: dict[str, Any] = {"config": cfg.model_dump_json(indent=1).splitlines()}
+
     with runlog.stage(ws.control_path, run_id, "snapshot", 1) as rec:
         records.append(rec)
         parts = _snapshot(ws, cfg, run_dir, rec)
+    newest = rec.detail.get("newest")
     runlog.update_run(ws.control_path, run_id, snapshot_sha256=rec.detail["snapshot_sha256"])
     if not parts:
         raise SteadycastError(
@@ -281,13 +390,137 @@ def _execute(
             f"(steadycast ingest {pipeline} FILE)"
         )
 
-    previous = releases.current(ws.releases_dir, pipeline)
-    last_published = releases.read_forecasts(previous) if previous else None
+    with runlog.stage(ws.control_path, run_id, "check", 2) as rec:
+        records.append(rec)
+        checked = _check_stage(parts, cfg, pd.Timestamp(newest) if newest else None, previous, rec)
+    detail["check_figures"] = checked.figures.as_dict()
+    _store_checks(ws, pipeline, run_id, checked.results)
+    stopped = checks.stop_results(checked.results)
 
+    previous_release = releases.current(ws.releases_dir, pipeline)
+    last_published = releases.read_forecasts(previous_release) if previous_release else None
+    levels = list(cfg.models.levels)
+    plugin_messages: list[str] = []
+    forecasts = pd.DataFrame(columns=["unique_id", "ds", "yhat", "model"])
+    provenance = pd.DataFrame(columns=["unique_id", "model", "source"])
+    scores = pd.DataFrame()
+    if not stopped:
+        forecasts, provenance, scores, plugin_messages = _forecast_stage(
+            ws, cfg, run_id, parts, checked, last_published, records, progress
+        )
+        result.series = int(provenance["unique_id"].nunique())
+        result.fallback_series = int(provenance["source"].isin(["fallback", "none"]).sum())
+        _store_explanations(ws, pipeline, run_id, scores, provenance)
+
+    with runlog.stage(ws.control_path, run_id, "gate", 4) as rec:
+        records.append(rec)
+        rec.rows_in = rec.rows_out = len(forecasts)
+        decision = gate.evaluate_gate(
+            cfg.gate,
+            forecasts,
+            provenance,
+            checked.results,
+            last_published,
+            checked.nonnegative,
+            scores if not scores.empty else None,
+        )
+        rec.detail["passed"] = decision.passed
+    result.gate = decision.as_json()
+    detail["gate"] = [r.record() for r in decision.results]
+    export = (
+        forecasts[export_columns(forecasts, levels)]
+        .sort_values(["unique_id", "ds"])
+        .reset_index(drop=True)
+        if len(forecasts)
+        else forecasts
+    )
+    meta = {
+        "levels": levels,
+        "frequency": cfg.series.frequency,
+        "horizon": cfg.series.horizon,
+        "fallback_series": result.fallback_series,
+    }
+
+    findings = incidents.check_findings(pipeline, checked.results)
+    findings += incidents.gate_findings(pipeline, decision)
+    findings += _plugin_findings(pipeline, plugin_messages)
+    kinds = ["check", "gate", "held", "plugin"]
+    if decision.passed:
+        with runlog.stage(ws.control_path, run_id, "publish", 5) as rec:
+            records.append(rec)
+            rec.rows_in = rec.rows_out = len(export)
+            release = releases.write_release(
+                ws.releases_dir, pipeline, run_id, export, meta, extras={"provenance": provenance}
+            )
+            releases.make_current(ws.releases_dir, pipeline, release.release_id)
+        result.release_id = release.release_id
+        result.status = "published"
+        runlog.update_run(
+            ws.control_path,
+            run_id,
+            status="published",
+            finished_at=control.utcnow(),
+            release_id=release.release_id,
+            series=result.series,
+            fallback_series=result.fallback_series,
+            detail=detail,
+        )
+        control.audit(
+            ws.control_path,
+            "release.published",
+            pipeline=pipeline,
+            subject=release.release_id,
+            detail={
+                "run_id": run_id,
+                "series": result.series,
+                "fallback_series": result.fallback_series,
+                "content_sha256": release.manifest["content_sha256"],
+            },
+        )
+    else:
+        # Held: the current release stays; the forecasts are kept for inspection and approval.
+        held_dir = run_dir / HELD
+        held_dir.mkdir(parents=True, exist_ok=True)
+        export.to_parquet(held_dir / releases.FORECASTS, index=False)
+        provenance.to_parquet(held_dir / "provenance.parquet", index=False)
+        (held_dir / "meta.json").write_text(json.dumps(meta, default=str))
+        result.status = "held"
+        result.error = decision.summary()
+        findings.append(incidents.held_finding(pipeline, run_id, decision.summary()))
+        runlog.update_run(
+            ws.control_path,
+            run_id,
+            status="held",
+            finished_at=control.utcnow(),
+            error=result.error,
+            series=result.series,
+            fallback_series=result.fallback_series,
+            detail=detail,
+        )
+        control.audit(
+            ws.control_path, "run.held", pipeline=pipeline, subject=run_id, reason=result.error
+        )
+    changes = incidents.record_findings(ws.control_path, pipeline, run_id, findings, kinds)
+    alerts.notify(cfg.alerts, changes, ws.control_path, pipeline, run_id)
+
+
+HELD = "held"
+
+
+def _forecast_stage(
+    ws: Workspace,
+    cfg: PipelineConfig,
+    run_id: str,
+    parts: list[Path],
+    checked: _Checked,
+    last_published: pd.DataFrame | None,
+    records: list[runlog.StageRecord],
+    progress: Progress | None,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, list[str]]:
     outputs: list[PartitionResult] = []
     reports: list[pd.DataFrame] = []
     with (
-        runlog.stage(ws.control_path, run_id, "forecast", 2) as rec,
+        runlog.stage(ws.control_path, run_id, "forecast", 3) as rec,
         warnings.catch_warnings(record=True) as caught,
     ):
         # A broken plugin is recorded with the run (and skipped), never a crash.
@@ -296,6 +529,7 @@ def _execute(
         if cfg.models.plugins:
             available_models(plugins=True, disabled=cfg.models.disabled_plugins)
         fc = cfg.forecast
+        cut_rows = excluded_rows = 0
         with IsolatedRunner(
             workers=fc.workers, timeout_s=fc.timeout_s, memory_mb=fc.memory_mb
         ) as runner:
@@ -303,6 +537,11 @@ def _execute(
                 history = _read_partition(path)
                 rec.rows_in += len(history)
                 rec.series_in += history["unique_id"].nunique()
+                history, dropped_series, cut = _apply_check_policies(history, checked)
+                excluded_rows += dropped_series
+                cut_rows += cut
+                if history.empty:
+                    continue
                 last = None
                 if last_published is not None:
                     last = last_published[
@@ -317,76 +556,50 @@ def _execute(
         rec.extra_cpu_s = sum(u.cpu_s for u in usage.values())
         rec.extra_peak_mb = max((u.peak_rss_mb for u in usage.values()), default=0.0)
         runlog.record_model_usage(ws.control_path, run_id, usage)
+        if not outputs:
+            raise SteadycastError(
+                f"every series of pipeline {cfg.name!r} was excluded by its checks; nothing to forecast"
+            )
         forecasts = pd.concat([o.forecasts for o in outputs], ignore_index=True)
         provenance = pd.concat([o.provenance for o in outputs], ignore_index=True)
-        scores = (
-            pd.concat([o.scores for o in outputs if not o.scores.empty], ignore_index=True)
-            if any(not o.scores.empty for o in outputs)
-            else pd.DataFrame()
-        )
+        score_frames = [o.scores for o in outputs if not o.scores.empty]
+        scores = pd.concat(score_frames, ignore_index=True) if score_frames else pd.DataFrame()
         rec.detail["clipped_to_range"] = clip_to_range(forecasts, cfg)
-        rec.detail["plugin_failures"] = sorted(
+        plugin_messages = sorted(
             {str(w.message) for w in caught if issubclass(w.category, SteadycastPluginWarning)}
         )
+        rec.detail["plugin_failures"] = plugin_messages
         rec.series_out = int(provenance["unique_id"].nunique())
         rec.rows_out = len(forecasts)
+        rec.rows_rejected = excluded_rows + cut_rows
         rec.detail["prepared"] = {
+            "excluded_series": len(checked.excluded),
+            "rows_before_level_shift_cut": cut_rows,
             "filled_points": int(sum(r["filled"].sum() for r in reports)),
-            "series_cut": int(sum(r["cut_before"].notna().sum() for r in reports)),
+            "series_cut_after_long_gap": int(sum(r["cut_before"].notna().sum() for r in reports)),
         }
-        if rec.series_out != rec.series_in:
+        excluded_in = len(set(checked.excluded))
+        if rec.series_out + excluded_in != rec.series_in:
             raise ParityError(
-                f"forecast stage: {rec.series_in} series in, {rec.series_out} with a provenance out"
+                f"forecast stage: {rec.series_in} series in, but {rec.series_out} forecast and "
+                f"{excluded_in} excluded"
             )
+    return forecasts, provenance, scores, plugin_messages
 
-    result.series = int(provenance["unique_id"].nunique())
-    result.fallback_series = int(provenance["source"].isin(["fallback", "none"]).sum())
-    _store_explanations(ws, pipeline, run_id, scores, provenance)
 
-    with runlog.stage(ws.control_path, run_id, "publish", 3) as rec:
-        records.append(rec)
-        levels = list(cfg.models.levels)
-        export = (
-            forecasts[export_columns(forecasts, levels)]
-            .sort_values(["unique_id", "ds"])
-            .reset_index(drop=True)
-        )
-        rec.rows_in = rec.rows_out = len(export)
-        release = releases.write_release(
-            ws.releases_dir,
-            pipeline,
-            run_id,
-            export,
-            {
-                "levels": levels,
-                "frequency": cfg.series.frequency,
-                "horizon": cfg.series.horizon,
-                "fallback_series": result.fallback_series,
-            },
-            extras={"provenance": provenance},
-        )
-        releases.make_current(ws.releases_dir, pipeline, release.release_id)
-    result.release_id = release.release_id
-    result.status = "published"
-    runlog.update_run(
-        ws.control_path,
-        run_id,
-        status="published",
-        finished_at=control.utcnow(),
-        release_id=release.release_id,
-        series=result.series,
-        fallback_series=result.fallback_series,
-    )
-    control.audit(
-        ws.control_path,
-        "release.published",
-        pipeline=pipeline,
-        subject=release.release_id,
-        detail={
-            "run_id": run_id,
-            "series": result.series,
-            "fallback_series": result.fallback_series,
-            "content_sha256": release.manifest["content_sha256"],
-        },
-    )
-    json.dumps(result.as_dict())  # the record must always serialise
+def _apply_check_policies(
+    history: pd.DataFrame, checked: _Checked
+) -> tuple[pd.DataFrame, int, int]:
+    """Leave out excluded series; start shifted series' training windows after their shift."""
+    dropped = 0
+    if checked.excluded:
+        mask = history["unique_id"].isin(checked.excluded.keys())
+        dropped = int(mask.sum())
+        history = history[~mask]
+    cut = 0
+    if checked.cuts:
+        starts = history["unique_id"].map(checked.cuts)
+        before = starts.notna() & (history["ds"] < starts)
+        cut = int(before.sum())
+        history = history[~before]
+    return history.reset_index(drop=True), dropped, cut

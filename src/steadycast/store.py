@@ -93,6 +93,23 @@ MIGRATIONS: list[str] = [
         interval_source VARCHAR
     );
     """,
+    # 4: data-quality findings of each run's check stage
+    """
+    CREATE TABLE check_results (
+        pipeline VARCHAR NOT NULL,
+        run_id VARCHAR NOT NULL,
+        "check" VARCHAR NOT NULL,
+        passed BOOLEAN NOT NULL,
+        severity VARCHAR NOT NULL,
+        blocking BOOLEAN NOT NULL,
+        policy VARCHAR NOT NULL,
+        unique_id VARCHAR,
+        sentence VARCHAR NOT NULL,
+        value DOUBLE,
+        threshold DOUBLE,
+        "at" TIMESTAMP
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -73,8 +73,14 @@ def test_run_publishes_a_release_with_every_series_and_its_provenance(ready: Wor
     result = run_pipeline(ready, "meters")
     assert result.status == "published", result.error
     assert result.series == 5
-    assert [s["name"] for s in result.stages] == ["snapshot", "forecast", "publish"]
-    assert result.stages[0]["rows_in"] == result.stages[1]["rows_in"]
+    assert [s["name"] for s in result.stages] == [
+        "snapshot",
+        "check",
+        "forecast",
+        "gate",
+        "publish",
+    ]
+    assert result.stages[0]["rows_in"] == result.stages[2]["rows_in"]
     release_id, frame = current_forecast(ready, "meters")
     assert release_id == result.release_id
     assert list(frame.columns) == [
