@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
 from steadycast import releases
-from steadycast.run import run_pipeline
-from steadycast.stages.ingest import ingest_file
+from steadycast.ops.incidents import list_incidents
+from steadycast.report import write_report
+from steadycast.run import RunResult, run_pipeline
+from steadycast.stages.ingest import BatchResult, ingest_file
 from steadycast.workspace import Workspace
 
 DEMO_PIPELINE = "meters"
@@ -50,58 +54,128 @@ def sample_path() -> Path:
     return Path(str(resources.files("steadycast") / "data" / "sgsc_sample.csv.gz"))
 
 
+def _split_sample(inbox: Path) -> tuple[Path, Path]:
+    """Two deliveries from the sample: three weeks, then a fourth in which a third of the
+    meters stop reporting (a planted fault the checks must catch)."""
+    inbox.mkdir(parents=True, exist_ok=True)
+    first, second = inbox / "weeks-1-3.csv.gz", inbox / "week-4-faulty.csv.gz"
+    if first.exists() and second.exists():
+        return first, second
+    frame = pd.read_csv(sample_path(), dtype={"customer_id": str})
+    cut = "2013-05-27 00:00:00"
+    early, late = frame[frame["reading_datetime"] < cut], frame[frame["reading_datetime"] >= cut]
+    meters = sorted(late["customer_id"].unique())
+    silent = set(meters[::3])
+    late = late[~late["customer_id"].isin(silent)]
+    early.to_csv(first, index=False, compression="gzip")
+    late.to_csv(second, index=False, compression="gzip")
+    return first, second
+
+
 def run_demo(directory: Path, console: Console, json_out: bool = False) -> dict[str, Any]:
+    """Ingest, run and publish; then a faulty delivery that the gate holds, with its incident."""
     ws = Workspace.init(directory)
     pipeline_file = ws.pipelines_dir / f"{DEMO_PIPELINE}.toml"
     if not pipeline_file.exists():
         pipeline_file.write_text(DEMO_CONFIG, encoding="utf-8")
     cfg = ws.pipeline(DEMO_PIPELINE)
+    say = (lambda *a, **k: None) if json_out else console.print
     if not json_out:
         console.rule("[bold]steadycast demo")
-        console.print(f"Workspace: {ws.root}")
-        console.print(f"Pipeline:  {DEMO_PIPELINE} (pipelines/{DEMO_PIPELINE}.toml)")
-        console.print("Sample:    SGSC smart meters, 49 households, 4 weeks of half-hourly kWh")
-    batch = ingest_file(ws, cfg, sample_path())
-    if not json_out:
-        console.print(
-            f"Ingest:    batch {batch.batch_id} {batch.status}: read {batch.rows_read:,} rows, "
-            f"stored {batch.rows_stored:,}, quarantined {batch.rows_quarantined:,} "
-            f"in {batch.wall_s:.2f} s"
-        )
-        console.print("Run:       backtesting and forecasting every meter (about a minute) ...")
-    result = run_pipeline(ws, DEMO_PIPELINE)
+    say(f"Workspace: {ws.root}")
+    say(f"Pipeline:  {DEMO_PIPELINE} (pipelines/{DEMO_PIPELINE}.toml)")
+    say("Sample:    SGSC smart meters, 49 households, 4 weeks of half-hourly kWh")
+    first, second = _split_sample(ws.root / "inbox")
+
+    say("\n[bold]1. A clean delivery[/bold] (weeks 1-3)")
+    batch1 = ingest_file(ws, cfg, first)
+    _say_batch(say, batch1)
+    say("   Run: checking, backtesting and forecasting every meter (about a minute) ...")
+    run1 = run_pipeline(ws, DEMO_PIPELINE)
+    _say_run(say, run1)
+    if run1.status == "published" and not json_out:
+        _model_mix(console, ws, cfg.series.horizon, run1.fallback_series)
+
+    say("\n[bold]2. A faulty delivery[/bold] (week 4, a third of the meters stopped reporting)")
+    batch2 = ingest_file(ws, cfg, second)
+    _say_batch(say, batch2)
+    run2 = run_pipeline(ws, DEMO_PIPELINE)
+    _say_run(say, run2)
+    open_incidents = [
+        i for i in list_incidents(ws.control_path, pipeline=DEMO_PIPELINE) if i.state == "open"
+    ]
+    for incident in open_incidents[:5]:
+        say(f"   incident {incident.id} ({incident.severity}): {incident.title}", markup=False)
+    current = releases.current_id(ws.releases_dir, DEMO_PIPELINE)
+    say(f"   Still serving release {current} (the last good one).")
+
+    report = ws.root / f"report-{run2.run_id}.html"
+    write_report(ws, run2.run_id, report)
+    say(f"\nReport:    {report}")
+    w = f"-w {ws.root}"
+    say("Levers (one command each):")
+    say(
+        f"  steadycast approve {run2.run_id} --reason 'meters were decommissioned' {w}",
+        markup=False,
+    )
+    say(f"  steadycast rollback {DEMO_PIPELINE} --reason 'go back one release' {w}", markup=False)
+    say("Look around:")
+    for command in (
+        f"steadycast status {DEMO_PIPELINE} {w}",
+        f"steadycast incidents --state open {w}",
+        f"steadycast forecast {DEMO_PIPELINE} {w} | head",
+        f"steadycast runs {DEMO_PIPELINE} {w}",
+        f"steadycast hogs --since 1d {w}",
+        f"steadycast serve {w}   # then open http://127.0.0.1:8000/",
+    ):
+        say(f"  {command}", markup=False)
     summary: dict[str, Any] = {
         "workspace": str(ws.root),
         "pipeline": DEMO_PIPELINE,
-        "ingest": batch.contract(),
-        "run": result.as_dict(),
+        "ingest": [batch1.contract(), batch2.contract()],
+        "runs": [run1.as_dict(), run2.as_dict()],
+        "current_release": current,
+        "open_incidents": [i.as_dict() for i in open_incidents],
+        "report": str(report),
     }
     if json_out:
-        sys.stdout.write(json.dumps(summary, indent=2) + "\n")
-        return summary
-    console.print(
-        f"           run {result.run_id}: {result.status}"
-        + (f", release {result.release_id}" if result.release_id else "")
-        + (f" ({result.error})" if result.error else "")
-    )
-    release = releases.current(ws.releases_dir, DEMO_PIPELINE) if result.release_id else None
-    if release is not None:
-        frame = releases.read_forecasts(release)
-        mix = frame.drop_duplicates("unique_id")["model"].value_counts()
-        table = Table(title="Model chosen per meter (by backtest)", box=None)
-        table.add_column("model")
-        table.add_column("meters", justify="right")
-        for model, count in mix.items():
-            table.add_row(str(model), str(count))
-        console.print(table)
-        console.print(
-            f"Forecast:  {len(frame):,} rows ({frame['unique_id'].nunique()} meters x "
-            f"{cfg.series.horizon} half hours) with 80% and 95% intervals; "
-            f"{result.fallback_series} meters on a fallback"
-        )
-    console.print("Try:")
-    console.print(f"  steadycast forecast {DEMO_PIPELINE} -w {ws.root} | head")
-    console.print(f"  steadycast releases {DEMO_PIPELINE} -w {ws.root}")
-    console.print(f"  steadycast quarantine {DEMO_PIPELINE} -w {ws.root}")
-    console.print(f"  steadycast models -w {ws.root}")
+        sys.stdout.write(json.dumps(summary, indent=2, default=str) + "\n")
     return summary
+
+
+def _say_batch(say: Callable[..., None], batch: BatchResult) -> None:
+    say(
+        f"   Ingest: batch {batch.batch_id} {batch.status}: read {batch.rows_read:,} rows, "
+        f"stored {batch.rows_stored:,}, quarantined {batch.rows_quarantined:,} in {batch.wall_s:.2f} s"
+    )
+
+
+def _say_run(say: Callable[..., None], run: RunResult) -> None:
+    colour = {"published": "green", "held": "yellow"}.get(run.status, "red")
+    say(
+        f"   Run {run.run_id}: [{colour}]{run.status}[/{colour}]"
+        + (f", release {run.release_id}" if run.release_id else "")
+    )
+    for g in run.gate:
+        if not g["passed"]:
+            say(f"   gate {g['check']}: {g['detail']}", markup=False)
+    if run.status == "failed" and run.error:
+        say(f"   error: {run.error}", markup=False)
+
+
+def _model_mix(console: Console, ws: Workspace, horizon: int, fallbacks: int) -> None:
+    release = releases.current(ws.releases_dir, DEMO_PIPELINE)
+    if release is None:
+        return
+    frame = releases.read_forecasts(release)
+    mix = frame.drop_duplicates("unique_id")["model"].value_counts()
+    table = Table(title="   Model chosen per meter (by backtest)", box=None)
+    table.add_column("model")
+    table.add_column("meters", justify="right")
+    for model, count in mix.items():
+        table.add_row(str(model), str(count))
+    console.print(table)
+    console.print(
+        f"   Forecast: {len(frame):,} rows ({frame['unique_id'].nunique()} meters x {horizon} half "
+        f"hours) with 80% and 95% intervals; {fallbacks} meters on a fallback"
+    )
