@@ -594,6 +594,82 @@ def status(
 
 
 @app.command()
+def synth(
+    output: Annotated[Path, typer.Option("-o", "--output", help="Directory for the fleet.")],
+    series: Annotated[int, typer.Option("--series", help="Number of series.")] = 1000,
+    days: Annotated[int, typer.Option("--days", help="Days of history.")] = 28,
+    frequency: Annotated[str, typer.Option("--frequency", help="30min, 1h or 1D.")] = "1h",
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    start: Annotated[str, typer.Option("--start", help="First day, YYYY-MM-DD.")] = "2024-01-01",
+    timezone: Annotated[
+        str, typer.Option("--timezone", help="Zone of the local timestamps.")
+    ] = "UTC",
+    rows_per_file: Annotated[int, typer.Option("--rows-per-file")] = 5_000_000,
+    no_faults: Annotated[
+        bool, typer.Option("--no-faults", help="Clean data, nothing planted.")
+    ] = False,
+    stuck_rate: Annotated[float | None, typer.Option("--stuck-rate")] = None,
+    zeros_rate: Annotated[float | None, typer.Option("--zeros-rate")] = None,
+    spike_rate: Annotated[float | None, typer.Option("--spike-rate")] = None,
+    gap_rate: Annotated[float | None, typer.Option("--gap-rate")] = None,
+    level_shift_rate: Annotated[float | None, typer.Option("--level-shift-rate")] = None,
+    dst_rate: Annotated[float | None, typer.Option("--dst-rate")] = None,
+    late_rate: Annotated[float | None, typer.Option("--late-rate")] = None,
+    duplicate_rate: Annotated[float | None, typer.Option("--duplicate-rate")] = None,
+    recent_days: Annotated[
+        float | None, typer.Option("--recent-days", help="Plant faults in the last N days.")
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace a fleet already there.")
+    ] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Generate a realistic synthetic fleet (Parquet), its pipeline and the ground truth of its faults."""
+    import dataclasses
+
+    from steadycast.synth import FaultRates, generate_fleet
+
+    rates = FaultRates.none() if no_faults else FaultRates()
+    given = {
+        "stuck": stuck_rate,
+        "zeros": zeros_rate,
+        "spike": spike_rate,
+        "gap": gap_rate,
+        "level_shift": level_shift_rate,
+        "dst": dst_rate,
+        "late": late_rate,
+        "duplicate": duplicate_rate,
+        "recent_days": recent_days,
+    }
+    rates = dataclasses.replace(rates, **{k: v for k, v in given.items() if v is not None})
+    with _progress(enabled=not json_out) as progress:
+        summary = generate_fleet(
+            output,
+            series=series,
+            days=days,
+            frequency=frequency,
+            seed=seed,
+            faults=rates,
+            start=start,
+            timezone=timezone,
+            rows_per_file=rows_per_file,
+            overwrite=overwrite,
+            progress=(lambda done, total: progress("synth", done, total)) if progress else None,
+        )
+    if json_out:
+        _emit_json(summary.as_dict())
+        return
+    doc = summary.as_dict()
+    out.print(f"wrote {doc.get('rows', 0):,} rows of {series:,} series to {output}", markup=False)
+    out.print(f"  pipeline:     {output / 'pipeline.toml'}", markup=False)
+    out.print(f"  ground truth: {output / 'ground_truth.parquet'}", markup=False)
+    out.print(
+        f"  ingest with:  steadycast ingest NAME {output}/data/*.parquet (after copying pipeline.toml)",
+        markup=False,
+    )
+
+
+@app.command()
 def models(
     workspace: WorkspaceOpt = None,
     json_out: JsonOpt = False,
