@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import re
 import secrets
 import shutil
@@ -383,7 +384,8 @@ def _execute(
         records.append(rec)
         parts = _snapshot(ws, cfg, run_dir, rec)
     newest = rec.detail.get("newest")
-    runlog.update_run(ws.control_path, run_id, snapshot_sha256=rec.detail["snapshot_sha256"])
+    snapshot_sha = rec.detail["snapshot_sha256"]
+    runlog.update_run(ws.control_path, run_id, snapshot_sha256=snapshot_sha)
     if not parts:
         raise SteadycastError(
             f"pipeline {pipeline!r} has no stored observations; ingest data first "
@@ -405,8 +407,11 @@ def _execute(
     provenance = pd.DataFrame(columns=["unique_id", "model", "source"])
     scores = pd.DataFrame()
     if not stopped:
+        resume_from = _resumable_run(
+            ws.control_path, pipeline, run_id, config_digest(cfg), snapshot_sha
+        )
         forecasts, provenance, scores, plugin_messages = _forecast_stage(
-            ws, cfg, run_id, parts, checked, last_published, records, progress
+            ws, cfg, run_id, parts, checked, last_published, records, progress, resume_from
         )
         result.series = int(provenance["unique_id"].nunique())
         result.fallback_series = int(provenance["source"].isin(["fallback", "none"]).sum())
@@ -507,6 +512,57 @@ def _execute(
 HELD = "held"
 
 
+PARTS = "parts"
+DONE = "_SUCCESS"
+
+
+def _resumable_run(
+    control_path: Path, pipeline: str, run_id: str, config_sha: str, snapshot_sha: str
+) -> Path | None:
+    """The directory of an interrupted run of the same pipeline on the same snapshot and config.
+
+    A run killed part-way leaves its finished partitions on disk; the next run reuses them, so
+    it restarts from the last finished partition and still produces the same release.
+    """
+    with control.connect(control_path) as con:
+        row = con.execute(
+            "SELECT run_id FROM runs WHERE pipeline = ? AND run_id <> ? AND status = 'failed' "
+            "AND error LIKE 'interrupted%' AND config_sha256 = ? AND snapshot_sha256 = ? "
+            "ORDER BY started_at DESC LIMIT 1",
+            (pipeline, run_id, config_sha, snapshot_sha),
+        ).fetchone()
+    return None if row is None else control_path.parent / "runs" / row["run_id"]
+
+
+def _partition_dir(root: Path, part: Path) -> Path:
+    return root / PARTS / part.parent.name  # "part=N"
+
+
+def _save_partition(out_dir: Path, result: PartitionResult, report: pd.DataFrame) -> None:
+    """Write one partition's outputs, then its marker: a partition is done only when complete."""
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    result.forecasts.to_parquet(tmp / "forecasts.parquet", index=False)
+    result.provenance.to_parquet(tmp / "provenance.parquet", index=False)
+    if not result.scores.empty:
+        result.scores.to_parquet(tmp / "scores.parquet", index=False)
+    report.to_parquet(tmp / "report.parquet", index=False)
+    (tmp / DONE).write_text("")
+    shutil.rmtree(out_dir, ignore_errors=True)
+    os.replace(tmp, out_dir)
+
+
+def _load_partition(out_dir: Path) -> tuple[PartitionResult, pd.DataFrame]:
+    scores_path = out_dir / "scores.parquet"
+    result = PartitionResult(
+        forecasts=pd.read_parquet(out_dir / "forecasts.parquet"),
+        provenance=pd.read_parquet(out_dir / "provenance.parquet"),
+        scores=pd.read_parquet(scores_path) if scores_path.exists() else pd.DataFrame(),
+    )
+    return result, pd.read_parquet(out_dir / "report.parquet")
+
+
 def _forecast_stage(
     ws: Workspace,
     cfg: PipelineConfig,
@@ -516,7 +572,9 @@ def _forecast_stage(
     last_published: pd.DataFrame | None,
     records: list[runlog.StageRecord],
     progress: Progress | None,
+    resume_from: Path | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, list[str]]:
+    run_dir = ws.root / "runs" / run_id
     outputs: list[PartitionResult] = []
     reports: list[pd.DataFrame] = []
     with (
@@ -529,26 +587,32 @@ def _forecast_stage(
         if cfg.models.plugins:
             available_models(plugins=True, disabled=cfg.models.disabled_plugins)
         fc = cfg.forecast
-        cut_rows = excluded_rows = 0
+        resumed = 0
         with IsolatedRunner(
             workers=fc.workers, timeout_s=fc.timeout_s, memory_mb=fc.memory_mb
         ) as runner:
             for done, path in enumerate(parts):
-                history = _read_partition(path)
-                rec.rows_in += len(history)
-                rec.series_in += history["unique_id"].nunique()
-                history, dropped_series, cut = _apply_check_policies(history, checked)
-                excluded_rows += dropped_series
-                cut_rows += cut
-                if history.empty:
-                    continue
-                last = None
-                if last_published is not None:
-                    last = last_published[
-                        last_published["unique_id"].isin(history["unique_id"].unique())
-                    ]
-                out, report = forecast_one_partition(history, cfg, runner, last)
-                outputs.append(out)
+                out_dir = _partition_dir(run_dir, path)
+                previous = _partition_dir(resume_from, path) if resume_from else None
+                if previous is not None and (previous / DONE).exists():
+                    result, report = _load_partition(previous)
+                    _save_partition(out_dir, result, report)
+                    resumed += 1
+                else:
+                    history = _read_partition(path)
+                    history, rejected = _apply_check_policies(history, checked)
+                    if history.empty:
+                        continue
+                    last = None
+                    if last_published is not None:
+                        last = last_published[
+                            last_published["unique_id"].isin(history["unique_id"].unique())
+                        ]
+                    result, report = forecast_one_partition(history, cfg, runner, last)
+                    # Rows set aside by the checks' policies, per partition, for parity.
+                    report = report.assign(rows_rejected=rejected)
+                    _save_partition(out_dir, result, report)
+                outputs.append(result)
                 reports.append(report)
                 if progress:
                     progress("forecast", done + 1, len(parts))
@@ -556,6 +620,8 @@ def _forecast_stage(
         rec.extra_cpu_s = sum(u.cpu_s for u in usage.values())
         rec.extra_peak_mb = max((u.peak_rss_mb for u in usage.values()), default=0.0)
         runlog.record_model_usage(ws.control_path, run_id, usage)
+        rec.rows_in = sum(pq.ParquetFile(p).metadata.num_rows for p in parts)
+        rec.series_in = checked.figures.series
         if not outputs:
             raise SteadycastError(
                 f"every series of pipeline {cfg.name!r} was excluded by its checks; nothing to forecast"
@@ -569,14 +635,15 @@ def _forecast_stage(
             {str(w.message) for w in caught if issubclass(w.category, SteadycastPluginWarning)}
         )
         rec.detail["plugin_failures"] = plugin_messages
+        rec.detail["resumed_partitions"] = resumed
         rec.series_out = int(provenance["unique_id"].nunique())
         rec.rows_out = len(forecasts)
-        rec.rows_rejected = excluded_rows + cut_rows
+        all_reports = pd.concat(reports, ignore_index=True)
+        rec.rows_rejected = sum(int(r["rows_rejected"].iloc[0]) for r in reports if len(r))
         rec.detail["prepared"] = {
             "excluded_series": len(checked.excluded),
-            "rows_before_level_shift_cut": cut_rows,
-            "filled_points": int(sum(r["filled"].sum() for r in reports)),
-            "series_cut_after_long_gap": int(sum(r["cut_before"].notna().sum() for r in reports)),
+            "filled_points": int(all_reports["filled"].sum()),
+            "series_cut_after_long_gap": int(all_reports["cut_before"].notna().sum()),
         }
         excluded_in = len(set(checked.excluded))
         if rec.series_out + excluded_in != rec.series_in:
@@ -587,19 +654,13 @@ def _forecast_stage(
     return forecasts, provenance, scores, plugin_messages
 
 
-def _apply_check_policies(
-    history: pd.DataFrame, checked: _Checked
-) -> tuple[pd.DataFrame, int, int]:
-    """Leave out excluded series; start shifted series' training windows after their shift."""
-    dropped = 0
+def _apply_check_policies(history: pd.DataFrame, checked: _Checked) -> tuple[pd.DataFrame, int]:
+    """Leave out excluded series; start shifted series' training windows after their shift.
+    Returns the rows left and how many were set aside (counted as rejected, for parity)."""
+    before = len(history)
     if checked.excluded:
-        mask = history["unique_id"].isin(checked.excluded.keys())
-        dropped = int(mask.sum())
-        history = history[~mask]
-    cut = 0
+        history = history[~history["unique_id"].isin(checked.excluded.keys())]
     if checked.cuts:
         starts = history["unique_id"].map(checked.cuts)
-        before = starts.notna() & (history["ds"] < starts)
-        cut = int(before.sum())
-        history = history[~before]
-    return history.reset_index(drop=True), dropped, cut
+        history = history[~(starts.notna() & (history["ds"] < starts))]
+    return history.reset_index(drop=True), before - len(history)
