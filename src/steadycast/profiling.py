@@ -1,0 +1,254 @@
+"""Profile each series and route it to the models that can sensibly forecast it.
+
+Backtesting every candidate on every series wastes time on series where the answer is known
+(a constant is forecast by its last value) and produces crashes on series a model cannot take
+(too short for its minimum history, intermittent zeros for a model that divides by the level).
+:func:`profile_series` measures, vectorised over a long frame, what routing needs;
+:func:`route` turns that into a non-empty list of models per series and says why.
+
+Nothing here raises for a degenerate series: an all-NaN, one-point, constant or all-zero series
+gets a profile and a route like any other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from steadycast.models.base import Capabilities
+
+__all__ = [
+    "ADI_CUTOFF",
+    "CV2_CUTOFF",
+    "SAFE_MODELS",
+    "SHORT_SERIES",
+    "profile_series",
+    "route",
+]
+
+# Syntetos-Boylan (2005) cut-offs: average demand interval and squared coefficient of variation
+# of the non-zero demand sizes. ADI >= 1.32 is "intermittent" (or "lumpy" when CV² >= 0.49).
+ADI_CUTOFF = 1.32
+CV2_CUTOFF = 0.49
+
+# Series shorter than this many points (or two seasons) also get the simple models: a fitted
+# model has too little data to beat them reliably, and a backtest has too few windows to tell.
+SHORT_SERIES = 20
+
+# The simple models every series can fall back on, simplest first. They need one point.
+SAFE_MODELS: tuple[str, ...] = ("Naive", "HistoricAverage")
+
+
+def profile_series(
+    history: pd.DataFrame,
+    season_length: int = 1,
+    *,
+    id_col: str = "unique_id",
+    time_col: str = "ds",
+    target_col: str = "y",
+) -> pd.DataFrame:
+    """One row per series describing what routing and a person need to know about it.
+
+    Columns:
+        ``length`` rows; ``usable_length`` rows from the first to the last observed value (what a
+        model sees once interior gaps are filled); ``nan_share`` share of rows without a value;
+        ``zero_share`` share of observed values equal to 0; ``constant`` every observed value is
+        the same (a series with 0 or 1 observation counts as constant); ``all_zero``;
+        ``negative`` any value below 0; ``adi`` average demand interval (observed points per
+        non-zero point, inf without any); ``cv2`` squared coefficient of variation of the
+        non-zero values; ``demand_class`` smooth / erratic / intermittent / lumpy (Syntetos-
+        Boylan; "none" for series with negative values or no non-zero value);
+        ``intermittent`` demand class intermittent or lumpy; ``seasonal_strength`` the
+        autocorrelation at the season lag of the first differences, clipped to [0, 1]
+        (differencing removes the trend that would otherwise inflate every lag; 0 when the
+        series is shorter than about three seasons or ``season_length`` is 1);
+        ``seasonal`` strength above the 90% white-noise bound 1.645/sqrt(n).
+    """
+    data = history[[id_col, time_col, target_col]].sort_values([id_col, time_col], kind="stable")
+    ids = data[id_col].astype(str).to_numpy()  # the canonical id type of the platform
+    y = data[target_col].to_numpy(dtype=float)
+    observed = ~np.isnan(y)
+    frame = pd.DataFrame(
+        {
+            "_id": ids,
+            "_obs": observed,
+            "_zero": observed & (y == 0),
+            "_nonzero": observed & (y != 0),
+            "_neg": observed & (y < 0),
+            "_y": y,
+            "_nzy": np.where(observed & (y != 0), y, np.nan),
+        }
+    )
+    grouped = frame.groupby("_id", sort=True)
+    length = grouped.size()
+    n_obs = grouped["_obs"].sum()
+    position = grouped.cumcount().to_numpy()
+    obs_pos = pd.Series(np.where(observed, position, np.nan))
+    first = obs_pos.groupby(ids).min()
+    last = obs_pos.groupby(ids).max()
+    usable = (last - first + 1).fillna(0).astype(int)
+    ymin, ymax = grouped["_y"].min(), grouped["_y"].max()
+    n_nonzero = grouped["_nonzero"].sum()
+    nz_mean = grouped["_nzy"].mean()
+    nz_std = grouped["_nzy"].std(ddof=0)
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        zero_share = (grouped["_zero"].sum() / n_obs).fillna(0.0)
+        adi = (n_obs / n_nonzero).where(n_nonzero > 0, np.inf)
+        cv2 = ((nz_std / nz_mean) ** 2).fillna(0.0)
+    constant = (n_obs <= 1) | (ymin == ymax)
+    all_zero = (n_obs > 0) & (ymin == 0) & (ymax == 0)
+    negative = grouped["_neg"].any()
+    demand_ok = ~negative & (n_nonzero > 0)
+    demand_class = pd.Series(
+        np.select(
+            [
+                ~demand_ok,
+                (adi < ADI_CUTOFF) & (cv2 < CV2_CUTOFF),
+                adi < ADI_CUTOFF,
+                cv2 < CV2_CUTOFF,
+            ],
+            ["none", "smooth", "erratic", "intermittent"],
+            default="lumpy",
+        ),
+        index=length.index,
+    )
+    intermittent = demand_class.isin(["intermittent", "lumpy"]) & ~constant
+    strength = _seasonal_strength(frame["_id"], y, season_length)
+    strength = strength.reindex(length.index).fillna(0.0)
+    with np.errstate(divide="ignore"):
+        bound = 1.645 / np.sqrt(n_obs.clip(lower=1))
+    seasonal = (strength > bound) & (season_length > 1)
+
+    out = pd.DataFrame(
+        {
+            "length": length.astype(int),
+            "usable_length": usable,
+            "nan_share": 1.0 - n_obs / length,
+            "zero_share": zero_share,
+            "constant": constant.astype(bool),
+            "all_zero": all_zero.astype(bool),
+            "negative": negative.astype(bool),
+            "adi": adi.astype(float),
+            "cv2": cv2.astype(float),
+            "demand_class": demand_class,
+            "intermittent": intermittent.astype(bool),
+            "seasonal_strength": strength.astype(float),
+            "seasonal": seasonal.astype(bool),
+        }
+    )
+    out.index.name = id_col
+    return out.reset_index()
+
+
+def _seasonal_strength(ids: pd.Series, y: np.ndarray, season_length: int) -> pd.Series:
+    """Autocorrelation at lag m of the first differences, per series, NaN-aware, in [0, 1]."""
+    if season_length <= 1:
+        return pd.Series(dtype=float)
+    frame = pd.DataFrame({"_id": ids.to_numpy(), "_y": y})
+    grouped = frame.groupby("_id", sort=False)["_y"]
+    diff = grouped.diff()
+    frame["_d"] = diff - diff.groupby(frame["_id"]).transform("mean")
+    lagged = frame.groupby("_id", sort=False)["_d"].shift(season_length)
+    pair = frame["_d"] * lagged
+    frame["_num"] = pair
+    frame["_den"] = frame["_d"] ** 2
+    frame["_pairs"] = pair.notna()
+    sums = frame.groupby("_id", sort=False)[["_num", "_den", "_pairs"]].sum(min_count=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        acf = sums["_num"] / sums["_den"]
+    # Fewer than two seasons of lagged pairs (about three seasons of data, the M4 rule): the
+    # estimate is noise, call it "no seasonality".
+    acf = acf.where(sums["_pairs"] >= 2 * season_length, 0.0)
+    return acf.replace([np.inf, -np.inf], np.nan).fillna(0.0).clip(0.0, 1.0)
+
+
+def _points(n: int) -> str:
+    return "1 point" if n == 1 else f"{n} points"
+
+
+def route(
+    profile: pd.DataFrame,
+    candidates: Sequence[str],
+    capabilities: Mapping[str, Capabilities],
+    *,
+    season_length: int = 1,
+    id_col: str = "unique_id",
+) -> pd.DataFrame:
+    """Eligible models per series: a frame ``unique_id, models (list[str]), note (str)``.
+
+    Rules, in order (the note says which applied):
+
+    1. A constant series (all zeros included) gets only the simplest safe model: its last
+       value is the forecast, and a fitted model can only add noise or fail.
+    2. A model must be known (in ``capabilities``) and need no more history than the series
+       has (``min_history <= usable_length``).
+    3. On intermittent series (Syntetos-Boylan), models that declare ``handles_zeros=False``
+       are dropped and every available model declaring ``intermittent=True`` is offered, even
+       if not a candidate. Intermittent-only models are offered to other series only when the
+       configuration lists them as candidates.
+    4. Short series (under ``SHORT_SERIES`` points or two seasons) also get the safe models.
+    5. If nothing is left, the safe models that fit. The list is never empty: in the worst case
+       (no observed value at all) it holds the first safe model and the note says why; the
+       forecast stage then reports the series instead of forecasting it.
+    """
+    available = list(capabilities)
+    safe = [m for m in SAFE_MODELS if m in capabilities] or list(SAFE_MODELS[:1])
+    # A safe model missing from the registry is assumed to need one point (the default).
+    need = {m: capabilities.get(m, Capabilities()).min_history for m in [*available, *safe]}
+    known = [c for c in dict.fromkeys(candidates) if c in capabilities]
+    unknown = [c for c in dict.fromkeys(candidates) if c not in capabilities]
+    specialists = [m for m in available if capabilities[m].intermittent]
+
+    usable = profile["usable_length"].to_numpy()
+    rows_models: list[list[str]] = []
+    rows_notes: list[str] = []
+    short_limit = max(SHORT_SERIES, 2 * season_length)
+    for n, is_constant, is_intermittent, adi, cv2, is_zero in zip(
+        usable,
+        profile["constant"].to_numpy(),
+        profile["intermittent"].to_numpy(),
+        profile["adi"].to_numpy(),
+        profile["cv2"].to_numpy(),
+        profile["all_zero"].to_numpy(),
+        strict=True,
+    ):
+        notes: list[str] = []
+        if n == 0:
+            rows_models.append(safe[:1])
+            rows_notes.append("no observed values: nothing can forecast this series")
+            continue
+        if is_constant:
+            what = "all zeros" if is_zero else "constant"
+            rows_models.append(safe[:1])
+            rows_notes.append(f"{what} ({_points(n)}): its last value is the forecast")
+            continue
+        pool = list(known)
+        if is_intermittent:
+            pool = [m for m in pool if capabilities[m].handles_zeros]
+            pool += [m for m in specialists if m not in pool]
+            notes.append(
+                f"intermittent (ADI {adi:.2f}, CV² {cv2:.2f}): Croston-type models offered"
+            )
+        too_long = [m for m in pool if need[m] > n]
+        pool = [m for m in pool if m not in too_long]
+        if too_long:
+            needs = ", ".join(f"{m} needs {need[m]}" for m in too_long)
+            notes.append(f"{_points(n)}: {needs}")
+        if n < short_limit:
+            added = [m for m in safe if m not in pool and need[m] <= n]
+            pool += added
+            if added:
+                notes.append(f"short ({_points(n)}): simple models added")
+        if not pool:
+            pool = [m for m in safe if need[m] <= n] or safe[:1]
+            notes.append("no candidate fits: simple models only")
+        if unknown:
+            notes.append(f"unknown models skipped: {', '.join(unknown)}")
+        rows_models.append(pool)
+        rows_notes.append("; ".join(notes))
+    return pd.DataFrame(
+        {id_col: profile[id_col].to_numpy(), "models": rows_models, "note": rows_notes}
+    )
