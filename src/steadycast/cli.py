@@ -583,6 +583,11 @@ def status(
         )
         out.print(f"  gate:            {gate_text}", markup=False, highlight=False)
         out.print(f"  current release: {st['current_release'] or '-'}")
+        sla_state = st.get("sla") or {}
+        out.print(
+            f"  SLA:             {sla_state.get('state', '-')}: {sla_state.get('sentence', '')}",
+            markup=False,
+        )
         out.print(f"  open incidents:  {st['open_incidents']}")
         for entry in st["audit"][:5]:
             out.print(
@@ -667,6 +672,87 @@ def synth(
         f"  ingest with:  steadycast ingest NAME {output}/data/*.parquet (after copying pipeline.toml)",
         markup=False,
     )
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8000,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """The HTTP API (/api/v1, OpenAPI at /docs) and the dashboard (/)."""
+    from steadycast.server import serve as run_server
+    from steadycast.workspace import Workspace
+
+    ws = Workspace.open(workspace)
+    err.print(
+        f"serving {ws.root} on http://{host}:{port}/ (API under /api/v1, docs at /docs)",
+        markup=False,
+    )
+    run_server(ws, host=host, port=port)
+
+
+@app.command()
+def monitor(
+    pipeline: Annotated[str | None, typer.Argument(help="Only this pipeline.")] = None,
+    workspace: WorkspaceOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Score published forecasts against actuals, check SLAs; open or resolve incidents.
+
+    Schedule it every few minutes: a missed deadline means no run happened, so a run cannot be
+    what notices it.
+    """
+    from datetime import UTC, datetime
+
+    from steadycast.ops import alerts, incidents, sla
+    from steadycast.stages import monitor as monitor_stage
+    from steadycast.workspace import Workspace
+
+    ws = Workspace.open(workspace)
+    names = [pipeline] if pipeline else ws.pipeline_names()
+    now = datetime.now(UTC)
+    doc = []
+    for name in names:
+        cfg = ws.pipeline(name)
+        tick = f"monitor-{now:%Y%m%dT%H%M%SZ}"
+        entry: dict[str, Any] = {"pipeline": name}
+        if cfg.monitor.enabled:
+            watched = monitor_stage.monitor(ws, name, cfg)
+            changes = incidents.record_findings(
+                ws.control_path, name, tick, watched.findings, watched.kinds
+            )
+            alerts.notify(cfg.alerts, changes, ws.control_path, name, tick)
+            entry["accuracy"] = {
+                "judged_release": watched.judged_release,
+                "ratio": watched.ratio,
+                "trend": monitor_stage.accuracy_trend(ws, name, limit=10),
+            }
+        state = sla.sla_state(ws, name, cfg.sla, now)
+        changes = incidents.record_findings(
+            ws.control_path, name, tick, sla.sla_findings(name, state), ["sla"]
+        )
+        alerts.notify(cfg.alerts, changes, ws.control_path, name, tick)
+        entry["sla"] = state.as_dict()
+        doc.append(entry)
+    if json_out:
+        _emit_json({"pipelines": doc})
+        return
+    for entry in doc:
+        out.rule(f"[bold]{entry['pipeline']}")
+        out.print(f"  SLA: {entry['sla']['state']}: {entry['sla']['sentence']}", markup=False)
+        acc = entry.get("accuracy") or {}
+        if acc.get("judged_release"):
+            out.print(
+                f"  realised/promised accuracy of {acc['judged_release']}: {acc['ratio']:.2f}",
+                markup=False,
+            )
+        for point in acc.get("trend", [])[-5:]:
+            out.print(
+                f"    {point.get('created_at', '')[:19]}  {point.get('metric')} {point.get(point.get('metric', 'mase'))}"
+                f"  promised {point.get('promised')}",
+                markup=False,
+            )
 
 
 @app.command()

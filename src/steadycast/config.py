@@ -347,6 +347,78 @@ class AlertsConfig(_Table):
         return value
 
 
+# ---------------------------------------------------------------------------------------------
+# Monitoring: SLA and freshness, realised accuracy and drift (issue #5)
+# ---------------------------------------------------------------------------------------------
+
+_CLOCK_TIME = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+
+
+class SlaConfig(_Table):
+    """When a pipeline's forecast must be out, and how old its newest data may be.
+
+    The deadline is a wall-clock time in ``timezone`` every day; ``steadycast status`` and the
+    incidents say whether the latest deadline was met, met late or missed (ops/sla.py).
+    """
+
+    enabled: bool = True
+    deadline: str = ""  # "HH:MM" on a 24-hour clock; "" means no deadline
+    timezone: str = "UTC"
+    max_data_age: str = ""  # e.g. "36h": newest observation older than this is stale; "" off
+
+    @field_validator("deadline")
+    @classmethod
+    def _clock(cls, value: str) -> str:
+        value = value.strip()
+        if value and not _CLOCK_TIME.match(value):
+            raise ValueError(
+                f"{value!r} is not a time of day; use HH:MM on a 24-hour clock, such as '09:00'"
+            )
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"{value!r} is not a time zone; use an IANA name such as UTC, Europe/London"
+            ) from None
+        return value
+
+    @field_validator("max_data_age")
+    @classmethod
+    def _age(cls, value: str) -> str:
+        return _duration(value, "max_data_age")
+
+    @property
+    def deadline_time(self) -> tuple[int, int] | None:
+        """``(hour, minute)`` of the deadline, or None when there is none."""
+        match = _CLOCK_TIME.match(self.deadline)
+        return (int(match.group(1)), int(match.group(2))) if match else None
+
+    @property
+    def max_age(self) -> pd.Timedelta | None:
+        """``max_data_age`` as a Timedelta, or None when freshness is not watched."""
+        return pd.Timedelta(self.max_data_age) if self.max_data_age else None
+
+
+class MonitorConfig(_Table):
+    """Realised accuracy: scoring published releases once their actuals arrive, and drift."""
+
+    enabled: bool = True
+    # Realised error over what the backtest promised (pipeline's backtest metric) that opens a
+    # drift incident; 2.0 = twice as bad as promised.
+    drift_factor: float = Field(default=2.0, ge=1.0, le=1000.0)
+    # Actuals a series needs before it is judged for drift; 0: auto, half the horizon (>= 1).
+    min_points: int = Field(default=0, ge=0)
+    # Share of judged series above drift_factor that opens drift:PIPELINE:series; 1.0 = off.
+    series_share: float = Field(default=0.2, ge=0.0, le=1.0)
+    # Newest releases looked at for (re)scoring when actuals arrive; older scores are kept.
+    max_releases: int = Field(default=30, ge=1, le=10_000)
+
+
 class PipelineConfig(_Table):
     """A whole pipeline file."""
 
@@ -361,6 +433,8 @@ class PipelineConfig(_Table):
     checks: ChecksConfig = ChecksConfig()
     gate: GateConfig = GateConfig()
     alerts: AlertsConfig = AlertsConfig()
+    sla: SlaConfig = SlaConfig()
+    monitor: MonitorConfig = MonitorConfig()
 
 
 def _describe(error: dict[str, Any]) -> str:

@@ -34,9 +34,10 @@ from steadycast.config import PipelineConfig
 from steadycast.errors import ParityError, SteadycastError
 from steadycast.models.isolation import IsolatedRunner
 from steadycast.models.registry import SteadycastPluginWarning, available_models
-from steadycast.ops import alerts, incidents, runlog
+from steadycast.ops import alerts, incidents, runlog, sla
 from steadycast.ops.incidents import Finding
 from steadycast.ops.logging import run_context
+from steadycast.stages import monitor as monitor_stage
 from steadycast.stages.forecast import PartitionResult, run_partition
 from steadycast.stages.prepare import regularize
 from steadycast.workspace import Workspace
@@ -379,6 +380,7 @@ def _execute(
     previous = _previous_run(ws.control_path, pipeline, run_id)
     _audit_config_change(ws, cfg, previous, run_id)
     detail: dict[str, Any] = {"config": cfg.model_dump_json(indent=1).splitlines()}
+    detail["monitor"] = _watch_accuracy(ws, cfg, run_id)
 
     with runlog.stage(ws.control_path, run_id, "snapshot", 1) as rec:
         records.append(rec)
@@ -507,6 +509,35 @@ def _execute(
         )
     changes = incidents.record_findings(ws.control_path, pipeline, run_id, findings, kinds)
     alerts.notify(cfg.alerts, changes, ws.control_path, pipeline, run_id)
+    _watch_sla(ws, cfg, run_id, pd.Timestamp(newest).to_pydatetime() if newest else None)
+
+
+def _watch_accuracy(ws: Workspace, cfg: PipelineConfig, run_id: str) -> dict[str, Any]:
+    """Score earlier releases against the actuals that arrived since (realised accuracy).
+
+    Monitoring must never cost a forecast: an error here is logged and recorded, not raised.
+    """
+    if not cfg.monitor.enabled:
+        return {}
+    try:
+        watched = monitor_stage.monitor(ws, cfg.name, cfg)
+        changes = incidents.record_findings(
+            ws.control_path, cfg.name, run_id, watched.findings, watched.kinds
+        )
+        alerts.notify(cfg.alerts, changes, ws.control_path, cfg.name, run_id)
+        return {"judged_release": watched.judged_release, "ratio": watched.ratio}
+    except Exception as exc:
+        log.exception("realised-accuracy monitoring failed")
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def _watch_sla(ws: Workspace, cfg: PipelineConfig, run_id: str, newest: datetime | None) -> None:
+    """A run that publishes late, or data that is too old, opens an SLA incident."""
+    state = sla.sla_state(ws, cfg.name, cfg.sla, datetime.now(UTC), newest=newest)
+    changes = incidents.record_findings(
+        ws.control_path, cfg.name, run_id, sla.sla_findings(cfg.name, state), ["sla"]
+    )
+    alerts.notify(cfg.alerts, changes, ws.control_path, cfg.name, run_id)
 
 
 HELD = "held"

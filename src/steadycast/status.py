@@ -6,9 +6,12 @@ Read from the control plane and the release pointer only, so it answers while a 
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 from steadycast import control, releases
+from steadycast.errors import ConfigError
+from steadycast.ops import sla
 from steadycast.ops.incidents import list_incidents
 from steadycast.workspace import Workspace
 
@@ -31,8 +34,15 @@ def pipeline_status(ws: Workspace, pipeline: str) -> dict[str, Any]:
     open_incidents = [
         i for i in list_incidents(ws.control_path, pipeline=pipeline) if i.state != "resolved"
     ]
+    try:
+        sla_now = sla.sla_state(
+            ws, pipeline, ws.pipeline(pipeline).sla, datetime.now(UTC)
+        ).as_dict()
+    except ConfigError:
+        sla_now = None
     return {
         "pipeline": pipeline,
+        "sla": sla_now,
         "last_run": last,
         "gate": gate,
         "current_release": releases.current_id(ws.releases_dir, pipeline),

@@ -110,6 +110,27 @@ MIGRATIONS: list[str] = [
         "at" TIMESTAMP
     );
     """,
+    # 5: realised accuracy of published releases, scored when their actuals arrive (monitor).
+    # Long like backtest_scores, since interval levels are configurable (coverage_L metrics).
+    # unique_id NULL is the release as a whole; a rescore replaces a release's rows.
+    """
+    CREATE TABLE realised_accuracy (
+        pipeline VARCHAR NOT NULL,
+        release_id VARCHAR NOT NULL,
+        run_id VARCHAR,
+        created_at TIMESTAMP,
+        unique_id VARCHAR,
+        model VARCHAR,
+        metric VARCHAR NOT NULL,
+        value DOUBLE,
+        promised DOUBLE,
+        series INTEGER NOT NULL,
+        points INTEGER NOT NULL,
+        expected INTEGER NOT NULL,
+        actuals_digest VARCHAR NOT NULL,
+        scored_at TIMESTAMP NOT NULL
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -188,8 +209,9 @@ def reading(path: Path, *, wait_s: float = 30.0) -> Iterator[duckdb.DuckDBPyConn
         raise WorkspaceError(f"{path}: no store here; run `steadycast init` first")
     con = _open(path, read_only=True, wait_s=wait_s, memory_limit=None)
     try:
-        row = con.execute("SELECT max(version) FROM schema_version").fetchone()
-        version = int(row[0]) if row and row[0] is not None else 0
+        # fetchall consumes the result: a pending one would block the caller's next call.
+        rows = con.execute("SELECT max(version) FROM schema_version").fetchall()
+        version = int(rows[0][0]) if rows and rows[0][0] is not None else 0
         if version != SCHEMA_VERSION:
             con.close()
             # An older store is upgraded by the next writer; do it now, then read.

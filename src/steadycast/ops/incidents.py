@@ -60,8 +60,8 @@ __all__ = [
     "resolve",
 ]
 
-Kind = Literal["check", "gate", "held", "sla", "plugin"]
-KINDS: tuple[str, ...] = ("check", "gate", "held", "sla", "plugin")
+Kind = Literal["check", "gate", "held", "sla", "drift", "plugin"]
+KINDS: tuple[str, ...] = ("check", "gate", "held", "sla", "drift", "plugin")
 STATES: tuple[str, ...] = ("open", "acknowledged", "resolved")
 SEVERITIES: tuple[str, ...] = ("info", "warning", "error")
 _RANK = {s: i for i, s in enumerate(SEVERITIES)}
