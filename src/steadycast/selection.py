@@ -61,11 +61,17 @@ ABS_TOL = 1e-9
 # Simplest first. Fixed, so the same scores always give the same choice on any engine.
 COMPLEXITY: tuple[str, ...] = (
     "Naive",
+    "FastNaive",
     "HistoricAverage",
+    "FastHistoricAverage",
     "SeasonalNaive",
+    "FastSeasonalNaive",
     "WindowAverage",
+    "FastWindowAverage",
     "SeasonalWindowAverage",
+    "FastSeasonalWindowAverage",
     "SES",
+    "FastSES",
     "CrostonOptimized",
     "IMAPA",
     "AutoTheta",
@@ -96,8 +102,11 @@ _LABEL = {"mase": "MASE", "smape": "sMAPE", "rmsse": "RMSSE"}
 
 
 def ensemble_name(members: Sequence[str]) -> str:
-    """The model name an ensemble gets in scores, forecasts and provenance."""
-    return f"{ENSEMBLE_PREFIX}{'+'.join(members)})"
+    """The model name an ensemble gets in scores, forecasts and provenance.
+
+    Members are listed simplest first, so the same ensemble always has the same name.
+    """
+    return f"{ENSEMBLE_PREFIX}{'+'.join(sorted(members, key=complexity_rank))})"
 
 
 def ensemble_members(name: str) -> list[str]:
