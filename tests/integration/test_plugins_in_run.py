@@ -18,7 +18,9 @@ from steadycast.workspace import Workspace
 TIMEOUT_S = 4.0
 
 
-def planted_workspace(tmp_path: Path, candidates: list[str], series: int = 4) -> Workspace:
+def planted_workspace(
+    tmp_path: Path, candidates: list[str], series: int = 4, timeout_s: float = TIMEOUT_S
+) -> Workspace:
     ws = Workspace.init(tmp_path / "ws")
     quoted = ", ".join(f'"{c}"' for c in candidates)
     (ws.pipelines_dir / "p.toml").write_text(
@@ -26,7 +28,7 @@ def planted_workspace(tmp_path: Path, candidates: list[str], series: int = 4) ->
         '[series]\nfrequency="1h"\nhorizon=12\nseason_lengths=[24]\n'
         f"[models]\ncandidates=[{quoted}]\n"
         "[backtest]\nwindows=2\nensemble_top_k=0\n"
-        f"[forecast]\ntimeout_s={TIMEOUT_S}\nmemory_mb=1024\nworkers=2\n"
+        f"[forecast]\ntimeout_s={timeout_s}\nmemory_mb=1024\nworkers=2\n"
     )
     ds = pd.date_range("2024-01-01", periods=24 * 10, freq="h")
     frames = [

@@ -205,3 +205,31 @@ class ChaosShadow(_Bad):
 
     def forecast(self, history: pd.DataFrame, task: ForecastTask) -> pd.DataFrame:
         return last_value(history, task)
+
+
+class ChaosBurn(_Bad):
+    """Burns 2 CPU-seconds (process time, not wall time), then forecasts correctly: for
+    checking that resource accounting charges a model what it really used."""
+
+    name: ClassVar[str] = "ChaosBurn"
+    CPU_SECONDS: ClassVar[float] = 2.0
+
+    def forecast(self, history: pd.DataFrame, task: ForecastTask) -> pd.DataFrame:
+        until = time.process_time() + self.CPU_SECONDS
+        x = 0
+        while time.process_time() < until:
+            x += 1
+        return last_value(history, task)
+
+
+class ChaosAlloc(_Bad):
+    """Holds 500 MB (touched, so resident) while it forecasts, then releases it."""
+
+    name: ClassVar[str] = "ChaosAlloc"
+    MEGABYTES: ClassVar[int] = 500
+
+    def forecast(self, history: pd.DataFrame, task: ForecastTask) -> pd.DataFrame:
+        block = np.ones(self.MEGABYTES * 1024 * 1024 // 8)
+        out = last_value(history, task)
+        del block
+        return out

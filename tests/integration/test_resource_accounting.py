@@ -1,0 +1,40 @@
+"""Recorded resources are real: a model that burns 2 CPU-seconds per call is charged about that,
+one that holds 500 MB shows it in peak memory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from steadycast.ops.runlog import get_run
+from steadycast.run import run_pipeline
+from tests.integration.test_plugins_in_run import planted_workspace
+
+
+@pytest.mark.parametrize("model", ["ChaosBurn"])
+def test_cpu_seconds_of_a_model_are_charged_to_it(tmp_path: Path, model: str) -> None:
+    ws = planted_workspace(tmp_path, ["SeasonalNaive", model], series=2, timeout_s=60)
+    result = run_pipeline(ws, "p")
+    run = get_run(ws.control_path, result.run_id)
+    assert run is not None
+    usage = {m["model"]: m for m in run["models"]}
+    burned = usage[model]
+    expected = 2.0 * burned["tasks"]  # every call burns 2 CPU-seconds
+    assert burned["failures"] == 0
+    assert expected * 0.9 <= burned["cpu_s"] <= expected * 1.3
+    # The stage's CPU time includes its workers', so it is at least what the model burned.
+    forecast = next(s for s in run["stages"] if s["name"] == "forecast")
+    assert forecast["cpu_s"] >= burned["cpu_s"]
+
+
+def test_peak_memory_of_a_model_shows_what_it_held(tmp_path: Path) -> None:
+    ws = planted_workspace(tmp_path, ["SeasonalNaive", "ChaosAlloc"], series=2, timeout_s=60)
+    result = run_pipeline(ws, "p")
+    run = get_run(ws.control_path, result.run_id)
+    assert run is not None
+    usage = {m["model"]: m for m in run["models"]}
+    # Both run in the same warm workers: the difference is what ChaosAlloc held.
+    assert usage["ChaosAlloc"]["peak_rss_mb"] >= usage["SeasonalNaive"]["peak_rss_mb"] + 450
+    forecast = next(s for s in run["stages"] if s["name"] == "forecast")
+    assert forecast["peak_rss_mb"] >= usage["ChaosAlloc"]["peak_rss_mb"]
