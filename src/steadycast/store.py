@@ -146,10 +146,10 @@ def _open(
             config: dict[str, str | bool | int | float | list[str]] = {}
             if memory_limit:
                 config["memory_limit"] = memory_limit
-            # No progress bar: DuckDB prints it to stdout, which belongs to --json output.
-            config["enable_progress_bar"] = False
             con = duckdb.connect(str(path), read_only=read_only, config=config)
             con.execute("SET TimeZone = 'UTC'")
+            # No progress bar: DuckDB prints it to stdout, which belongs to --json output.
+            con.execute("SET enable_progress_bar = false")
             return con
         except duckdb.IOException as exc:
             if "lock" not in str(exc).lower():
