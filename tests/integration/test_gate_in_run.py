@@ -168,3 +168,34 @@ def test_config_change_is_audited_with_its_diff(tmp_path: Path, hook: Hook) -> N
     changed = [e for e in audit_entries(ws.control_path, "p") if e["action"] == "config.changed"]
     assert len(changed) == 1
     assert any('"horizon": 6' in line for line in changed[0]["detail"]["diff"])
+
+
+def test_negative_forecast_for_a_never_negative_series_holds(tmp_path: Path, hook: Hook) -> None:
+    """A falling series forecast by an honest straight line goes below zero: held, alerted."""
+    ws = Workspace.init(tmp_path / "ws")
+    (ws.pipelines_dir / "p.toml").write_text(
+        '[source]\nid_column="id"\ntime_column="t"\nvalue_column="v"\n'
+        '[series]\nfrequency="1h"\nhorizon=24\n'  # no min_value: the gate is the safety net
+        '[models]\ncandidates=["ChaosLinear", "Naive"]\n[backtest]\nensemble_top_k=0\n'
+        "[checks.level_shift]\nenabled=false\n[forecast]\nworkers=1\n"
+        f'[alerts]\nwebhook_url="{hook.url}"\nbackoff_s=0.1\n'
+    )
+    ds = pd.date_range("2024-01-01", periods=120, freq="h")
+    frame = pd.concat(
+        pd.DataFrame(
+            {"id": f"s{i}", "t": ds.strftime("%Y-%m-%d %H:%M"), "v": 12.0 - 0.1 * np.arange(120)}
+        )
+        for i in range(3)
+    )
+    frame.to_csv(tmp_path / "falling.csv", index=False)
+    ingest(ws, "p", [tmp_path / "falling.csv"])
+    done = run_cli("run", "p", "-w", str(ws.root), "--json")
+    assert done.returncode == 3, done.stderr
+    doc = json.loads(done.stdout)
+    assert "negative" in held_checks(doc["gate"])
+    assert releases.current_id(ws.releases_dir, "p") is None
+    assert any(
+        i.kind == "gate" and "negative" in i.title
+        for i in list_incidents(ws.control_path, state="open")
+    )
+    assert any("negative" in json.dumps(b) for b in hook.bodies)

@@ -19,12 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pandas as pd
+from pandas.tseries.offsets import Tick
 
 from steadycast import control, store
 from steadycast.config import PipelineConfig
 from steadycast.errors import InputFileError, ParityError
 from steadycast.ops.resources import Meter
-from steadycast.timegrid import grid_map, is_calendar
+from steadycast.timegrid import grid_map, is_calendar, offset_of
 from steadycast.workspace import Workspace
 
 CHUNK = 1 << 20
@@ -263,8 +265,8 @@ def _choose_format(
     return best
 
 
-def _load(con: duckdb.DuckDBPyConnection, source: str, cfg: PipelineConfig, primary: str) -> None:
-    """Read and parse every row into ``staged`` (one pass over the file).
+def _staged_sql(source: str, cfg: PipelineConfig, primary: str) -> str:
+    """SELECT that parses every row: id, value, wall-clock or UTC time, unparsed text.
 
     A cheap string test finds the few rows that may carry a UTC offset; only those pay for the
     regular expression, and only rows that are not wall-clock times are tried as epoch numbers.
@@ -288,8 +290,7 @@ def _load(con: duckdb.DuckDBPyConnection, source: str, cfg: PipelineConfig, prim
         "ELSE timezone('UTC', to_timestamp(TRY_CAST(t AS DOUBLE) / 1000.0)) END END"
     )
     # The original text is kept only where it did not parse; good rows keep typed values only.
-    con.execute(f"""
-        CREATE TEMP TABLE staged AS
+    return f"""
         SELECT unique_id, y, ts_local, ts_utc,
                CASE WHEN ts_local IS NULL AND ts_utc IS NULL THEN t END AS t_raw,
                CASE WHEN y IS NULL THEN v_raw END AS v_raw
@@ -307,11 +308,23 @@ def _load(con: duckdb.DuckDBPyConnection, source: str, cfg: PipelineConfig, prim
             )
         )
         )
-    """)
+    """
 
 
-def _place(con: duckdb.DuckDBPyConnection, cfg: PipelineConfig) -> None:
-    """Join each row to the grid map and give it its ``ds`` and, if bad, its reason."""
+def _needs_grid_map(cfg: PipelineConfig) -> bool:
+    """Whether placing times needs the zone's rules (a map of distinct local times).
+
+    Not for a UTC pipeline or a calendar frequency on a fixed grid: there the time is placed by
+    arithmetic in the same pass that parses it, so the file is read and written once.
+    """
+    if not isinstance(offset_of(cfg.series.frequency), Tick):
+        return True
+    return not (cfg.source.timezone in ("UTC", "Etc/UTC") or is_calendar(cfg.series.frequency))
+
+
+def _place(con: duckdb.DuckDBPyConnection, cfg: PipelineConfig) -> str:
+    """Place parsed rows through the zone's grid map (DST rules); returns the row-number
+    expression of ``checked``."""
     tz = _literal(cfg.source.timezone)
     local = f"coalesce(ts_local, timezone({tz}, timezone('UTC', ts_utc)))"
     locals_ = con.execute(
@@ -324,9 +337,6 @@ def _place(con: duckdb.DuckDBPyConnection, cfg: PipelineConfig) -> None:
     con.unregister("grid_df")
     calendar = is_calendar(cfg.series.frequency)
     snap = cfg.ingest.snap_to_frequency
-    lo = cfg.series.min_value
-    hi = cfg.series.max_value
-    freq = _literal(cfg.series.frequency)
     aware_ds = (
         "g.local_snapped"
         if calendar
@@ -341,13 +351,81 @@ def _place(con: duckdb.DuckDBPyConnection, cfg: PipelineConfig) -> None:
         FROM staged s JOIN grid g ON g.ts_local = s.ts_local
         WHERE g.ds_first <> g.ds_second
     """)
+    rows = f"""staged s
+            LEFT JOIN grid g ON g.ts_local = coalesce(s.ts_local, timezone({tz}, timezone('UTC', s.ts_utc)))
+            LEFT JOIN ambiguous a ON a.rec = s.rowid - {base}"""
+    ds = f"""CASE
+                     WHEN s.ts_local IS NULL THEN {aware_ds}
+                     WHEN a.rec IS NULL THEN g.ds_first
+                     WHEN a.rn = 1 THEN g.ds_first
+                     ELSE g.ds_second
+                   END"""
+    dst = """WHEN s.ts_local IS NOT NULL AND g.ds_first IS NULL THEN 'nonexistent_local_time'
+                     WHEN a.rec IS NOT NULL AND (a.cnt <> 2) THEN 'ambiguous_local_time'"""
+    _create_checked(
+        con,
+        cfg,
+        rows=rows,
+        rec=f"s.rowid - {base} AS rec,",
+        ds=ds,
+        dst_reasons=dst,
+        on_grid="g.on_grid",
+        amb_cnt="a.cnt",
+    )
+    staged_rows = _count(con, "SELECT count(*) FROM staged")
+    checked_rows = _count(con, "SELECT count(*) FROM checked")
+    if staged_rows != checked_rows:
+        raise ParityError(f"placing times: {staged_rows} rows parsed but {checked_rows} placed")
+    # Free the parsed copy now: only ``checked`` is needed from here on.
+    con.execute("DROP TABLE staged")
+    return "{t}.rec"
+
+
+def _place_direct(con: duckdb.DuckDBPyConnection, cfg: PipelineConfig, staged_sql: str) -> str:
+    """Parse and place in one pass (UTC pipelines, calendar frequencies on a fixed grid);
+    returns the row-number expression of ``checked`` (its insertion order is the file's)."""
+    tz = _literal(cfg.source.timezone)
+    step = int(pd.Timedelta(offset_of(cfg.series.frequency)).value // 1000)
+    local = f"coalesce(s.ts_local, timezone({tz}, timezone('UTC', s.ts_utc)))"
+    off = f"((epoch_us({local}) % {step} + {step}) % {step})"
+    ds = f"make_timestamp(epoch_us({local}) - {off})" if cfg.ingest.snap_to_frequency else local
+    _create_checked(
+        con,
+        cfg,
+        rows=f"({staged_sql}) s",
+        rec="",
+        ds=ds,
+        dst_reasons="",
+        on_grid=f"{off} = 0",
+        amb_cnt="NULL",
+    )
+    base = _count(con, "SELECT min(rowid) FROM checked")
+    return f"({{t}}.rowid - {base})"
+
+
+def _create_checked(
+    con: duckdb.DuckDBPyConnection,
+    cfg: PipelineConfig,
+    *,
+    rows: str,
+    rec: str,
+    ds: str,
+    dst_reasons: str,
+    on_grid: str,
+    amb_cnt: str,
+) -> None:
+    """``checked``: every row with its ``ds`` and, when bad, its reason and a sentence."""
+    snap = cfg.ingest.snap_to_frequency
+    lo = cfg.series.min_value
+    hi = cfg.series.max_value
+    freq = _literal(cfg.series.frequency)
     min_check = f"WHEN s.y < {float(lo)!r} THEN 'below_min'" if lo is not None else ""
     max_check = f"WHEN s.y > {float(hi)!r} THEN 'above_max'" if hi is not None else ""
-    grid_check = "" if snap else "WHEN NOT g.on_grid THEN 'misaligned'"
+    grid_check = "" if snap else f"WHEN NOT ({on_grid}) THEN 'misaligned'"
     zone = _literal(cfg.source.timezone)
     con.execute(f"""
         CREATE TEMP TABLE checked AS
-        SELECT rec, unique_id, y, ds, reason, t_text,
+        SELECT {"rec, " if rec else ""}unique_id, y, ds, reason, t_text,
                CASE WHEN reason IS NOT NULL THEN coalesce(v_raw, CAST(y AS VARCHAR)) END AS v_text,
                CASE reason
                  WHEN 'missing_id' THEN 'the id column is empty'
@@ -365,19 +443,13 @@ def _place(con: duckdb.DuckDBPyConnection, cfg: PipelineConfig) -> None:
         SELECT *,
                CASE WHEN reason IS NOT NULL THEN coalesce(t_raw, strftime(t_parsed, '%Y-%m-%d %H:%M:%S')) END AS t_text
         FROM (
-            SELECT s.rowid - {base} AS rec, s.unique_id, s.t_raw, s.v_raw, s.y, a.cnt AS amb_cnt,
+            SELECT {rec} s.unique_id, s.t_raw, s.v_raw, s.y, {amb_cnt} AS amb_cnt,
                    coalesce(s.ts_local, s.ts_utc) AS t_parsed,
-                   CASE
-                     WHEN s.ts_local IS NULL THEN {aware_ds}
-                     WHEN a.rec IS NULL THEN g.ds_first
-                     WHEN a.rn = 1 THEN g.ds_first
-                     ELSE g.ds_second
-                   END AS ds,
+                   {ds} AS ds,
                    CASE
                      WHEN s.unique_id IS NULL THEN 'missing_id'
                      WHEN s.ts_local IS NULL AND s.ts_utc IS NULL THEN 'unparseable_time'
-                     WHEN s.ts_local IS NOT NULL AND g.ds_first IS NULL THEN 'nonexistent_local_time'
-                     WHEN a.rec IS NOT NULL AND (a.cnt <> 2) THEN 'ambiguous_local_time'
+                     {dst_reasons}
                      {grid_check}
                      WHEN s.y IS NULL AND (s.v_raw IS NULL OR trim(s.v_raw) = '') THEN 'missing_value'
                      WHEN s.y IS NULL THEN 'not_a_number'
@@ -385,27 +457,29 @@ def _place(con: duckdb.DuckDBPyConnection, cfg: PipelineConfig) -> None:
                      {min_check}
                      {max_check}
                    END AS reason
-            FROM staged s
-            LEFT JOIN grid g ON g.ts_local = coalesce(s.ts_local, timezone({tz}, timezone('UTC', s.ts_utc)))
-            LEFT JOIN ambiguous a ON a.rec = s.rowid - {base}
+            FROM {rows}
         )
         )
     """)
-    # Duplicates of (unique_id, ds) inside the batch: exact copies are stored once and the extra
-    # copies quarantined; copies that disagree cannot be told apart, so all are quarantined.
+
+
+def _dedupe(con: duckdb.DuckDBPyConnection, rec: str) -> None:
+    """Duplicates of (unique_id, ds) inside the batch: exact copies are stored once and the
+    extra copies quarantined; copies that disagree cannot be told apart, so all are."""
     # A 64-bit hash finds the candidate keys cheaply; the exact keys are compared only for those.
-    con.execute("""
+    con.execute(f"""
         CREATE TEMP TABLE dupes AS
         WITH suspects AS (
             SELECT hash(unique_id, ds) AS h FROM checked WHERE reason IS NULL
             GROUP BY 1 HAVING count(*) > 1
         )
-        SELECT unique_id, ds, min(rec) AS first_rec, min(y) <> max(y) AS conflicting, count(*) AS n
+        SELECT unique_id, ds, min({rec.format(t="checked")}) AS first_rec,
+               min(y) <> max(y) AS conflicting, count(*) AS n
         FROM checked
         WHERE reason IS NULL AND hash(unique_id, ds) IN (SELECT h FROM suspects)
         GROUP BY unique_id, ds HAVING count(*) > 1
     """)
-    con.execute("""
+    con.execute(f"""
         UPDATE checked SET
           reason = CASE WHEN d.conflicting THEN 'conflicting_duplicate' ELSE 'duplicate' END,
           t_text = strftime(d.ds, '%Y-%m-%d %H:%M:%S'),
@@ -415,7 +489,7 @@ def _place(con: duckdb.DuckDBPyConnection, cfg: PipelineConfig) -> None:
                         ELSE 'exact copy of an earlier row for the same series and time' END
         FROM dupes d
         WHERE checked.unique_id = d.unique_id AND checked.ds = d.ds AND checked.reason IS NULL
-          AND (d.conflicting OR checked.rec <> d.first_rec)
+          AND (d.conflicting OR {rec.format(t="checked")} <> d.first_rec)
     """)
 
 
@@ -432,8 +506,13 @@ def _write(
     fp: _Fingerprint,
     has_rejects: bool,
     result: BatchResult,
+    rec: str,
 ) -> None:
-    """Quarantine the bad rows, apply the good ones (new, corrected, unchanged), record parity."""
+    """Quarantine the bad rows, apply the good ones (new, corrected, unchanged), record parity.
+
+    ``rec`` is the expression of a row's index in the file (``{t}`` stands for the table alias).
+    """
+    r = rec.format(t="c")
     pipeline = cfg.name
     header = 0 if fp.format == "parquet" else 1
     if has_rejects:
@@ -443,9 +522,9 @@ def _write(
             SELECT line, line - 2 - (row_number() OVER (ORDER BY line) - 1) AS threshold,
                    error_message, csv_line FROM rejects
         """)
-        line = f"c.rec + 1 + {header} + (SELECT count(*) FROM rej WHERE rej.threshold <= c.rec)"
+        line = f"{r} + 1 + {header} + (SELECT count(*) FROM rej WHERE rej.threshold <= {r})"
     else:
-        line = f"c.rec + 1 + {header}"
+        line = f"{r} + 1 + {header}"
     raw = (
         "concat_ws(',', coalesce(c.unique_id, ''), coalesce(c.t_text, ''), coalesce(c.v_text, ''))"
     )
@@ -495,7 +574,7 @@ def _write(
     )
 
     rejected = _count(con, "SELECT count(*) FROM rej") if has_rejects else 0
-    result.rows_read = _count(con, "SELECT count(*) FROM staged") + rejected
+    result.rows_read = _count(con, "SELECT count(*) FROM checked") + rejected
     result.rows_stored = _count(con, "SELECT count(*) FROM checked WHERE reason IS NULL")
     reasons = con.execute(
         "SELECT reason, count(*) FROM quarantine WHERE pipeline = ? AND batch_id = ? "
@@ -558,8 +637,13 @@ def ingest_file(ws: Workspace, cfg: PipelineConfig, path: Path) -> BatchResult:
                         con, f"(SELECT {columns} FROM {peek})", cfg
                     )
                     full = _reader(path, fp, cfg, keep_rejects=True)
+                    parse = _staged_sql(f"(SELECT {columns} FROM {full})", cfg, primary)
                     try:
-                        _load(con, f"(SELECT {columns} FROM {full})", cfg, primary)
+                        if _needs_grid_map(cfg):
+                            con.execute(f"CREATE TEMP TABLE staged AS {parse}")
+                            rec = _place(con, cfg)
+                        else:
+                            rec = _place_direct(con, cfg, parse)
                     except duckdb.Error as exc:
                         raise InputFileError(
                             display, f"cannot be read as {fp.format} ({_first_line(exc)})"
@@ -567,8 +651,8 @@ def ingest_file(ws: Workspace, cfg: PipelineConfig, path: Path) -> BatchResult:
                     has_rejects = fp.format != "parquet" and bool(
                         _count(con, "SELECT count(*) FROM rejects")
                     )
-                    _place(con, cfg)
-                    _write(con, cfg, batch_id, display, fp, has_rejects, result)
+                    _dedupe(con, rec)
+                    _write(con, cfg, batch_id, display, fp, has_rejects, result, rec)
                     con.execute("COMMIT")
             except BaseException:
                 with contextlib.suppress(duckdb.Error):

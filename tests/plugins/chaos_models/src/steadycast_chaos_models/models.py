@@ -233,3 +233,22 @@ class ChaosAlloc(_Bad):
         out = last_value(history, task)
         del block
         return out
+
+
+class ChaosLinear(_Bad):
+    """An honest straight-line extrapolation per series: on a falling series it forecasts
+    below zero, which the gate must catch for a series that was never negative."""
+
+    name: ClassVar[str] = "ChaosLinear"
+
+    def forecast(self, history: pd.DataFrame, task: ForecastTask) -> pd.DataFrame:
+        out = future_frame(history, task)
+        fits = {}
+        for uid, group in history.groupby("unique_id", sort=False):
+            t = np.arange(len(group), dtype=float)
+            slope, intercept = np.polyfit(t, group["y"].to_numpy(dtype=float), 1)
+            fits[uid] = (slope, intercept, len(group))
+        step = out.groupby("unique_id").cumcount().to_numpy()
+        params = np.array([fits[u] for u in out["unique_id"]])
+        out["yhat"] = params[:, 1] + params[:, 0] * (params[:, 2] + step)
+        return out
