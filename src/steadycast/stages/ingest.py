@@ -651,6 +651,9 @@ def ingest_file(ws: Workspace, cfg: PipelineConfig, path: Path) -> BatchResult:
                     has_rejects = fp.format != "parquet" and bool(
                         _count(con, "SELECT count(*) FROM rejects")
                     )
+                    # Each row's place in the file is fixed now; without keeping row order
+                    # DuckDB groups and writes in parallel.
+                    con.execute("SET preserve_insertion_order = false")
                     _dedupe(con, rec)
                     _write(con, cfg, batch_id, display, fp, has_rejects, result, rec)
                     con.execute("COMMIT")
