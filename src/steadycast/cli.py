@@ -110,12 +110,13 @@ def ingest(
     cfg = ws.pipeline(pipeline)
     results = []
     failure: SteadycastError | None = None
-    for file in files:
-        try:
-            results.append(ingest_file(ws, cfg, file))
-        except SteadycastError as exc:
-            failure = exc
-            break
+    with _progress(enabled=not json_out) as progress:
+        for file in files:
+            try:
+                results.append(ingest_file(ws, cfg, file, progress=progress))
+            except SteadycastError as exc:
+                failure = exc
+                break
     if json_out:
         doc: dict[str, Any] = {"pipeline": pipeline, "batches": [r.contract() for r in results]}
         if failure is not None:
@@ -753,6 +754,25 @@ def monitor(
                 f"  promised {point.get('promised')}",
                 markup=False,
             )
+
+
+@app.command()
+def metrics(
+    textfile: Annotated[
+        Path | None,
+        typer.Option("--textfile", help="Write for node-exporter's textfile collector (*.prom)."),
+    ] = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Prometheus metrics of the workspace: on stdout, or as a textfile when no server runs."""
+    from steadycast.ops.metrics import render_metrics, write_textfile
+    from steadycast.workspace import Workspace
+
+    ws = Workspace.open(workspace)
+    if textfile is None:
+        sys.stdout.write(render_metrics(ws).decode())
+    else:
+        out.print(f"wrote {write_textfile(ws, textfile)}", markup=False)
 
 
 @app.command()

@@ -148,8 +148,10 @@ def _open(
                 config["memory_limit"] = memory_limit
             con = duckdb.connect(str(path), read_only=read_only, config=config)
             con.execute("SET TimeZone = 'UTC'")
-            # No progress bar: DuckDB prints it to stdout, which belongs to --json output.
-            con.execute("SET enable_progress_bar = false")
+            # Progress is tracked (for steadycast's own bars) but never printed: DuckDB prints
+            # to stdout, which belongs to --json output.
+            con.execute("SET enable_progress_bar = true")
+            con.execute("SET enable_progress_bar_print = false")
             return con
         except duckdb.IOException as exc:
             if "lock" not in str(exc).lower():

@@ -13,7 +13,10 @@ import contextlib
 import gzip
 import hashlib
 import re
+import threading
 import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -609,7 +612,41 @@ def _write(
     )
 
 
-def ingest_file(ws: Workspace, cfg: PipelineConfig, path: Path) -> BatchResult:
+Progress = Callable[[str, int, int], None]  # (label, done, total)
+
+
+@contextmanager
+def _tracking(
+    con: duckdb.DuckDBPyConnection, progress: Progress | None, label: str
+) -> Iterator[None]:
+    """Report the progress of the statement running on ``con`` (a big file takes a while)."""
+    if progress is None:
+        yield
+        return
+    stop = threading.Event()
+
+    def poll() -> None:
+        while not stop.wait(0.25):
+            try:
+                percent = con.query_progress()
+            except duckdb.Error:
+                return
+            if percent >= 0:
+                progress(label, int(percent), 100)
+
+    thread = threading.Thread(target=poll, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        progress(label, 100, 100)
+
+
+def ingest_file(
+    ws: Workspace, cfg: PipelineConfig, path: Path, progress: Progress | None = None
+) -> BatchResult:
     """Ingest one file as one batch; a batch already ingested into this pipeline is skipped."""
     meter = Meter()
     with meter:
@@ -639,11 +676,12 @@ def ingest_file(ws: Workspace, cfg: PipelineConfig, path: Path) -> BatchResult:
                     full = _reader(path, fp, cfg, keep_rejects=True)
                     parse = _staged_sql(f"(SELECT {columns} FROM {full})", cfg, primary)
                     try:
-                        if _needs_grid_map(cfg):
-                            con.execute(f"CREATE TEMP TABLE staged AS {parse}")
-                            rec = _place(con, cfg)
-                        else:
-                            rec = _place_direct(con, cfg, parse)
+                        with _tracking(con, progress, f"reading {path.name}"):
+                            if _needs_grid_map(cfg):
+                                con.execute(f"CREATE TEMP TABLE staged AS {parse}")
+                                rec = _place(con, cfg)
+                            else:
+                                rec = _place_direct(con, cfg, parse)
                     except duckdb.Error as exc:
                         raise InputFileError(
                             display, f"cannot be read as {fp.format} ({_first_line(exc)})"
@@ -654,8 +692,9 @@ def ingest_file(ws: Workspace, cfg: PipelineConfig, path: Path) -> BatchResult:
                     # Each row's place in the file is fixed now; without keeping row order
                     # DuckDB groups and writes in parallel.
                     con.execute("SET preserve_insertion_order = false")
-                    _dedupe(con, rec)
-                    _write(con, cfg, batch_id, display, fp, has_rejects, result, rec)
+                    with _tracking(con, progress, f"storing {path.name}"):
+                        _dedupe(con, rec)
+                        _write(con, cfg, batch_id, display, fp, has_rejects, result, rec)
                     con.execute("COMMIT")
             except BaseException:
                 with contextlib.suppress(duckdb.Error):

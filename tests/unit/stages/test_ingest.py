@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from steadycast import store
 from steadycast.errors import InputFileError
-from steadycast.stages.ingest import REASONS, ingest, quarantined
+from steadycast.stages.ingest import REASONS, ingest, ingest_file, quarantined
 from steadycast.workspace import Workspace
 from tests.conftest import run_cli
 
@@ -346,3 +346,17 @@ def test_property_stored_plus_quarantined_equals_read(
         assert con.execute(
             "SELECT count(*) FROM quarantine WHERE reason IS NULL OR reason = ''"
         ).fetchone() == (0,)
+
+
+def test_progress_is_reported_for_reading_and_storing(
+    workspace: Workspace, make_pipeline: Callable[..., str], tmp_path: Path
+) -> None:
+    make_pipeline()
+    seen: list[tuple[str, int, int]] = []
+    cfg = workspace.pipeline("meters")
+    path = write_csv(tmp_path / "p.csv", [f"a,2024-01-01 {h:02d}:00,{h}" for h in range(24)])
+    ingest_file(
+        workspace, cfg, path, progress=lambda label, done, total: seen.append((label, done, total))
+    )
+    assert ("reading p.csv", 100, 100) in seen and ("storing p.csv", 100, 100) in seen
+    assert all(0 <= done <= total == 100 for _, done, total in seen)
