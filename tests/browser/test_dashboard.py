@@ -7,9 +7,7 @@ would show no plot and fail here. Screenshots go to ``test-artifacts/``.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,26 +15,8 @@ import pytest
 from steadycast import releases
 from steadycast.ops.incidents import get_incident, raise_incident
 from steadycast.server import create_app
+from tests.browser.conftest import ARGS, ARTIFACTS, CHROMIUM
 from tests.server_workspace import PIPELINE, TOKEN, Served, running, served_workspace
-
-CHROMIUM = Path(os.environ.get("STEADYCAST_CHROMIUM", "/usr/bin/chromium"))
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason=f"{CHROMIUM} is missing: run `make browser` (apt-get install -y chromium)",
-    ),
-]
 
 
 @pytest.fixture(scope="module")

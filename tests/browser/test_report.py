@@ -6,33 +6,14 @@ for a CDN would show no plots and fail here. Needs Debian's chromium (``make bro
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from steadycast.report import write_report
+from tests.browser.conftest import ARGS, ARTIFACTS, CHROMIUM
 from tests.observability_workspace import recorded_workspace
-
-CHROMIUM = Path(os.environ.get("STEADYCAST_CHROMIUM", "/usr/bin/chromium"))
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason=f"{CHROMIUM} is missing: run `make browser` (apt-get install -y chromium)",
-    ),
-]
 
 
 @pytest.fixture(scope="module")
