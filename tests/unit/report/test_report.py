@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 from html.parser import HTMLParser
 from pathlib import Path
@@ -65,7 +66,7 @@ def test_report_has_every_section_and_the_run_facts(recorded: tuple[Workspace, s
     assert "below_min" in page and "not_a_number" in page  # quarantine by reason
     assert "non-blocking rules that failed: total_jump" in page
     assert "flat for 30 h &lt;stuck meter?&gt;" in page
-    assert "No actuals have arrived for this run's forecasts yet." in page
+    assert html.escape("No actuals have arrived for this run's forecasts yet.") in page
     assert "fallback" in page and "88.9%" in page  # model mix: 8 of 9 selected
     assert page.count('class="plotly-graph-div"') == 2  # a sample and the worst series
 
