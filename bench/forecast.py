@@ -124,7 +124,12 @@ def main() -> None:
     small = data(args.series // 4, args.days)
     ours_small = child(STEADYCAST, str(small), *common, str(args.partition), ",".join(MODELS))
     ratio = ours["wall_s"] / sf["wall_s"]
-    figures = {"statsforecast": sf, "steadycast": ours, "steadycast_quarter_fleet": ours_small, "ratio": ratio}
+    figures = {
+        "statsforecast": sf,
+        "steadycast": ours,
+        "steadycast_quarter_fleet": ours_small,
+        "ratio": ratio,
+    }
     print(json.dumps(figures, indent=2))
     n = args.series
     write_section(
@@ -143,13 +148,13 @@ Wall time excludes process and worker start-up on both sides.
 
 | | wall | CPU (incl. workers) | peak memory |
 | --- | ---: | ---: | ---: |
-| statsforecast direct | {sf['wall_s']:.1f} s | {sf['cpu_s']:.1f} s | {sf['process_peak_mb']:.0f} MB (driver) |
-| steadycast | {ours['wall_s']:.1f} s | {ours['cpu_s']:.1f} s | driver {ours['peak_driver_mb']:.0f} MB, largest worker {ours['peak_worker_mb']:.0f} MB |
+| statsforecast direct | {sf["wall_s"]:.1f} s | {sf["cpu_s"]:.1f} s | {sf["process_peak_mb"]:.0f} MB (driver) |
+| steadycast | {ours["wall_s"]:.1f} s | {ours["cpu_s"]:.1f} s | driver {ours["peak_driver_mb"]:.0f} MB, largest worker {ours["peak_worker_mb"]:.0f} MB |
 | **ratio** (target at most 1.15x) | **{ratio:.2f}x** | | |
 
 Memory against fleet size (same partition size): {n // 4} series: driver
-{ours_small['peak_driver_mb']:.0f} MB, worker {ours_small['peak_worker_mb']:.0f} MB; {n} series: driver
-{ours['peak_driver_mb']:.0f} MB, worker {ours['peak_worker_mb']:.0f} MB.
+{ours_small["peak_driver_mb"]:.0f} MB, worker {ours_small["peak_worker_mb"]:.0f} MB; {n} series: driver
+{ours["peak_driver_mb"]:.0f} MB, worker {ours["peak_worker_mb"]:.0f} MB.
 """,
     )
 

@@ -11,6 +11,7 @@ import re
 import tomllib
 import warnings
 import zoneinfo
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -437,7 +438,7 @@ class PipelineConfig(_Table):
     monitor: MonitorConfig = MonitorConfig()
 
 
-def _describe(error: dict[str, Any]) -> str:
+def _describe(error: Mapping[str, Any]) -> str:
     where = ".".join(str(part) for part in error["loc"]) or "(top level)"
     kind = error["type"]
     if kind == "missing":
