@@ -504,11 +504,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             out += [coverage_by_source(dataset, result), cost_summary(before, runner.usage()), ""]
             if key == "m4":
                 out += ["Published M4 Weekly figures, for comparison:", "", published_m4(data), ""]
-    text = "\n".join(out) + "\n"
-    if args.out:
-        Path(args.out).write_text(text, encoding="utf-8")
-    else:
-        sys.stdout.write(text)
+            if args.out:  # written after each dataset, so a long run shows results as it goes
+                Path(args.out).write_text("\n".join(out) + "\n", encoding="utf-8")
+    if not args.out:
+        sys.stdout.write("\n".join(out) + "\n")
     return 0
 
 
