@@ -49,6 +49,7 @@ format: setup
 	$(VENV)/bin/ruff check --fix src tests bench
 
 bench: setup
+	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) bench/run_all.py
 
 clean:

@@ -21,6 +21,8 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     "ingest": ("ingest.py", [], ["--rows", "2000000", "--repeats", "1"]),
     "forecast": ("forecast.py", [], ["--series", "40", "--partition", "20"]),
     "fast_tier": ("fast_tier.py", ["--series", "100000"], ["--series", "2000"]),
+    "regime": ("regime.py", [], []),
+    "serve": ("serve.py", [], ["--seconds", "5"]),
     "accuracy": (
         "accuracy.py",
         ["--out", str(RESULTS / "accuracy.md")],

@@ -4,6 +4,7 @@ same release content as an uninterrupted run."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -65,3 +66,25 @@ def test_killed_run_resumes_and_publishes_the_same_release(tmp_path: Path) -> No
         ).fetchone()
     assert json.loads(detail["detail"])["resumed_partitions"] >= 2
     assert killed["status"] == "failed" and "interrupted" in killed["error"]
+
+
+STAGES = ["snapshot", "check", "forecast", "gate", "publish"]
+
+
+def test_killed_at_each_stage_the_rerun_publishes_the_same_release(tmp_path: Path) -> None:
+    data = fleet_csv(tmp_path / "fleet.csv", series=3)
+    clean = workspace(tmp_path / "clean", data)
+    assert subprocess.run(run_cmd(clean), capture_output=True).returncode == 0
+    expected = releases.current(clean.releases_dir, "meters")
+    assert expected is not None
+    for stage in STAGES:
+        ws = workspace(tmp_path / f"killed-at-{stage}", data)
+        env = {**os.environ, "STEADYCAST_FAILPOINT": f"stage:{stage}"}
+        killed = subprocess.run(run_cmd(ws), capture_output=True, env=env)
+        assert killed.returncode == -signal.SIGKILL, (stage, killed.stderr[-500:])
+        assert releases.current_id(ws.releases_dir, "meters") is None, stage  # no half release
+        rerun = subprocess.run(run_cmd(ws), capture_output=True, text=True)
+        assert rerun.returncode == 0, (stage, rerun.stderr)
+        got = releases.current(ws.releases_dir, "meters")
+        assert got is not None, stage
+        assert got.manifest["content_sha256"] == expected.manifest["content_sha256"], stage

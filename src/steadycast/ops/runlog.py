@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -116,11 +117,23 @@ def update_run(control_path: Path, run_id: str, **fields: Any) -> None:
         con.execute(f"UPDATE runs SET {names} WHERE run_id = ?", (*fields.values(), run_id))
 
 
+FAILPOINT_ENV = "STEADYCAST_FAILPOINT"
+
+
+def _failpoint(point: str) -> None:
+    """Fault injection for the reliability tests: ``STEADYCAST_FAILPOINT=stage:forecast`` makes
+    the process kill itself (SIGKILL, nothing cleaned up) as that stage starts. Unset in
+    production, where this is one dictionary lookup."""
+    if os.environ.get(FAILPOINT_ENV) == point:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 @contextmanager
 def stage(control_path: Path, run_id: str, name: str, seq: int) -> Iterator[StageRecord]:
     """Measure a stage and record it (also when it fails, with the error)."""
     record = StageRecord(name)
     started = utcnow()
+    _failpoint(f"stage:{name}")
     with connect(control_path) as con:
         con.execute(
             "INSERT OR REPLACE INTO stages (run_id, name, seq, status, started_at) "
