@@ -154,7 +154,7 @@ def main() -> None:
                     f"| {d['model']} | {d['mae']:,.0f} | {d['mape']:.1f}% | {d['bias']:+.1f}% |"
                 )
     table = [line for line in rows if line]
-    images = "\n".join(f"![{n}](../../docs/img/regime-{n}.png)" for n in CASES)
+    images = "\n".join(f"![{n}](../docs/img/regime-{n}.png)" for n in CASES)
     write_section(
         "regime",
         f"""## Regime shifts: forecasts after a level shift, with and without the cut
