@@ -20,8 +20,34 @@ from steadycast.workspace import Workspace
 
 __version__ = "0.1.0"
 
+# The pipeline entry points pull in the forecasting libraries; they load on first use, so the
+# command line and the server start quickly.
+_LAZY = {
+    "ingest": ("steadycast.stages.ingest", "ingest"),
+    "run_pipeline": ("steadycast.run", "run_pipeline"),
+    "approve": ("steadycast.levers", "approve"),
+    "rollback": ("steadycast.levers", "rollback"),
+    "check_model": ("steadycast.testing", "check_model"),
+    "ForecastModel": ("steadycast.models.base", "ForecastModel"),
+    "ForecastTask": ("steadycast.models.base", "ForecastTask"),
+    "Capabilities": ("steadycast.models.base", "Capabilities"),
+}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(module), attr)
+    raise AttributeError(f"module 'steadycast' has no attribute {name!r}")
+
+
 __all__ = [
+    "Capabilities",
     "ConfigError",
+    "ForecastModel",
+    "ForecastTask",
     "InputFileError",
     "ModelError",
     "ModelOutputError",
@@ -34,5 +60,10 @@ __all__ = [
     "Workspace",
     "WorkspaceError",
     "__version__",
+    "approve",
+    "check_model",
+    "ingest",
     "load_pipeline",
+    "rollback",
+    "run_pipeline",
 ]
