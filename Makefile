@@ -24,7 +24,9 @@ $(TEST_STAMP): $(STAMP) $(wildcard examples/model_template/pyproject.toml tests/
 	for p in $(PLUGINS); do $(PY) -m pip install --quiet -e $$p || exit 1; done
 	touch $(TEST_STAMP)
 
+# The demo tells a story from an empty workspace, so each `make demo` starts a fresh one.
 demo: setup
+	rm -rf demo-workspace
 	$(VENV)/bin/steadycast demo demo-workspace
 
 # Debian's chromium for the browser tests (Playwright cannot download browsers here).
