@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from collections.abc import Callable
 from importlib import resources
@@ -113,6 +114,12 @@ def run_demo(directory: Path, console: Console, json_out: bool = False) -> dict[
     write_report(ws, run2.run_id, report)
     say(f"\nReport:    {report}")
     w = f"-w {ws.root}"
+    if shutil.which("steadycast") is None:
+        bin_dir = Path(sys.executable).parent
+        say(
+            f"(The commands below are in {bin_dir}: run `source {bin_dir}/activate` first.)",
+            markup=False,
+        )
     say("Levers (one command each):")
     say(
         f"  steadycast approve {run2.run_id} --reason 'meters were decommissioned' {w}",
