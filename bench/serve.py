@@ -300,7 +300,7 @@ become the limit. The first request loads the
 release into memory (Arrow builds every series' JSON at once); later releases are loaded in a
 worker thread while the previous one keeps being served.
 
-Target of issue #7 (>= 3,000 req/s with p99 < 100 ms on 2 cores):
+Target (>= 3,000 req/s with p99 < 100 ms on 2 cores):
 {"met with " + ", ".join(met) if met else "not met in this measurement"}.
 """
     if not args.no_write:

@@ -144,7 +144,7 @@ class EngineConfig(_Table):
 
 
 # ---------------------------------------------------------------------------------------------
-# Data-quality checks, the gate and alerts (issue #4)
+# Data-quality checks, the gate and alerts
 # ---------------------------------------------------------------------------------------------
 
 Severity = Literal["info", "warning", "error"]
@@ -349,7 +349,7 @@ class AlertsConfig(_Table):
 
 
 # ---------------------------------------------------------------------------------------------
-# Monitoring: SLA and freshness, realised accuracy and drift (issue #5)
+# Monitoring: SLA and freshness, realised accuracy and drift
 # ---------------------------------------------------------------------------------------------
 
 _CLOCK_TIME = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
