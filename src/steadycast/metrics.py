@@ -31,7 +31,7 @@ keeps every score finite; the fallback only matters for averages across series.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import numpy as np
@@ -154,6 +154,33 @@ def _scaled(
     return out.drop(columns="scale")
 
 
+def _insample_relative(
+    error: Callable[..., pd.DataFrame],
+    power: int,
+    df: pd.DataFrame,
+    models: Sequence[str],
+    train_df: pd.DataFrame,
+    season_length: int,
+    id_col: str,
+    time_col: str,
+    target_col: str,
+    cutoff_col: str,
+) -> pd.DataFrame:
+    """An error of the forecasts over the same error of the in-sample seasonal naive."""
+    errors = error(df, list(models), id_col=id_col, target_col=target_col, cutoff_col=cutoff_col)
+    scale = insample_scale(
+        train_df,
+        df,
+        season_length,
+        power=power,
+        id_col=id_col,
+        time_col=time_col,
+        target_col=target_col,
+        cutoff_col=cutoff_col,
+    )
+    return _scaled(errors, scale, models, _group_cols(df, id_col, cutoff_col))
+
+
 def mase(
     df: pd.DataFrame,
     models: Sequence[str],
@@ -166,18 +193,9 @@ def mase(
     cutoff_col: str = "cutoff",
 ) -> pd.DataFrame:
     """M4 MASE: mean absolute error over the in-sample seasonal-naive mean absolute error."""
-    errors = ufl.mae(df, list(models), id_col=id_col, target_col=target_col, cutoff_col=cutoff_col)
-    scale = insample_scale(
-        train_df,
-        df,
-        season_length,
-        power=1,
-        id_col=id_col,
-        time_col=time_col,
-        target_col=target_col,
-        cutoff_col=cutoff_col,
+    return _insample_relative(
+        ufl.mae, 1, df, models, train_df, season_length, id_col, time_col, target_col, cutoff_col
     )
-    return _scaled(errors, scale, models, _group_cols(df, id_col, cutoff_col))
 
 
 def rmsse(
@@ -192,18 +210,9 @@ def rmsse(
     cutoff_col: str = "cutoff",
 ) -> pd.DataFrame:
     """Root mean squared error over the in-sample seasonal-naive mean squared error (M5)."""
-    errors = ufl.mse(df, list(models), id_col=id_col, target_col=target_col, cutoff_col=cutoff_col)
-    scale = insample_scale(
-        train_df,
-        df,
-        season_length,
-        power=2,
-        id_col=id_col,
-        time_col=time_col,
-        target_col=target_col,
-        cutoff_col=cutoff_col,
+    out = _insample_relative(
+        ufl.mse, 2, df, models, train_df, season_length, id_col, time_col, target_col, cutoff_col
     )
-    out = _scaled(errors, scale, models, _group_cols(df, id_col, cutoff_col))
     out[list(models)] = np.sqrt(out[list(models)])
     return out
 

@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import itertools
 import warnings
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from statistics import NormalDist
@@ -253,7 +254,7 @@ def season_per_series(lengths: Ints, task: ForecastTask) -> Ints:
 # -- the models ------------------------------------------------------------------------------
 
 
-class FastModel:
+class FastModel(ABC):
     """A fast-tier model: checks its parameters, cuts the batch, and builds the frame.
 
     Subclasses set ``name``, ``capabilities`` and ``_accepted`` (parameter names) and implement
@@ -302,10 +303,11 @@ class FastModel:
                 columns[f"yhat_hi_{level}"] = (mean + half).reshape(-1)
         return pd.DataFrame(columns)
 
+    @abstractmethod
     def _compute(
         self, runs: Runs, task: ForecastTask, spread: bool
     ) -> tuple[Floats, Floats | None]:
-        raise NotImplementedError
+        """Point forecasts ``(series, horizon)`` and, when ``spread``, each step's sigma."""
 
     def _whole_number(self, key: str, default: int) -> int:
         value = self.params.get(key, default)
