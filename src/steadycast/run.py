@@ -31,9 +31,9 @@ import pyarrow.parquet as pq
 from steadycast import checks, control, gate, releases, store
 from steadycast.checks import CheckResult, RunFigures
 from steadycast.config import PipelineConfig
-from steadycast.errors import ParityError, SteadycastError
+from steadycast.errors import ConfigError, ParityError, SteadycastError
 from steadycast.models.isolation import IsolatedRunner
-from steadycast.models.registry import SteadycastPluginWarning, available_models
+from steadycast.models.registry import SteadycastPluginWarning, available_models, create_model
 from steadycast.ops import alerts, incidents, runlog, sla
 from steadycast.ops.incidents import Finding
 from steadycast.ops.logging import run_context
@@ -247,6 +247,7 @@ def _audit_config_change(
 def run_pipeline(ws: Workspace, pipeline: str, *, progress: Progress | None = None) -> RunResult:
     """Run a pipeline end to end; the result says what happened (it also records it)."""
     cfg = ws.pipeline(pipeline)
+    _check_candidates(cfg)
     run_id = new_run_id(pipeline)
     result = RunResult(run_id=run_id, pipeline=pipeline, status="failed")
     run_dir = ws.root / "runs" / run_id
@@ -263,41 +264,45 @@ def run_pipeline(ws: Workspace, pipeline: str, *, progress: Progress | None = No
             result.error = str(exc)
         except Exception as exc:
             result.error = f"internal error: {type(exc).__name__}: {exc}"
-            runlog.update_run(
-                ws.control_path,
-                run_id,
-                status="failed",
-                finished_at=control.utcnow(),
-                error=result.error,
-                detail={"traceback": traceback.format_exc(limit=20)},
-            )
-            control.audit(
-                ws.control_path,
-                "run.failed",
-                pipeline=pipeline,
-                subject=run_id,
-                reason=result.error,
-            )
+            _record_failure(ws, pipeline, run_id, result, traceback.format_exc(limit=20))
             raise
         finally:
             result.stages = [r.as_dict() for r in records if r.usage is not None]
-        if result.error is not None and result.status not in ("held",):
-            result.status = "failed"
-            runlog.update_run(
-                ws.control_path,
-                run_id,
-                status="failed",
-                finished_at=control.utcnow(),
-                error=result.error,
-            )
-            control.audit(
-                ws.control_path,
-                "run.failed",
-                pipeline=pipeline,
-                subject=run_id,
-                reason=result.error,
-            )
+        if result.error is not None and result.status != "held":
+            _record_failure(ws, pipeline, run_id, result)
     return result
+
+
+def _check_candidates(cfg: PipelineConfig) -> None:
+    """An unknown model name or a bad parameter is a configuration error before the run starts,
+    not a failure found in every worker task later."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SteadycastPluginWarning)
+        for name in cfg.models.candidates:
+            try:
+                create_model(name, cfg.models.params.get(name))
+            except ConfigError as exc:
+                raise ConfigError(f"pipelines/{cfg.name}.toml: models.candidates: {exc}") from None
+
+
+def _record_failure(
+    ws: Workspace, pipeline: str, run_id: str, result: RunResult, trace: str | None = None
+) -> None:
+    """A failed run says so in its record and in the audit log, with the error (and, for an
+    internal error, the traceback), so nobody has to re-run it to learn what happened."""
+    result.status = "failed"
+    fields: dict[str, Any] = {"detail": {"traceback": trace}} if trace else {}
+    runlog.update_run(
+        ws.control_path,
+        run_id,
+        status="failed",
+        finished_at=control.utcnow(),
+        error=result.error,
+        **fields,
+    )
+    control.audit(
+        ws.control_path, "run.failed", pipeline=pipeline, subject=run_id, reason=result.error
+    )
 
 
 @dataclass

@@ -203,3 +203,11 @@ def test_run_without_data_fails_with_a_clear_message(tmp_path: Path) -> None:
     with pytest.raises(NotFoundError, match="has no published release yet"):
         export_forecast(ws, "meters", series=None, fmt="csv", output=None, stdout=io.StringIO())
     assert releases.current(ws.releases_dir, "meters") is None
+
+
+def test_unknown_candidate_model_is_a_configuration_error(ready: Workspace) -> None:
+    path = ready.pipelines_dir / "meters.toml"
+    path.write_text(path.read_text().replace('"SES"]', '"SES", "AutoETZ"]'))
+    done = run_cli("run", "meters", "-w", str(ready.root))
+    assert done.returncode == 2
+    assert "pipelines/meters.toml: models.candidates: unknown model 'AutoETZ'" in done.stderr
