@@ -59,6 +59,9 @@ def test_older_store_is_upgraded_with_its_data(tmp_path: Path) -> None:
     con = duckdb.connect(str(ws.store_path))
     store.migrate(con, target=1)
     con.execute("INSERT INTO observations VALUES ('p', 'a', '2024-01-01', 1.5, 'b1')")
+    con.execute(
+        "INSERT INTO batches VALUES ('p', 'b1', 'sha', 'f.csv', 'csv', '2024-01-02', 1, 1, 0, 1, 0, 0)"
+    )
     con.close()
     with store.reading(ws.store_path) as con:
         assert con.execute("SELECT max(version) FROM schema_version").fetchone() == (
@@ -66,6 +69,10 @@ def test_older_store_is_upgraded_with_its_data(tmp_path: Path) -> None:
         )
         assert con.execute("SELECT y FROM observations").fetchall() == [(1.5,)]
         assert con.execute("SELECT count(*) FROM observation_history").fetchone() == (0,)
+        # Rows still name their batch (by its number since version 6).
+        assert con.execute(
+            "SELECT o.y, b.batch_id FROM observations o JOIN batches b USING (pipeline, batch_no)"
+        ).fetchall() == [(1.5, "b1")]
 
 
 def test_newer_store_is_refused_not_broken(tmp_path: Path) -> None:

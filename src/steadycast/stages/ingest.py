@@ -156,7 +156,10 @@ def fingerprint(path: Path) -> _Fingerprint:
                         "expected CSV text (UTF-8), gzip-compressed CSV or Parquet",
                     )
                 try:
-                    decoder.decode(chunk)
+                    # Plain ASCII (most files) is UTF-8 already: skip the slower decode,
+                    # unless a character cut at the previous chunk's end is still pending.
+                    if not chunk.isascii() or decoder.getstate()[0]:
+                        decoder.decode(chunk)
                 except UnicodeDecodeError as exc:
                     bad = offset + exc.start
                     line = lines + chunk[: exc.start].count(b"\n")
@@ -363,8 +366,8 @@ def _place(con: duckdb.DuckDBPyConnection, cfg: PipelineConfig) -> str:
                      WHEN a.rn = 1 THEN g.ds_first
                      ELSE g.ds_second
                    END"""
-    dst = """WHEN s.ts_local IS NOT NULL AND g.ds_first IS NULL THEN 'nonexistent_local_time'
-                     WHEN a.rec IS NOT NULL AND (a.cnt <> 2) THEN 'ambiguous_local_time'"""
+    dst = f"""WHEN s.ts_local IS NOT NULL AND g.ds_first IS NULL THEN {_code("nonexistent_local_time")}
+                     WHEN a.rec IS NOT NULL AND (a.cnt <> 2) THEN {_code("ambiguous_local_time")}"""
     _create_checked(
         con,
         cfg,
@@ -406,6 +409,11 @@ def _place_direct(con: duckdb.DuckDBPyConnection, cfg: PipelineConfig, staged_sq
     return f"({{t}}.rowid - {base})"
 
 
+def _code(reason: str) -> int:
+    """A reason's small code in ``checked`` (its 1-based position in REASONS)."""
+    return REASONS.index(reason) + 1
+
+
 def _create_checked(
     con: duckdb.DuckDBPyConnection,
     cfg: PipelineConfig,
@@ -417,49 +425,54 @@ def _create_checked(
     on_grid: str,
     amb_cnt: str,
 ) -> None:
-    """``checked``: every row with its ``ds`` and, when bad, its reason and a sentence."""
+    """``checked``: every row with its ``ds`` and, when bad, its reason code and what to show.
+
+    The table holds the whole batch, so it is kept narrow: a good row is its id, time, value
+    and two NULLs; only a bad row carries text (``bad``: time text, value text, sentence).
+    """
     snap = cfg.ingest.snap_to_frequency
     lo = cfg.series.min_value
     hi = cfg.series.max_value
     freq = _literal(cfg.series.frequency)
-    min_check = f"WHEN s.y < {float(lo)!r} THEN 'below_min'" if lo is not None else ""
-    max_check = f"WHEN s.y > {float(hi)!r} THEN 'above_max'" if hi is not None else ""
-    grid_check = "" if snap else f"WHEN NOT ({on_grid}) THEN 'misaligned'"
+    c = _code
+    min_check = f"WHEN s.y < {float(lo)!r} THEN {c('below_min')}" if lo is not None else ""
+    max_check = f"WHEN s.y > {float(hi)!r} THEN {c('above_max')}" if hi is not None else ""
+    grid_check = "" if snap else f"WHEN NOT ({on_grid}) THEN {c('misaligned')}"
     zone = _literal(cfg.source.timezone)
     con.execute(f"""
         CREATE TEMP TABLE checked AS
-        SELECT {"rec, " if rec else ""}unique_id, y, ds, reason, t_text,
-               CASE WHEN reason IS NOT NULL THEN coalesce(v_raw, CAST(y AS VARCHAR)) END AS v_text,
-               CASE reason
-                 WHEN 'missing_id' THEN 'the id column is empty'
-                 WHEN 'unparseable_time' THEN 'cannot read ' || coalesce('''' || t_raw || '''', 'an empty value') || ' as a time'
-                 WHEN 'nonexistent_local_time' THEN 'local time ' || t_text || ' does not exist in ' || {zone} || ' (daylight-saving change)'
-                 WHEN 'ambiguous_local_time' THEN 'local time ' || t_text || ' occurs twice in ' || {zone} || ' and this series reports it ' || amb_cnt || ' time(s)'
-                 WHEN 'misaligned' THEN 'time ' || t_text || ' is not on the ' || {freq} || ' grid'
-                 WHEN 'missing_value' THEN 'the value is empty'
-                 WHEN 'not_a_number' THEN 'value ''' || v_raw || ''' is not a number'
-                 WHEN 'non_finite' THEN 'value ' || CAST(y AS VARCHAR) || ' is not finite'
-                 WHEN 'below_min' THEN 'value ' || CAST(y AS VARCHAR) || ' is below min_value {lo}'
-                 WHEN 'above_max' THEN 'value ' || CAST(y AS VARCHAR) || ' is above max_value {hi}'
-               END AS detail
+        SELECT {"rec, " if rec else ""}unique_id, y, ds, CAST(code AS UTINYINT) AS code,
+               CASE WHEN code IS NOT NULL THEN [t_text, coalesce(v_raw, CAST(y AS VARCHAR)),
+               CASE code
+                 WHEN {c("missing_id")} THEN 'the id column is empty'
+                 WHEN {c("unparseable_time")} THEN 'cannot read ' || coalesce('''' || t_raw || '''', 'an empty value') || ' as a time'
+                 WHEN {c("nonexistent_local_time")} THEN 'local time ' || t_text || ' does not exist in ' || {zone} || ' (daylight-saving change)'
+                 WHEN {c("ambiguous_local_time")} THEN 'local time ' || t_text || ' occurs twice in ' || {zone} || ' and this series reports it ' || amb_cnt || ' time(s)'
+                 WHEN {c("misaligned")} THEN 'time ' || t_text || ' is not on the ' || {freq} || ' grid'
+                 WHEN {c("missing_value")} THEN 'the value is empty'
+                 WHEN {c("not_a_number")} THEN 'value ''' || v_raw || ''' is not a number'
+                 WHEN {c("non_finite")} THEN 'value ' || CAST(y AS VARCHAR) || ' is not finite'
+                 WHEN {c("below_min")} THEN 'value ' || CAST(y AS VARCHAR) || ' is below min_value {lo}'
+                 WHEN {c("above_max")} THEN 'value ' || CAST(y AS VARCHAR) || ' is above max_value {hi}'
+               END] END AS bad
         FROM (
         SELECT *,
-               CASE WHEN reason IS NOT NULL THEN coalesce(t_raw, strftime(t_parsed, '%Y-%m-%d %H:%M:%S')) END AS t_text
+               CASE WHEN code IS NOT NULL THEN coalesce(t_raw, strftime(t_parsed, '%Y-%m-%d %H:%M:%S')) END AS t_text
         FROM (
             SELECT {rec} s.unique_id, s.t_raw, s.v_raw, s.y, {amb_cnt} AS amb_cnt,
                    coalesce(s.ts_local, s.ts_utc) AS t_parsed,
                    {ds} AS ds,
                    CASE
-                     WHEN s.unique_id IS NULL THEN 'missing_id'
-                     WHEN s.ts_local IS NULL AND s.ts_utc IS NULL THEN 'unparseable_time'
+                     WHEN s.unique_id IS NULL THEN {c("missing_id")}
+                     WHEN s.ts_local IS NULL AND s.ts_utc IS NULL THEN {c("unparseable_time")}
                      {dst_reasons}
                      {grid_check}
-                     WHEN s.y IS NULL AND (s.v_raw IS NULL OR trim(s.v_raw) = '') THEN 'missing_value'
-                     WHEN s.y IS NULL THEN 'not_a_number'
-                     WHEN isnan(s.y) OR isinf(s.y) THEN 'non_finite'
+                     WHEN s.y IS NULL AND (s.v_raw IS NULL OR trim(s.v_raw) = '') THEN {c("missing_value")}
+                     WHEN s.y IS NULL THEN {c("not_a_number")}
+                     WHEN isnan(s.y) OR isinf(s.y) THEN {c("non_finite")}
                      {min_check}
                      {max_check}
-                   END AS reason
+                   END AS code
             FROM {rows}
         )
         )
@@ -469,29 +482,31 @@ def _create_checked(
 def _dedupe(con: duckdb.DuckDBPyConnection, rec: str) -> None:
     """Duplicates of (unique_id, ds) inside the batch: exact copies are stored once and the
     extra copies quarantined; copies that disagree cannot be told apart, so all are."""
-    # A 64-bit hash finds the candidate keys cheaply; the exact keys are compared only for those.
+    # A 64-bit hash finds the candidate keys in one pass; most batches have none, and then
+    # nothing more is read. The exact keys are compared only for the candidates.
+    con.execute("""
+        CREATE TEMP TABLE suspects AS
+        SELECT hash(unique_id, ds) AS h FROM checked WHERE code IS NULL
+        GROUP BY 1 HAVING count(*) > 1
+    """)
+    if not _count(con, "SELECT count(*) FROM suspects"):
+        return
     con.execute(f"""
         CREATE TEMP TABLE dupes AS
-        WITH suspects AS (
-            SELECT hash(unique_id, ds) AS h FROM checked WHERE reason IS NULL
-            GROUP BY 1 HAVING count(*) > 1
-        )
         SELECT unique_id, ds, min({rec.format(t="checked")}) AS first_rec,
                min(y) <> max(y) AS conflicting, count(*) AS n
         FROM checked
-        WHERE reason IS NULL AND hash(unique_id, ds) IN (SELECT h FROM suspects)
+        WHERE code IS NULL AND hash(unique_id, ds) IN (SELECT h FROM suspects)
         GROUP BY unique_id, ds HAVING count(*) > 1
     """)
+    # Only the code changes, in place (a row keeps its place in the file); the text shown for
+    # a duplicate is made from ``dupes`` when it is quarantined.
     con.execute(f"""
         UPDATE checked SET
-          reason = CASE WHEN d.conflicting THEN 'conflicting_duplicate' ELSE 'duplicate' END,
-          t_text = strftime(d.ds, '%Y-%m-%d %H:%M:%S'),
-          v_text = CAST(checked.y AS VARCHAR),
-          detail = CASE WHEN d.conflicting
-                        THEN d.n || ' rows for series ''' || d.unique_id || ''' at ' || strftime(d.ds, '%Y-%m-%dT%H:%M:%S') || ' with different values'
-                        ELSE 'exact copy of an earlier row for the same series and time' END
+          code = CASE WHEN d.conflicting THEN {_code("conflicting_duplicate")}
+                      ELSE {_code("duplicate")} END
         FROM dupes d
-        WHERE checked.unique_id = d.unique_id AND checked.ds = d.ds AND checked.reason IS NULL
+        WHERE checked.unique_id = d.unique_id AND checked.ds = d.ds AND checked.code IS NULL
           AND (d.conflicting OR {rec.format(t="checked")} <> d.first_rec)
     """)
 
@@ -528,12 +543,24 @@ def _write(
         line = f"{r} + 1 + {header} + (SELECT count(*) FROM rej WHERE rej.threshold <= {r})"
     else:
         line = f"{r} + 1 + {header}"
+    names = "[" + ", ".join(_literal(r) for r in REASONS) + "]"
+    dupes, t_text, v_text, detail = "", "c.bad[1]", "c.bad[2]", "c.bad[3]"
+    if _count(con, "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'dupes'"):
+        # A duplicate is shown by its key; the sentence says what kind of copy it is.
+        dupes = "LEFT JOIN dupes d ON d.unique_id = c.unique_id AND d.ds = c.ds"
+        t_text = "coalesce(c.bad[1], strftime(c.ds, '%Y-%m-%d %H:%M:%S'))"
+        v_text = "coalesce(c.bad[2], CAST(c.y AS VARCHAR))"
+        detail = f"""coalesce(c.bad[3], CASE c.code
+            WHEN {_code("conflicting_duplicate")} THEN d.n || ' rows for series ''' || d.unique_id
+                 || ''' at ' || strftime(d.ds, '%Y-%m-%dT%H:%M:%S') || ' with different values'
+            WHEN {_code("duplicate")} THEN 'exact copy of an earlier row for the same series and time'
+            END)"""
     raw = (
-        "concat_ws(',', coalesce(c.unique_id, ''), coalesce(c.t_text, ''), coalesce(c.v_text, ''))"
+        f"concat_ws(',', coalesce(c.unique_id, ''), coalesce({t_text}, ''), coalesce({v_text}, ''))"
     )
     con.execute(
-        f"INSERT INTO quarantine SELECT ?, ?, ?, {line}, c.reason, c.detail, c.unique_id, {raw} "
-        "FROM checked c WHERE c.reason IS NOT NULL",
+        f"INSERT INTO quarantine SELECT ?, ?, ?, {line}, {names}[c.code], {detail}, c.unique_id, "
+        f"{raw} FROM checked c {dupes} WHERE c.code IS NOT NULL",
         [pipeline, batch_id, file],
     )
     if has_rejects:
@@ -542,22 +569,25 @@ def _write(
             "csv_line FROM rej",
             [pipeline, batch_id, file],
         )
+    batch_no = _count(con, "SELECT coalesce(max(batch_no), 0) + 1 FROM batches")
     # Values already stored for the same keys: corrections move the old value to history.
     first_batch = not _count(con, "SELECT count(*) FROM batches WHERE pipeline = ?", [pipeline])
     con.execute(
         "CREATE TEMP TABLE existing AS "
-        "SELECT o.unique_id, o.ds, o.y AS old_y, o.batch_id AS old_batch, c.y AS new_y "
+        "SELECT o.unique_id, o.ds, o.y AS old_y, o.batch_no AS old_batch, c.y AS new_y "
         "FROM observations o JOIN checked c ON o.unique_id = c.unique_id AND o.ds = c.ds "
-        f"WHERE o.pipeline = ? AND c.reason IS NULL {'AND false' if first_batch else ''}",
+        f"WHERE o.pipeline = ? AND c.code IS NULL {'AND false' if first_batch else ''}",
         [pipeline],
     )
     corrected = _count(con, "SELECT count(*) FROM existing WHERE old_y <> new_y")
     unchanged = _count(con, "SELECT count(*) FROM existing WHERE old_y = new_y")
     if corrected:
         con.execute(
-            "INSERT INTO observation_history SELECT ?, unique_id, ds, old_y, old_batch, ?, "
-            "now()::TIMESTAMP FROM existing WHERE old_y <> new_y",
-            [pipeline, batch_id],
+            "INSERT INTO observation_history SELECT ?, e.unique_id, e.ds, e.old_y, b.batch_id, ?, "
+            "now()::TIMESTAMP FROM existing e "
+            "JOIN batches b ON b.pipeline = ? AND b.batch_no = e.old_batch "
+            "WHERE e.old_y <> e.new_y",
+            [pipeline, batch_id, pipeline],
         )
         con.execute(
             "DELETE FROM observations o USING existing e WHERE o.pipeline = ? "
@@ -572,13 +602,13 @@ def _write(
     )
     con.execute(
         "INSERT INTO observations SELECT ?, c.unique_id, c.ds, c.y, ? FROM checked c "
-        f"WHERE c.reason IS NULL {skip_unchanged}",
-        [pipeline, batch_id],
+        f"WHERE c.code IS NULL {skip_unchanged}",
+        [pipeline, batch_no],
     )
 
     rejected = _count(con, "SELECT count(*) FROM rej") if has_rejects else 0
     result.rows_read = _count(con, "SELECT count(*) FROM checked") + rejected
-    result.rows_stored = _count(con, "SELECT count(*) FROM checked WHERE reason IS NULL")
+    result.rows_stored = _count(con, "SELECT count(*) FROM checked WHERE code IS NULL")
     reasons = con.execute(
         "SELECT reason, count(*) FROM quarantine WHERE pipeline = ? AND batch_id = ? "
         "GROUP BY reason ORDER BY reason",
@@ -595,7 +625,7 @@ def _write(
             f"{result.rows_stored} and quarantined {result.rows_quarantined}; nothing was committed"
         )
     con.execute(
-        "INSERT INTO batches VALUES (?, ?, ?, ?, ?, now()::TIMESTAMP, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO batches VALUES (?, ?, ?, ?, ?, now()::TIMESTAMP, ?, ?, ?, ?, ?, ?, ?)",
         [
             pipeline,
             batch_id,
@@ -608,6 +638,7 @@ def _write(
             result.rows_new,
             corrected,
             unchanged,
+            batch_no,
         ],
     )
 
