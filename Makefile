@@ -54,5 +54,14 @@ bench: setup
 	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) bench/run_all.py
 
+# The long fault-injection suite; writes docs/RELIABILITY.md with its figures.
+RELIABILITY_FIGURES := .reliability/figures.jsonl
+reliability: $(TEST_STAMP) browser
+	rm -f $(RELIABILITY_FIGURES)
+	status=0; STEADYCAST_RELIABILITY=long STEADYCAST_RELIABILITY_FIGURES=$(CURDIR)/$(RELIABILITY_FIGURES) \
+		$(PY) -m pytest tests/reliability -q || status=$$?; \
+	$(PY) tests/reliability/report.py $(RELIABILITY_FIGURES) docs/RELIABILITY.md || status=1; \
+	exit $$status
+
 clean:
 	rm -rf $(VENV) demo-workspace .pytest_cache build *.egg-info src/*.egg-info
