@@ -22,6 +22,13 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     "forecast": ("forecast.py", [], ["--series", "40", "--partition", "20"]),
     "fast_tier": ("fast_tier.py", ["--series", "100000"], ["--series", "2000"]),
     "regime": ("regime.py", [], []),
+    "scale": ("scale.py", [], ["--series", "500,5000", "--name", "scale"]),
+    "scale_1m": (
+        "scale.py",
+        ["--series", "1000000", "--days", "730", "--frequency", "1D", "--name", "scale_1m"],
+        ["--series", "20000", "--days", "730", "--frequency", "1D", "--name", "scale_1m"],
+    ),
+    "spark": ("spark.py", [], ["--series", "2000"]),
     "serve": ("serve.py", [], ["--seconds", "5"]),
     "accuracy": (
         "accuracy.py",

@@ -187,8 +187,8 @@ def record_outputs(ws: Workspace, pipeline: str, run_id: str) -> None:
         con.register("prov_df", stored)
         con.execute(
             "INSERT INTO series_provenance SELECT pipeline, run_id, unique_id, model, source, "
-            "fallback_reason, metric, backtest_score, selection_reason, interval_source "
-            "FROM prov_df"
+            "fallback_reason, metric, backtest_score, selection_reason, interval_source, "
+            "'full' FROM prov_df"
         )
         con.execute("COMMIT")
     release = releases.write_release(

@@ -178,6 +178,22 @@ def run(
     pipeline: Annotated[str, typer.Argument(help="Pipeline name.")],
     workspace: WorkspaceOpt = None,
     json_out: JsonOpt = False,
+    engine: Annotated[
+        str | None,
+        typer.Option(
+            "--engine",
+            help="Where the per-series work runs: local or spark (default: engine.name in "
+            "the pipeline file, else local). The release is the same on both.",
+        ),
+    ] = None,
+    spark_master: Annotated[
+        str | None,
+        typer.Option(
+            "--spark-master",
+            help="Spark master URL for the spark engine, e.g. local[4], spark://HOST:7077, yarn "
+            "(default: engine.spark_master).",
+        ),
+    ] = None,
 ) -> None:
     """Check, prepare, backtest and select, forecast, gate and publish one pipeline."""
     from steadycast.run import run_pipeline
@@ -185,7 +201,9 @@ def run(
 
     ws = Workspace.open(workspace)
     with _progress(enabled=not json_out) as progress:
-        result = run_pipeline(ws, pipeline, progress=progress)
+        result = run_pipeline(
+            ws, pipeline, progress=progress, engine=engine, spark_master=spark_master
+        )
     if json_out:
         _emit_json(result.as_dict())
     else:
@@ -839,11 +857,55 @@ def demo(
     run_demo(directory, out, json_out=json_out)
 
 
+def _disk_problem(exc: BaseException) -> str | None:
+    """A full (or failing) disk, found anywhere in an exception's chain, as one message.
+
+    Such an error is the machine's, not a bug of steadycast: it gets a clear line and exit code
+    1, not a traceback. DuckDB, SQLite and the OS each say it their own way.
+    """
+    import errno
+    import sqlite3
+
+    duckdb = sys.modules.get("duckdb")
+    fix = (
+        "free some space on the workspace's disk and run the command again "
+        "(what was committed before this error is kept)"
+    )
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        text = str(current)
+        first = text.strip().splitlines()[0] if text.strip() else type(current).__name__
+        if isinstance(current, OSError) and current.errno in (errno.ENOSPC, errno.EDQUOT):
+            where = f" writing {current.filename}" if current.filename else ""
+            return f"no space left on device{where} ({current.strerror or text}); {fix}"
+        full = "No space left on device" in text or "Disk quota exceeded" in text
+        if duckdb is not None and isinstance(current, duckdb.IOException) and full:
+            return f"no space left on device ({first}); {fix}"
+        if duckdb is not None and isinstance(current, duckdb.OutOfMemoryException):
+            # DuckDB spills to the workspace's .tmp/; with that disk full it runs out of memory.
+            return (
+                f"out of memory, and of disk space to spill to ({first}); {fix}, "
+                "or raise [ingest] memory_limit"
+            )
+        if isinstance(current, sqlite3.OperationalError) and text in (
+            "database or disk is full",
+            "disk I/O error",
+        ):
+            return (
+                f"the control database (control.sqlite) cannot be used: {text} (disk full?); {fix}"
+            )
+        current = current.__cause__ or current.__context__
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: turns SteadycastError into a one-line message and its exit code.
 
     Usage errors (unknown option, missing argument) are reported by the CLI library itself,
-    with exit code 2.
+    with exit code 2. A full disk is reported in one line too (exit code 1): what was
+    committed before it stays, and the same command finishes once there is space again.
     """
     try:
         app(args=argv, standalone_mode=True)
@@ -854,6 +916,13 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:
         code = exc.code
         return code if isinstance(code, int) else (0 if code is None else 1)
+    except Exception as exc:
+        problem = _disk_problem(exc)
+        if problem is None:
+            raise
+        err.print("error: ", style="bold red", end="")
+        err.print(problem, markup=False, highlight=False)
+        return 1
     return 0
 
 

@@ -102,7 +102,7 @@ class IngestConfig(_Table):
 
 
 class ModelsConfig(_Table):
-    """Which models compete for each series."""
+    """Which models compete for each series, and which tier of them (see steadycast.tiers)."""
 
     candidates: list[str] = Field(
         default_factory=lambda: ["SeasonalNaive", "AutoETS", "AutoTheta", "MSTL", "LightGBM"]
@@ -111,6 +111,19 @@ class ModelsConfig(_Table):
     levels: list[int] = Field(default_factory=lambda: [80, 95])
     plugins: bool = True
     disabled_plugins: list[str] = Field(default_factory=list)
+    # "full": the candidates above; "fast": the vectorised fast tier; "auto": the full tier for
+    # as many series as the time budget allows (largest first), the fast tier for the rest.
+    tier: Literal["full", "fast", "auto"] = "full"
+    fast_candidates: list[str] = Field(
+        default_factory=lambda: [
+            "FastSeasonalNaive",
+            "FastSES",
+            "FastWindowAverage",
+            "FastHistoricAverage",
+        ]
+    )
+    time_budget: str = ""
+    full_share: float | None = Field(default=None, ge=0, le=1)
 
     @field_validator("levels")
     @classmethod
@@ -118,6 +131,19 @@ class ModelsConfig(_Table):
         if any(not 0 < v < 100 for v in value):
             raise ValueError(f"{value!r}: interval levels are percentages between 1 and 99")
         return sorted(set(value))
+
+    @field_validator("time_budget")
+    @classmethod
+    def _budget(cls, value: str) -> str:
+        return _duration(value, "time_budget")
+
+    @model_validator(mode="after")
+    def _auto_needs_a_budget(self) -> ModelsConfig:
+        if self.tier == "auto" and not self.time_budget and self.full_share is None:
+            raise ValueError(
+                "tier = 'auto' needs time_budget (e.g. '30min') or full_share (0 to 1)"
+            )
+        return self
 
 
 class BacktestConfig(_Table):
@@ -332,11 +358,13 @@ class AlertsConfig(_Table):
     @field_validator("webhook_url")
     @classmethod
     def _http(cls, value: list[str]) -> list[str]:
-        for url in value:
+        for number, url in enumerate(value, 1):
             if not re.match(r"^https?://[^/\s]+", url):
+                # Not quoted: a webhook URL is a secret, and this one may be pasted without its
+                # scheme.
                 raise ValueError(
-                    "a webhook URL must start with http:// or https:// and name a host; got "
-                    f"{url.split('?')[0][:40]!r}"
+                    f"webhook URL number {number} must start with http:// or https:// and name "
+                    "a host (the value is not shown: webhook URLs carry secrets)"
                 )
         return value
 

@@ -13,14 +13,13 @@ import hashlib
 import json
 import logging
 import math
-import os
 import re
 import secrets
 import shutil
 import traceback
 import warnings
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,11 +27,26 @@ from typing import Any
 import pandas as pd
 import pyarrow.parquet as pq
 
-from steadycast import checks, control, gate, releases, store
+from steadycast import checks, control, gate, releases, store, tiers
 from steadycast.checks import CheckResult, RunFigures
-from steadycast.config import PipelineConfig
-from steadycast.errors import ConfigError, ParityError, SteadycastError
-from steadycast.models.isolation import IsolatedRunner
+from steadycast.config import EngineConfig, PipelineConfig
+from steadycast.engines import Job, TaskReport, check_engine, create_engine
+from steadycast.engines.base import (
+    ModelRunner,
+    total_usage,
+    usage_as_dict,
+    usage_from_dict,
+    usage_since,
+)
+from steadycast.engines.commit import (
+    clear_staging,
+    commit,
+    copy_committed,
+    failpoint,
+    is_committed,
+    staging_dir,
+)
+from steadycast.errors import ConfigError, ParityError, SteadycastError, UsageError
 from steadycast.models.registry import SteadycastPluginWarning, available_models, create_model
 from steadycast.ops import alerts, incidents, runlog, sla
 from steadycast.ops.incidents import Finding
@@ -86,13 +100,23 @@ def config_digest(cfg: PipelineConfig) -> str:
     return hashlib.sha256(cfg.model_dump_json().encode()).hexdigest()
 
 
+def config_lines(cfg: PipelineConfig) -> list[str]:
+    """The configuration as recorded with a run and diffed into the audit log: webhook URLs
+    carry their secret in the path, so only their redacted form is kept."""
+    urls = [alerts.redact_url(u) for u in cfg.alerts.webhook_url]
+    shown = cfg.model_copy(update={"alerts": cfg.alerts.model_copy(update={"webhook_url": urls})})
+    return shown.model_dump_json(indent=1).splitlines()
+
+
 def _snapshot(
     ws: Workspace, cfg: PipelineConfig, run_dir: Path, record: runlog.StageRecord
 ) -> list[Path]:
     """Copy the pipeline's observations into Parquet partitions of series, then let go."""
     target = run_dir / "snapshot"
     shutil.rmtree(target, ignore_errors=True)
-    with store.reading(ws.store_path) as con:
+    with store.reading(
+        ws.store_path, memory_limit=cfg.ingest.memory_limit, temp_dir=ws.temp_dir
+    ) as con:
         row = con.execute(
             "SELECT count(*), count(DISTINCT unique_id), max(ds) FROM observations WHERE pipeline = ?",
             [cfg.name],
@@ -133,7 +157,28 @@ def forecast_one_partition(
     """Prepare and forecast one partition: the engine-neutral unit of work."""
     max_fill = max(cfg.series.horizon, cfg.series.season_length)
     prepared, report = regularize(history, cfg.series.frequency, max_fill=max_fill)
-    return run_partition(prepared, cfg, runner, last_published), report
+    results = []
+    for tier, tier_cfg, subset in tiers.split(prepared, cfg):
+        out = run_partition(subset, tier_cfg, runner, last_published)
+        results.append(replace(out, provenance=out.provenance.assign(tier=tier)))
+    return _merged(results), report
+
+
+def _merged(results: list[PartitionResult]) -> PartitionResult:
+    if len(results) == 1:
+        return results[0]
+
+    def cat(frames: list[pd.DataFrame]) -> pd.DataFrame:
+        kept = [f for f in frames if not f.empty]
+        return pd.concat(kept, ignore_index=True) if kept else pd.DataFrame()
+
+    return PartitionResult(
+        forecasts=cat([r.forecasts for r in results]),
+        provenance=cat([r.provenance for r in results]),
+        scores=cat([r.scores for r in results]),
+        selection=cat([r.selection for r in results]),
+        profile=cat([r.profile for r in results]),
+    )
 
 
 def _scores_long(scores: pd.DataFrame, pipeline: str, run_id: str) -> pd.DataFrame:
@@ -159,6 +204,8 @@ def _store_explanations(
     """Keep every backtest score and each series' provenance, so a choice can be explained."""
     long = _scores_long(scores, pipeline, run_id)
     prov = provenance.copy()
+    if "tier" not in prov:
+        prov["tier"] = None
     prov.insert(0, "run_id", run_id)
     prov.insert(0, "pipeline", pipeline)
     prov = prov[
@@ -173,6 +220,7 @@ def _store_explanations(
             "backtest_score",
             "selection_reason",
             "interval_source",
+            "tier",
         ]
     ]
     with store.writing(ws.store_path) as con:
@@ -230,7 +278,7 @@ def _audit_config_change(
     ws: Workspace, cfg: PipelineConfig, previous: dict[str, Any] | None, run_id: str
 ) -> None:
     """A pipeline file that changed since the last run goes to the audit log with its diff."""
-    now = cfg.model_dump_json(indent=1).splitlines()
+    now = config_lines(cfg)
     before = (previous or {}).get("detail", {}).get("config")
     if before is None or before == now:
         return
@@ -244,10 +292,22 @@ def _audit_config_change(
     )
 
 
-def run_pipeline(ws: Workspace, pipeline: str, *, progress: Progress | None = None) -> RunResult:
-    """Run a pipeline end to end; the result says what happened (it also records it)."""
-    cfg = ws.pipeline(pipeline)
+def run_pipeline(
+    ws: Workspace,
+    pipeline: str,
+    *,
+    progress: Progress | None = None,
+    engine: str | None = None,
+    spark_master: str | None = None,
+) -> RunResult:
+    """Run a pipeline end to end; the result says what happened (it also records it).
+
+    ``engine`` ("local" or "spark") and ``spark_master`` override the pipeline's ``[engine]``
+    table for this run; the release is the same on either engine.
+    """
+    cfg = _choose_engine(ws.pipeline(pipeline), engine, spark_master)
     _check_candidates(cfg)
+    check_engine(cfg.engine, cfg.name)
     run_id = new_run_id(pipeline)
     result = RunResult(run_id=run_id, pipeline=pipeline, status="failed")
     run_dir = ws.root / "runs" / run_id
@@ -273,16 +333,40 @@ def run_pipeline(ws: Workspace, pipeline: str, *, progress: Progress | None = No
     return result
 
 
+def _choose_engine(
+    cfg: PipelineConfig, engine: str | None, spark_master: str | None
+) -> PipelineConfig:
+    """The pipeline's config with the engine the caller chose for this run, if any."""
+    if engine is None and spark_master is None:
+        return cfg
+    chosen = cfg.engine.model_dump()
+    if engine is not None:
+        if engine not in ("local", "spark"):
+            raise UsageError(f"engine {engine!r} is not an engine; use local or spark")
+        chosen["name"] = engine
+    if spark_master is not None:
+        if chosen["name"] != "spark":
+            raise UsageError(
+                f"a Spark master ({spark_master!r}) was given, but pipeline {cfg.name!r} runs on "
+                f"the {chosen['name']} engine; choose the spark engine too (--engine spark)"
+            )
+        chosen["spark_master"] = spark_master
+    return cfg.model_copy(update={"engine": EngineConfig(**chosen)})
+
+
 def _check_candidates(cfg: PipelineConfig) -> None:
     """An unknown model name or a bad parameter is a configuration error before the run starts,
     not a failure found in every worker task later."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SteadycastPluginWarning)
-        for name in cfg.models.candidates:
-            try:
-                create_model(name, cfg.models.params.get(name))
-            except ConfigError as exc:
-                raise ConfigError(f"pipelines/{cfg.name}.toml: models.candidates: {exc}") from None
+        tiers_used = {"candidates": cfg.models.tier != "fast"}
+        tiers_used["fast_candidates"] = cfg.models.tier != "full"
+        for key, used in tiers_used.items():
+            for name in getattr(cfg.models, key) if used else []:
+                try:
+                    create_model(name, cfg.models.params.get(name))
+                except ConfigError as exc:
+                    raise ConfigError(f"pipelines/{cfg.name}.toml: models.{key}: {exc}") from None
 
 
 def _record_failure(
@@ -384,7 +468,7 @@ def _execute(
     run_dir.mkdir(parents=True, exist_ok=True)
     previous = _previous_run(ws.control_path, pipeline, run_id)
     _audit_config_change(ws, cfg, previous, run_id)
-    detail: dict[str, Any] = {"config": cfg.model_dump_json(indent=1).splitlines()}
+    detail: dict[str, Any] = {"config": config_lines(cfg)}
     detail["monitor"] = _watch_accuracy(ws, cfg, run_id)
 
     with runlog.stage(ws.control_path, run_id, "snapshot", 1) as rec:
@@ -402,6 +486,7 @@ def _execute(
     with runlog.stage(ws.control_path, run_id, "check", 2) as rec:
         records.append(rec)
         checked = _check_stage(parts, cfg, pd.Timestamp(newest) if newest else None, previous, rec)
+    series_checked, mean_points = rec.series_in, rec.rows_in / max(1, rec.series_in)
     detail["check_figures"] = checked.figures.as_dict()
     _store_checks(ws, pipeline, run_id, checked.results)
     stopped = checks.stop_results(checked.results)
@@ -417,9 +502,22 @@ def _execute(
         resume_from = _resumable_run(
             ws.control_path, pipeline, run_id, config_digest(cfg), snapshot_sha
         )
+        tier_plan = tiers.plan(cfg, series_checked - len(checked.excluded), mean_points)
+        detail["tiers"] = tier_plan.as_dict()
         forecasts, provenance, scores, plugin_messages = _forecast_stage(
-            ws, cfg, run_id, parts, checked, last_published, records, progress, resume_from
+            ws,
+            tiers.applied(cfg, tier_plan),
+            run_id,
+            parts,
+            checked,
+            last_published,
+            records,
+            progress,
+            resume_from,
         )
+        if "tier" in provenance:
+            by_tier = provenance["tier"].value_counts().sort_index()
+            detail["tiers"]["series_by_tier"] = {str(k): int(v) for k, v in by_tier.items()}
         result.series = int(provenance["unique_id"].nunique())
         result.fallback_series = int(provenance["source"].isin(["fallback", "none"]).sum())
         _store_explanations(ws, pipeline, run_id, scores, provenance)
@@ -549,7 +647,7 @@ HELD = "held"
 
 
 PARTS = "parts"
-DONE = "_SUCCESS"
+TASK_FILE = "task.json"  # a committed partition's series and model usage
 
 
 def _resumable_run(
@@ -570,23 +668,24 @@ def _resumable_run(
     return None if row is None else control_path.parent / "runs" / row["run_id"]
 
 
-def _partition_dir(root: Path, part: Path) -> Path:
-    return root / PARTS / part.parent.name  # "part=N"
-
-
-def _save_partition(out_dir: Path, result: PartitionResult, report: pd.DataFrame) -> None:
-    """Write one partition's outputs, then its marker: a partition is done only when complete."""
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    result.forecasts.to_parquet(tmp / "forecasts.parquet", index=False)
-    result.provenance.to_parquet(tmp / "provenance.parquet", index=False)
+def _save_partition(
+    out_dir: Path, result: PartitionResult, report: pd.DataFrame, task: dict[str, Any]
+) -> bool:
+    """Write one partition's outputs in a staging directory of this attempt's own, then commit
+    it (``engines/commit.py``): a partition is done only when complete, and only once however
+    many attempts of its task run. Returns whether this attempt's outputs are the committed ones.
+    """
+    staging = staging_dir(out_dir)
+    result.forecasts.to_parquet(staging / "forecasts.parquet", index=False)
+    failpoint("partition:mid-write", out_dir.parent)
+    result.provenance.to_parquet(staging / "provenance.parquet", index=False)
     if not result.scores.empty:
-        result.scores.to_parquet(tmp / "scores.parquet", index=False)
-    report.to_parquet(tmp / "report.parquet", index=False)
-    (tmp / DONE).write_text("")
-    shutil.rmtree(out_dir, ignore_errors=True)
-    os.replace(tmp, out_dir)
+        result.scores.to_parquet(staging / "scores.parquet", index=False)
+    report.to_parquet(staging / "report.parquet", index=False)
+    (staging / TASK_FILE).write_text(json.dumps(task))
+    won = commit(staging, out_dir)
+    failpoint("partition:after-commit", out_dir.parent)
+    return won
 
 
 def _load_partition(out_dir: Path) -> tuple[PartitionResult, pd.DataFrame]:
@@ -597,6 +696,93 @@ def _load_partition(out_dir: Path) -> tuple[PartitionResult, pd.DataFrame]:
         scores=pd.read_parquet(scores_path) if scores_path.exists() else pd.DataFrame(),
     )
     return result, pd.read_parquet(out_dir / "report.parquet")
+
+
+def _as_history(frame: pd.DataFrame) -> pd.DataFrame:
+    """A partition's snapshot rows in one form and one order, however an engine read them
+    (a local Parquet read keeps the file's order, a Spark shuffle does not)."""
+    frame = frame[["unique_id", "ds", "y"]].astype(
+        {"unique_id": str, "ds": "datetime64[ns]", "y": "float64"}
+    )
+    return frame.sort_values(["unique_id", "ds"], kind="stable").reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class _PartitionWork:
+    """The forecast stage's unit of work as engines run it (``engines.PartitionTask``): one
+    partition's history in, its outputs committed under ``parts_root``, a report out.
+
+    Small and picklable, because an engine may ship it to other machines: of the checks it
+    carries only what the per-series work needs, the excluded series and the window cuts.
+    """
+
+    cfg: PipelineConfig
+    parts_root: Path
+    excluded: frozenset[str]
+    cuts: dict[str, pd.Timestamp]
+
+    def committed(self, part: str) -> TaskReport | None:
+        out_dir = self.parts_root / part
+        if not is_committed(out_dir):
+            return None
+        task_file = out_dir / TASK_FILE
+        task = json.loads(task_file.read_text()) if task_file.exists() else {}
+        usage = usage_from_dict(task.get("usage", {}))
+        return TaskReport(part, "committed", int(task.get("series", 0)), usage)
+
+    def __call__(
+        self,
+        part: str,
+        history: pd.DataFrame,
+        last_published: pd.DataFrame | None,
+        runner: ModelRunner,
+    ) -> TaskReport:
+        earlier = self.committed(part)
+        if earlier is not None:  # a retried or duplicate attempt: the first commit stands
+            return earlier
+        history, rejected = _apply_check_policies(_as_history(history), self.excluded, self.cuts)
+        if history.empty:
+            return TaskReport(part, "empty")
+        last = None
+        if last_published is not None:
+            last = last_published[last_published["unique_id"].isin(history["unique_id"].unique())]
+        before = runner.usage()
+        result, report = forecast_one_partition(history, self.cfg, runner, last)
+        usage = usage_since(before, runner.usage())
+        # Rows set aside by the checks' policies, per partition, for parity.
+        report = report.assign(rows_rejected=rejected)
+        series = int(result.provenance["unique_id"].nunique())
+        task = {"series": series, "usage": usage_as_dict(usage)}
+        if _save_partition(self.parts_root / part, result, report, task):
+            return TaskReport(part, "forecast", series, usage)
+        return self.committed(part) or TaskReport(part, "committed", series)
+
+
+def _resume_partitions(parts_root: Path, resume_from: Path | None, names: list[str]) -> int:
+    """Commit copies of the partitions an interrupted run finished; returns how many."""
+    if resume_from is None:
+        return 0
+    resumed = 0
+    for name in names:
+        previous = resume_from / PARTS / name
+        if is_committed(previous) and not is_committed(parts_root / name):
+            copy_committed(previous, parts_root / name)
+            resumed += 1
+    return resumed
+
+
+def _check_committed(
+    pipeline: str, engine: str, todo: list[str], reports: list[TaskReport], parts_root: Path
+) -> None:
+    """Every partition an engine was given is committed, or had no series left to forecast."""
+    empty = {r.part for r in reports if r.status == "empty"}
+    missing = [p for p in todo if p not in empty and not is_committed(parts_root / p)]
+    if missing:
+        raise SteadycastError(
+            f"forecast stage of pipeline {pipeline!r}: the {engine} engine finished without "
+            f"committed outputs for {len(missing)} partition(s) ({', '.join(missing[:5])}); "
+            "run it again to resume"
+        )
 
 
 def _forecast_stage(
@@ -610,9 +796,17 @@ def _forecast_stage(
     progress: Progress | None,
     resume_from: Path | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, list[str]]:
-    run_dir = ws.root / "runs" / run_id
-    outputs: list[PartitionResult] = []
-    reports: list[pd.DataFrame] = []
+    """Forecast every partition on the pipeline's engine, then gather what was committed.
+
+    The engine only runs ``_PartitionWork`` where it chooses; resumption, accounting, parity
+    and the release's inputs are decided here, the same way for every engine.
+    """
+    # Resolved, because an engine's executors may be other machines: a runs/ directory that is
+    # a symlink to shared storage must reach them as the shared path.
+    run_dir = (ws.root / "runs" / run_id).resolve()
+    parts_root = run_dir / PARTS
+    snapshot = parts[0].parent.parent.resolve()
+    names = sorted({p.parent.name for p in parts})  # "part=K", one per snapshot directory
     with (
         runlog.stage(ws.control_path, run_id, "forecast", 3) as rec,
         warnings.catch_warnings(record=True) as caught,
@@ -622,46 +816,35 @@ def _forecast_stage(
         records.append(rec)
         if cfg.models.plugins:
             available_models(plugins=True, disabled=cfg.models.disabled_plugins)
-        fc = cfg.forecast
-        resumed = 0
-        with IsolatedRunner(
-            workers=fc.workers, timeout_s=fc.timeout_s, memory_mb=fc.memory_mb
-        ) as runner:
-            for done, path in enumerate(parts):
-                out_dir = _partition_dir(run_dir, path)
-                previous = _partition_dir(resume_from, path) if resume_from else None
-                if previous is not None and (previous / DONE).exists():
-                    result, report = _load_partition(previous)
-                    _save_partition(out_dir, result, report)
-                    resumed += 1
-                else:
-                    history = _read_partition(path)
-                    history, rejected = _apply_check_policies(history, checked)
-                    if history.empty:
-                        continue
-                    last = None
-                    if last_published is not None:
-                        last = last_published[
-                            last_published["unique_id"].isin(history["unique_id"].unique())
-                        ]
-                    result, report = forecast_one_partition(history, cfg, runner, last)
-                    # Rows set aside by the checks' policies, per partition, for parity.
-                    report = report.assign(rows_rejected=rejected)
-                    _save_partition(out_dir, result, report)
-                outputs.append(result)
-                reports.append(report)
-                if progress:
-                    progress("forecast", done + 1, len(parts))
-            usage = runner.usage()
-        rec.extra_cpu_s = sum(u.cpu_s for u in usage.values())
-        rec.extra_peak_mb = max((u.peak_rss_mb for u in usage.values()), default=0.0)
+        resumed = _resume_partitions(parts_root, resume_from, names)
+        todo = [name for name in names if not is_committed(parts_root / name)]
+        engine = create_engine(cfg.engine, cfg.name)
+
+        def advance(done: int, total: int) -> None:
+            if progress:  # resumed partitions count as done
+                progress("forecast", len(names) - total + done, len(names))
+
+        work = _PartitionWork(cfg, parts_root, frozenset(checked.excluded), dict(checked.cuts))
+        scratch = run_dir / "engine"
+        job = Job(cfg.name, snapshot, todo, work, cfg.forecast, last_published, scratch)
+        ran = engine.run(job, advance if progress else None)
+        clear_staging(parts_root)
+        shutil.rmtree(scratch, ignore_errors=True)
+        _check_committed(cfg.name, engine.name, todo, ran.reports, parts_root)
+        usage = total_usage(ran.reports)
+        # Model workers, and on a cluster the executors, are not this process: add them.
+        rec.extra_cpu_s = sum(u.cpu_s for u in usage.values()) + ran.cpu_s
+        rec.extra_peak_mb = max([u.peak_rss_mb for u in usage.values()] + [ran.peak_rss_mb])
         runlog.record_model_usage(ws.control_path, run_id, usage)
         rec.rows_in = sum(pq.ParquetFile(p).metadata.num_rows for p in parts)
         rec.series_in = checked.figures.series
-        if not outputs:
+        loaded = [_load_partition(parts_root / n) for n in names if is_committed(parts_root / n)]
+        if not loaded:
             raise SteadycastError(
                 f"every series of pipeline {cfg.name!r} was excluded by its checks; nothing to forecast"
             )
+        outputs = [result for result, _ in loaded]
+        reports = [report for _, report in loaded]
         forecasts = pd.concat([o.forecasts for o in outputs], ignore_index=True)
         provenance = pd.concat([o.provenance for o in outputs], ignore_index=True)
         score_frames = [o.scores for o in outputs if not o.scores.empty]
@@ -672,14 +855,16 @@ def _forecast_stage(
         )
         rec.detail["plugin_failures"] = plugin_messages
         rec.detail["resumed_partitions"] = resumed
+        rec.detail["engine"] = {"name": engine.name, **ran.detail}
+        rec.detail["retried_partitions"] = sum(r.attempt > 0 for r in ran.reports)
         rec.series_out = int(provenance["unique_id"].nunique())
         rec.rows_out = len(forecasts)
-        all_reports = pd.concat(reports, ignore_index=True)
         rec.rows_rejected = sum(int(r["rows_rejected"].iloc[0]) for r in reports if len(r))
+        # Summed per partition: a concat would trip over all-empty columns read from Parquet.
         rec.detail["prepared"] = {
             "excluded_series": len(checked.excluded),
-            "filled_points": int(all_reports["filled"].sum()),
-            "series_cut_after_long_gap": int(all_reports["cut_before"].notna().sum()),
+            "filled_points": sum(int(r["filled"].sum()) for r in reports),
+            "series_cut_after_long_gap": sum(int(r["cut_before"].notna().sum()) for r in reports),
         }
         excluded_in = len(set(checked.excluded))
         if rec.series_out + excluded_in != rec.series_in:
@@ -690,13 +875,15 @@ def _forecast_stage(
     return forecasts, provenance, scores, plugin_messages
 
 
-def _apply_check_policies(history: pd.DataFrame, checked: _Checked) -> tuple[pd.DataFrame, int]:
+def _apply_check_policies(
+    history: pd.DataFrame, excluded: Collection[str], cuts: Mapping[str, pd.Timestamp]
+) -> tuple[pd.DataFrame, int]:
     """Leave out excluded series; start shifted series' training windows after their shift.
     Returns the rows left and how many were set aside (counted as rejected, for parity)."""
     before = len(history)
-    if checked.excluded:
-        history = history[~history["unique_id"].isin(checked.excluded.keys())]
-    if checked.cuts:
-        starts = history["unique_id"].map(checked.cuts)
+    if excluded:
+        history = history[~history["unique_id"].isin(excluded)]
+    if cuts:
+        starts = history["unique_id"].map(cuts)
         history = history[~(starts.notna() & (history["ds"] < starts))]
     return history.reset_index(drop=True), before - len(history)

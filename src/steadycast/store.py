@@ -145,6 +145,10 @@ MIGRATIONS: list[str] = [
     WHERE b.pipeline = observations.pipeline AND b.batch_id = observations.batch_id;
     ALTER TABLE observations DROP COLUMN batch_id;
     """,
+    # 7: which tier of models each series was given (full or fast; see steadycast.tiers)
+    """
+    ALTER TABLE series_provenance ADD COLUMN tier VARCHAR;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -221,11 +225,18 @@ def writing(
 
 
 @contextmanager
-def reading(path: Path, *, wait_s: float = 30.0) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A short-lived read-only connection."""
+def reading(
+    path: Path,
+    *,
+    wait_s: float = 30.0,
+    memory_limit: str | None = None,
+    temp_dir: Path | None = None,
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A short-lived read-only connection; a large query spills to ``temp_dir`` past
+    ``memory_limit`` (a whole-fleet snapshot must not take the machine's memory)."""
     if not path.exists():
         raise WorkspaceError(f"{path}: no store here; run `steadycast init` first")
-    con = _open(path, read_only=True, wait_s=wait_s, memory_limit=None)
+    con = _open(path, read_only=True, wait_s=wait_s, memory_limit=memory_limit)
     try:
         # fetchall consumes the result: a pending one would block the caller's next call.
         rows = con.execute("SELECT max(version) FROM schema_version").fetchall()
@@ -235,7 +246,10 @@ def reading(path: Path, *, wait_s: float = 30.0) -> Iterator[duckdb.DuckDBPyConn
             # An older store is upgraded by the next writer; do it now, then read.
             with writing(path, wait_s=wait_s):
                 pass
-            con = _open(path, read_only=True, wait_s=wait_s, memory_limit=None)
+            con = _open(path, read_only=True, wait_s=wait_s, memory_limit=memory_limit)
+        if temp_dir is not None:
+            temp_dir.mkdir(parents=True, exist_ok=True)
+            con.execute("SET temp_directory = ?", [str(temp_dir)])
         yield con
     finally:
         con.close()

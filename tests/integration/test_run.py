@@ -211,3 +211,27 @@ def test_unknown_candidate_model_is_a_configuration_error(ready: Workspace) -> N
     done = run_cli("run", "meters", "-w", str(ready.root))
     assert done.returncode == 2
     assert "pipelines/meters.toml: models.candidates: unknown model 'AutoETZ'" in done.stderr
+
+
+def test_auto_tier_splits_the_fleet_and_records_the_plan(ready: Workspace) -> None:
+    (ready.pipelines_dir / "meters.toml").write_text(
+        PIPELINE.replace("[models]\n", '[models]\ntier = "auto"\nfull_share = 0.4\n')
+    )
+    result = run_pipeline(ready, "meters")
+    assert result.status == "published", result.error
+    with store.reading(ready.store_path) as con:
+        rows = con.execute(
+            "SELECT unique_id, tier, model FROM series_provenance WHERE run_id = ?",
+            [result.run_id],
+        ).fetchall()
+    tiers_of = {uid: tier for uid, tier, _ in rows}
+    # 5 series in one partition, 40% of them full: the two largest (m4 and m3, by volume).
+    assert {uid for uid, tier in tiers_of.items() if tier == "full"} == {"m3", "m4"}
+    assert all(model.startswith("Fast") for uid, tier, model in rows if tier == "fast")
+    assert not any(str(model).startswith("Fast") for uid, tier, model in rows if tier == "full")
+    with connect(ready.control_path) as con:
+        detail = json.loads(
+            con.execute("SELECT detail FROM runs WHERE run_id = ?", [result.run_id]).fetchone()[0]
+        )
+    assert detail["tiers"]["full_share"] == 0.4
+    assert detail["tiers"]["series_by_tier"] == {"fast": 3, "full": 2}
