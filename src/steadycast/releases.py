@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from steadycast.control import utcnow
-from steadycast.errors import NotFoundError
+from steadycast.errors import NotFoundError, SteadycastError
 
 POINTER = "CURRENT"
 FORECASTS = "forecasts.parquet"
@@ -91,17 +91,6 @@ def write_release(
         return read_release(releases_root, pipeline, release_id)
     tmp = base / f".tmp-{release_id}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    table = pa.Table.from_pandas(forecasts.reset_index(drop=True), preserve_index=False)
-    pq.write_table(table, tmp / FORECASTS)
-    for name, frame in (extras or {}).items():
-        pq.write_table(
-            pa.Table.from_pandas(frame.reset_index(drop=True), preserve_index=False),
-            tmp / f"{name}.parquet",
-        )
-    for written in tmp.iterdir():
-        with written.open("rb") as handle:
-            os.fsync(handle.fileno())
     manifest = {
         "pipeline": pipeline,
         "release_id": release_id,
@@ -112,10 +101,29 @@ def write_release(
         "series": int(forecasts["unique_id"].nunique()) if len(forecasts) else 0,
         **meta,
     }
-    _write_durable(tmp / MANIFEST, json.dumps(manifest, indent=2, default=str).encode())
-    _fsync_dir(tmp)
-    os.rename(tmp, final)
-    _fsync_dir(base)
+    try:
+        tmp.mkdir()
+        table = pa.Table.from_pandas(forecasts.reset_index(drop=True), preserve_index=False)
+        pq.write_table(table, tmp / FORECASTS)
+        for name, frame in (extras or {}).items():
+            pq.write_table(
+                pa.Table.from_pandas(frame.reset_index(drop=True), preserve_index=False),
+                tmp / f"{name}.parquet",
+            )
+        for written in tmp.iterdir():
+            with written.open("rb") as handle:
+                os.fsync(handle.fileno())
+        _write_durable(tmp / MANIFEST, json.dumps(manifest, indent=2, default=str).encode())
+        _fsync_dir(tmp)
+        os.rename(tmp, final)
+        _fsync_dir(base)
+    except OSError as exc:
+        # A full or read-only disk: leave no half-written directory taking space behind.
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise SteadycastError(
+            f"release {release_id} of pipeline {pipeline!r} cannot be written in {base} "
+            f"({exc.strerror or exc}); nothing was published, the current release is unchanged"
+        ) from exc
     return Release(pipeline, release_id, final, manifest)
 
 
@@ -125,8 +133,15 @@ def make_current(releases_root: Path, pipeline: str, release_id: str) -> None:
     if not (base / release_id / MANIFEST).exists():
         raise NotFoundError(f"no release {release_id!r} of pipeline {pipeline!r}")
     tmp = base / f".{POINTER}.{os.getpid()}.tmp"
-    _write_durable(tmp, json.dumps({"release_id": release_id, "since": utcnow()}).encode())
-    os.replace(tmp, base / POINTER)
+    try:
+        _write_durable(tmp, json.dumps({"release_id": release_id, "since": utcnow()}).encode())
+        os.replace(tmp, base / POINTER)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise SteadycastError(
+            f"the pointer {base / POINTER} cannot be written ({exc.strerror or exc}); "
+            f"release {release_id} was not made current, the current release is unchanged"
+        ) from exc
     _fsync_dir(base)
 
 

@@ -345,21 +345,22 @@ class IsolatedRunner:
         queue = iter(enumerate(tasks))
         results: dict[int, pd.DataFrame | ModelError] = {}
         next_out = 0
-        exhausted = False
+        # One task looked ahead, so the end of the queue is known without a free worker: after
+        # a kill the last results are returned at once, not after the replacement warms up.
+        upcoming = next(queue, None)
         try:
             while True:
                 for worker in self._pool:
-                    if worker.ready and worker.task is None and not exhausted:
-                        item = next(queue, None)
-                        if item is None:
-                            exhausted = True
-                        else:
-                            self._send(worker, item[0], item[1])
+                    if upcoming is None:
+                        break
+                    if worker.ready and worker.task is None:
+                        self._send(worker, upcoming[0], upcoming[1])
+                        upcoming = next(queue, None)
                 while next_out in results:
                     yield results.pop(next_out)
                     next_out += 1
                 busy = [w for w in self._pool if w.task is not None]
-                if exhausted and not busy:
+                if upcoming is None and not busy:
                     return
                 self._wait_and_collect(results)
         finally:

@@ -15,7 +15,10 @@ log (``alert.delivered`` or ``alert.failed`` with the error and the attempts), a
 problem, never a reason to hold forecasts.
 
 Webhook URLs often *are* the secret (Slack's carry it in the path), so what is recorded names
-only the scheme, host and first path segment: ``https://hooks.slack.com/services/…``.
+only the scheme, host and first path segment: ``https://hooks.slack.com/services/…``; a path of
+one segment may be the token itself, so it is not shown (``https://webhook.example/…``). Error
+messages are scrubbed of every other piece of the URL too (a malformed port or host makes the
+standard library quote it).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import http.client
 import json
 import logging
 import os
+import re
 import sqlite3
 import subprocess
 import time
@@ -79,10 +83,23 @@ def redact_url(url: str) -> str:
     except ValueError:
         return "<unparseable URL>"
     segments = [s for s in parts.path.split("/") if s]
-    path = f"/{segments[0]}" if segments else ""
-    if len(segments) > 1 or parts.query or parts.fragment:
+    path = f"/{segments[0]}" if len(segments) > 1 else ""
+    if segments or parts.query or parts.fragment:
         path += "/…"
     return f"{parts.scheme}://{host}{port}{path}"
+
+
+_URL_WORD = re.compile(r"[^/:@?&=#\[\]\s]+")
+
+
+def _scrub(message: str, url: str, target: str) -> str:
+    """``message`` without any piece of ``url`` that its redacted ``target`` does not show."""
+    shown = set(_URL_WORD.findall(target))
+    secret = {w for w in _URL_WORD.findall(url) if len(w) >= 4 and w not in shown}
+    message = message.replace(url, target)
+    for word in sorted(secret, key=len, reverse=True):
+        message = message.replace(word, "…")
+    return message
 
 
 def incident_event(event: str, incident: Incident, **extra: Any) -> dict[str, Any]:
@@ -140,13 +157,13 @@ def _webhook_urls(config: AlertsConfig) -> list[str]:
 
 def _post(url: str, body: bytes, timeout_s: float) -> tuple[bool, int | None, str | None, bool]:
     """One POST: (ok, status, error, worth retrying)."""
-    request = urllib.request.Request(
-        url,
-        data=body,
-        method="POST",
-        headers={"Content-Type": "application/json", "User-Agent": "steadycast-alerts"},
-    )
     try:
+        request = urllib.request.Request(
+            url,
+            data=body,
+            method="POST",
+            headers={"Content-Type": "application/json", "User-Agent": "steadycast-alerts"},
+        )
         with urllib.request.urlopen(request, timeout=timeout_s) as response:
             status = int(response.status)
             response.read(1024)
@@ -212,7 +229,7 @@ def _deliver(
             return AlertDelivery(channel, target, True, attempts, status, None)
         message = error or "failed"
         if secret:
-            message = message.replace(secret, target)
+            message = _scrub(message, secret, target)
         errors.append(message)
         if not retry or n == config.retries:
             break
@@ -301,7 +318,7 @@ def _guarded(
     except Exception as exc:  # the error boundary: an alert must never fail the run
         message = f"{type(exc).__name__}: {exc}"
         if secret:
-            message = message.replace(secret, target)
+            message = _scrub(message, secret, target)
         return AlertDelivery(channel, target, False, 1, None, f"unexpected error: {message}")
 
 

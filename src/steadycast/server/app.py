@@ -221,22 +221,58 @@ def _error_response(
     )
 
 
+_ERROR_NAMES = {
+    400: "bad request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not found",
+    405: "method not allowed",
+}
+
+
+def _http_error_response(exc: HTTPException) -> JSONResponse:
+    return _error_response(
+        exc.status_code,
+        _ERROR_NAMES.get(exc.status_code, "error"),
+        exc.detail,
+        dict(exc.headers) if exc.headers else None,
+    )
+
+
+class _WritesNeedToken:
+    """Refuse a write without a valid token before its body is read.
+
+    FastAPI reads and validates a request body before it runs the route's dependencies, so an
+    unauthenticated POST with a malformed body would otherwise get a 400 or 422 describing the
+    body (read in full) instead of its 401/403. Every method but GET, HEAD and OPTIONS under
+    ``/api/`` is a write; the routes keep their own check too.
+    """
+
+    READS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+    def __init__(self, app: ASGIApp, api: _Api, bearer: HTTPBearer) -> None:
+        self.app = app
+        self.api = api
+        self.bearer = bearer
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["method"] not in self.READS
+            and scope["path"].startswith("/api/")
+        ):
+            try:
+                self.api.check_token(await self.bearer(Request(scope)))
+            except HTTPException as exc:
+                await _http_error_response(exc)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     async def http_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)  # registered for HTTPException only
-        names = {
-            400: "bad request",
-            401: "unauthorized",
-            403: "forbidden",
-            404: "not found",
-            405: "method not allowed",
-        }
-        return _error_response(
-            exc.status_code,
-            names.get(exc.status_code, "error"),
-            exc.detail,
-            dict(exc.headers) if exc.headers else None,
-        )
+        return _http_error_response(exc)
 
     async def validation_error(_: Request, exc: Exception) -> Response:
         errors = exc.errors() if isinstance(exc, RequestValidationError) else []
@@ -483,6 +519,7 @@ def create_app(ws: Workspace, *, token: str | None = None) -> FastAPI:
     Actor = Annotated[str, Depends(require_write)]
 
     app.add_middleware(_ForecastFastPath, api=api)
+    app.add_middleware(_WritesNeedToken, api=api, bearer=bearer)
     app.add_middleware(_SecurityHeaders)
 
     # ------------------------------------------------------------------ health and metrics

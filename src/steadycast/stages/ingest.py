@@ -538,7 +538,10 @@ def _write(
         con.execute("""
             CREATE TEMP TABLE rej AS
             SELECT line, line - 2 - (row_number() OVER (ORDER BY line) - 1) AS threshold,
-                   error_message, csv_line FROM rejects
+                   error_message, csv_line
+            -- DuckDB may report several errors for one line; the line is one quarantined row.
+            FROM (SELECT line, min(error_message) AS error_message, any_value(csv_line) AS csv_line
+                  FROM rejects GROUP BY line)
         """)
         line = f"{r} + 1 + {header} + (SELECT count(*) FROM rej WHERE rej.threshold <= {r})"
     else:
@@ -701,18 +704,26 @@ def ingest_file(
                 else:
                     peek = _reader(path, fp, cfg, keep_rejects=False)
                     columns = _mapped_columns(con, peek, path, fp, cfg)
-                    primary, result.time_format = _choose_format(
-                        con, f"(SELECT {columns} FROM {peek})", cfg
-                    )
                     full = _reader(path, fp, cfg, keep_rejects=True)
-                    parse = _staged_sql(f"(SELECT {columns} FROM {full})", cfg, primary)
                     try:
+                        primary, result.time_format = _choose_format(
+                            con, f"(SELECT {columns} FROM {peek})", cfg
+                        )
+                        parse = _staged_sql(f"(SELECT {columns} FROM {full})", cfg, primary)
                         with _tracking(con, progress, f"reading {path.name}"):
                             if _needs_grid_map(cfg):
                                 con.execute(f"CREATE TEMP TABLE staged AS {parse}")
                                 rec = _place(con, cfg)
                             else:
                                 rec = _place_direct(con, cfg, parse)
+                    except duckdb.OutOfMemoryException:
+                        raise  # the machine's memory or spill space, not the file
+                    except duckdb.IOException as exc:
+                        if "No space left on device" in str(exc):
+                            raise
+                        raise InputFileError(
+                            display, f"cannot be read as {fp.format} ({_first_line(exc)})"
+                        ) from None
                     except duckdb.Error as exc:
                         raise InputFileError(
                             display, f"cannot be read as {fp.format} ({_first_line(exc)})"
