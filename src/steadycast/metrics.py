@@ -27,20 +27,30 @@ shorter than one season plus one point; the mean absolute (or squared) level of 
 the scale is still 0 or undefined; 1.0 when the history is all zeros. Any positive per-series
 constant keeps the ranking of models on that series unchanged, which is all selection needs, and
 keeps every score finite; the fallback only matters for averages across series.
+
+The same numbers on arrays. The backtest scores hundreds of thousands of window forecasts per
+partition; :func:`block_scores` computes the built-in metrics from ``(groups, steps)`` arrays and
+:func:`series_scales` the in-sample scales of many history prefixes in one pass, adding the same
+values in the same order as pandas does behind :func:`evaluate` (``steadycast.segments``), so the
+scores are the same bits whichever way they were computed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import weakref
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 import numpy as np
 import pandas as pd
 import utilsforecast.losses as ufl
 
+from steadycast.segments import RunningMean, comparable, prefix_means, rows_up_to
+
 __all__ = [
     "DEFAULT_METRICS",
     "Metric",
+    "block_scores",
     "coverage",
     "evaluate",
     "insample_scale",
@@ -48,6 +58,7 @@ __all__ = [
     "metric_name",
     "owa",
     "rmsse",
+    "series_scales",
     "smape",
 ]
 
@@ -110,37 +121,97 @@ def insample_scale(
     scale are described in the module docstring.
     """
     group_cols = _group_cols(df, id_col, cutoff_col)
-    train = train_df[[id_col, time_col, target_col]]
+    keys = df[group_cols].drop_duplicates()
+    key_codes, uniques = pd.factorize(keys[id_col])
+    # Only the series ``df`` asks about matter; the history is cut into runs of them once.
+    codes = pd.Index(uniques).get_indexer(train_df[id_col])
+    kept = np.flatnonzero(codes >= 0)
+    codes = codes[kept]
+    times = comparable(train_df[time_col]).take(kept)
+    values = train_df[target_col].to_numpy(dtype=float)[kept]
+    order = np.lexsort((times, codes)) if not _grouped_in_time(codes, times) else None
+    if order is not None:
+        codes, times, values = codes[order], times[order], values[order]
+    starts = np.searchsorted(codes, np.arange(len(uniques)), side="left").astype(np.int64)
+    lengths = np.searchsorted(codes, np.arange(len(uniques)), side="right") - starts
+    asked = key_codes >= 0
+    series = np.where(asked, key_codes, 0).astype(np.int64)
     if cutoff_col in df.columns:
-        cutoffs = df[[cutoff_col, id_col]].drop_duplicates()
-        train = train.merge(cutoffs, on=id_col, how="inner")
-        train = train[train[time_col] <= train[cutoff_col]]
-    train = train.sort_values([*group_cols, time_col], kind="stable")
-    grouped = train.groupby(group_cols, sort=False, observed=True)[target_col]
-    loss = ufl.mae if power == 1 else ufl.mse
+        counts = rows_up_to(times, starts[series], lengths[series], comparable(keys[cutoff_col]))
+    else:
+        counts = lengths[series].copy()
+    counts[~asked] = 0
+    scale = series_scales(values, starts, lengths, series, counts, season_length, (power,))
+    return keys.reset_index(drop=True).assign(scale=scale[:, 0])
 
-    def mean_loss(lag: int) -> pd.Series:
-        naive = train[group_cols].assign(
-            **{target_col: train[target_col], "_naive": grouped.shift(lag)}
-        )
-        res = loss(naive, ["_naive"], id_col=id_col, target_col=target_col, cutoff_col=cutoff_col)
-        return res.set_index(group_cols)["_naive"]
 
-    scale = mean_loss(max(int(season_length), 1))
-    if season_length > 1:
-        scale = scale.fillna(mean_loss(1))
-    level = (
-        train[group_cols]
-        .assign(_level=np.abs(train[target_col].to_numpy(dtype=float)) ** power)
-        .groupby(group_cols, sort=False, observed=True)["_level"]
-        .mean()
-        .reindex(scale.index)
-    )
-    scale = scale.where(np.isfinite(scale) & (scale > 0), level)
-    scale = scale.where(np.isfinite(scale) & (scale > 0), 1.0)
-    keys = df[group_cols].drop_duplicates().set_index(group_cols).index
-    # A group with no history at all (never the case in a backtest) still gets a finite scale.
-    return scale.reindex(keys).fillna(1.0).rename("scale").reset_index()
+def series_scales(
+    y: np.ndarray,
+    starts: np.ndarray,
+    lengths: np.ndarray,
+    series: np.ndarray,
+    counts: np.ndarray,
+    season_length: int,
+    powers: Sequence[int] = (1,),
+) -> np.ndarray:
+    """:func:`insample_scale` on arrays: the scale of the first ``counts[q]`` points of series
+    ``series[q]``, where series ``i`` is ``y[starts[i]:starts[i] + lengths[i]]`` in time order,
+    for each of ``powers`` (a column each).
+
+    The same bits as the frame-based definition (pandas' compensated means over the same
+    values in the same order); a query with no points gets 1.0.
+    """
+    y = np.asarray(y, dtype=float)
+    lag = max(int(season_length), 1)
+    # One pass over the history for every power at once.
+    with np.errstate(all="ignore"):  # as pandas: inf - inf is NaN, silently
+        losses = np.column_stack([_lagged_loss(y, starts, lengths, lag, p) for p in powers])
+    scales = prefix_means(losses, starts, lengths, series, counts)
+    for k, power in enumerate(powers):
+        scale = scales[:, k]
+
+        def mean_of(values: np.ndarray, which: np.ndarray) -> np.ndarray:
+            return prefix_means(values, starts, lengths, series[which], counts[which])
+
+        if season_length > 1:
+            # Shorter than a season plus one point: the naive (lag-1) scale instead.
+            missing = np.flatnonzero(np.isnan(scale))
+            if len(missing):
+                with np.errstate(all="ignore"):
+                    loss = _lagged_loss(y, starts, lengths, 1, power)
+                scale[missing] = mean_of(loss, missing)
+        with np.errstate(invalid="ignore"):
+            bad = np.flatnonzero(~(np.isfinite(scale) & (scale > 0)))
+        if len(bad):
+            with np.errstate(all="ignore"):
+                level = np.abs(y) ** power
+            scale[bad] = mean_of(level, bad)
+            with np.errstate(invalid="ignore"):
+                scale[~(np.isfinite(scale) & (scale > 0))] = 1.0
+    return scales
+
+
+def _lagged_loss(
+    y: np.ndarray, starts: np.ndarray, lengths: np.ndarray, lag: int, power: int
+) -> np.ndarray:
+    """|yₜ − yₜ₋ₗₐ₉|**power within each series (NaN for its first ``lag`` points)."""
+    diff = np.full(len(y), np.nan)
+    diff[lag:] = y[lag:] - y[:-lag]
+    position = np.arange(len(y)) - np.repeat(starts, lengths)
+    diff[position < lag] = np.nan
+    loss: np.ndarray = np.abs(diff) if power == 1 else diff**power
+    return loss
+
+
+def _grouped_in_time(codes: np.ndarray, times: np.ndarray) -> bool:
+    """Whether rows are already sorted by series code, then time."""
+    if len(codes) < 2:
+        return True
+    same = codes[1:] == codes[:-1]
+    if not bool(np.all(same | (codes[1:] > codes[:-1]))):
+        return False
+    with np.errstate(invalid="ignore"):
+        return bool(np.all((times[1:] >= times[:-1]) | ~same))
 
 
 def _scaled(
@@ -257,7 +328,14 @@ def coverage(level: int) -> Metric:
 
     coverage_at_level.__name__ = f"coverage_{level}"
     coverage_at_level.__qualname__ = f"coverage_{level}"
+    _COVERAGE_LEVELS[coverage_at_level] = level
     return coverage_at_level
+
+
+# The level of each metric made by ``coverage`` (so ``block_scores`` knows it as its own).
+_COVERAGE_LEVELS: weakref.WeakKeyDictionary[Callable[..., pd.DataFrame], int] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 DEFAULT_METRICS: tuple[Metric, ...] = (mase, smape, rmsse)
@@ -266,6 +344,59 @@ DEFAULT_METRICS: tuple[Metric, ...] = (mase, smape, rmsse)
 def metric_name(metric: Metric) -> str:
     """The column a metric's values get in :func:`evaluate`'s output."""
     return metric.__name__
+
+
+def block_scores(
+    metrics: Sequence[Metric],
+    y: np.ndarray,
+    yhat: np.ndarray,
+    bounds: Mapping[int, tuple[np.ndarray, np.ndarray]],
+    scale: Callable[[Sequence[int]], np.ndarray],
+) -> dict[str, np.ndarray] | None:
+    """What :func:`evaluate` gives for forecasts laid out as blocks, from arrays.
+
+    Each row of ``y`` and ``yhat`` (``groups x steps``) is one group (series and cutoff) of
+    one model, its steps in time order; ``bounds`` holds ``(lo, hi)`` of the same shape per
+    level the model has; ``scale(powers)`` is each group's in-sample scale for each power
+    (:func:`series_scales`), asked for once. The values are the same bits as the frame-based metrics give.
+    Returns None when a metric is not one of this module's (the caller then uses
+    :func:`evaluate`).
+    """
+    out: dict[str, np.ndarray] = {}
+    powers = [p for m, p in ((mase, 1), (rmsse, 2)) if any(x is m for x in metrics)]
+    table = scale(powers) if powers else np.zeros((len(y), 0))
+    scales: dict[int, np.ndarray] = {p: table[:, k] for k, p in enumerate(powers)}
+
+    def scale_of(power: int) -> np.ndarray:
+        return scales[power]
+
+    def step_mean(values: np.ndarray) -> np.ndarray:
+        return RunningMean.of(values[:, k] for k in range(values.shape[1]))
+
+    with np.errstate(all="ignore"):  # as pandas' arithmetic: NaN and inf, silently
+        for metric in metrics:
+            name = metric_name(metric)
+            level = _COVERAGE_LEVELS.get(metric)
+            if metric is mase:
+                out[name] = step_mean(np.abs(y - yhat)) / scale_of(1)
+            elif metric is rmsse:
+                out[name] = np.sqrt(step_mean((y - yhat) ** 2) / scale_of(2))
+            elif metric is smape:
+                ratio = np.abs(yhat - y) / (np.abs(yhat) + np.abs(y))
+                ratio[(np.abs(yhat) + np.abs(y)) == 0] = 0.0
+                out[name] = step_mean(ratio) * 200.0
+            elif level is not None:
+                if level not in bounds:
+                    out[name] = np.full(len(y), np.nan)
+                    continue
+                lo, hi = bounds[level]
+                inside = ((y >= lo) & (y <= hi)).astype(float)
+                share = step_mean(inside)
+                share[(np.isnan(lo) | np.isnan(hi)).any(axis=1)] = np.nan
+                out[name] = share
+            else:
+                return None
+    return out
 
 
 def evaluate(

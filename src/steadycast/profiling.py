@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from steadycast.models.base import Capabilities
+from steadycast.segments import canonical_ids, comparable, sorted_runs
 
 __all__ = [
     "ADI_CUTOFF",
@@ -66,66 +67,63 @@ def profile_series(
         series is shorter than about three seasons or ``season_length`` is 1);
         ``seasonal`` strength above the 90% white-noise bound 1.645/sqrt(n).
     """
-    data = history[[id_col, time_col, target_col]].sort_values([id_col, time_col], kind="stable")
-    ids = data[id_col].astype(str).to_numpy()  # the canonical id type of the platform
-    y = data[target_col].to_numpy(dtype=float)
+    ids = canonical_ids(history[id_col])  # the canonical id type of the platform: str
+    y = history[target_col].to_numpy(dtype=float)
+    order, starts, length = sorted_runs(ids, comparable(history[time_col]))
+    if order is not None:
+        ids, y = ids[order], y[order]
+    n_series = len(starts)
+    # Series are numbered once; every per-series figure below is over those integer codes.
+    codes = np.repeat(np.arange(n_series), length)
+    position = np.arange(len(y)) - np.repeat(starts, length)
     observed = ~np.isnan(y)
-    frame = pd.DataFrame(
-        {
-            "_id": ids,
-            "_obs": observed,
-            "_zero": observed & (y == 0),
-            "_nonzero": observed & (y != 0),
-            "_neg": observed & (y < 0),
-            "_y": y,
-            "_nzy": np.where(observed & (y != 0), y, np.nan),
-        }
-    )
-    grouped = frame.groupby("_id", sort=True)
-    length = grouped.size()
-    n_obs = grouped["_obs"].sum()
-    position = grouped.cumcount().to_numpy()
-    obs_pos = pd.Series(np.where(observed, position, np.nan))
-    first = obs_pos.groupby(ids).min()
-    last = obs_pos.groupby(ids).max()
-    usable = (last - first + 1).fillna(0).astype(int)
-    ymin, ymax = grouped["_y"].min(), grouped["_y"].max()
-    n_nonzero = grouped["_nonzero"].sum()
-    nz_mean = grouped["_nzy"].mean()
-    nz_std = grouped["_nzy"].std(ddof=0)
 
-    with np.errstate(divide="ignore", invalid="ignore"):
-        zero_share = (grouped["_zero"].sum() / n_obs).fillna(0.0)
-        adi = (n_obs / n_nonzero).where(n_nonzero > 0, np.inf)
-        cv2 = ((nz_std / nz_mean) ** 2).fillna(0.0)
+    def per_series(values: np.ndarray, how: np.ufunc) -> np.ndarray:
+        result: np.ndarray = how.reduceat(values, starts) if n_series else values[:0]
+        return result
+
+    n_obs = per_series(observed.astype(np.int64), np.add)
+    n_zero = per_series((observed & (y == 0)).astype(np.int64), np.add)
+    n_nonzero = per_series((observed & (y != 0)).astype(np.int64), np.add)
+    negative = per_series(observed & (y < 0), np.logical_or)
+    first = per_series(np.where(observed, position, np.iinfo(np.int64).max), np.minimum)
+    last = per_series(np.where(observed, position, -1), np.maximum)
+    usable = np.where(n_obs > 0, last - first + 1, 0)
+    ymin, ymax = per_series(y, np.fmin), per_series(y, np.fmax)
+    # Means and spreads as pandas computes them (compensated sums), grouped on the codes.
+    grouped = pd.Series(np.where(observed & (y != 0), y, np.nan)).groupby(codes, sort=False)
+    nz_mean = grouped.mean().to_numpy()
+    nz_std = grouped.std(ddof=0).to_numpy()
+
+    with np.errstate(all="ignore"):
+        zero_share = np.nan_to_num(n_zero / n_obs, nan=0.0, posinf=np.inf, neginf=-np.inf)
+        adi = np.where(n_nonzero > 0, n_obs / n_nonzero, np.inf)
+        cv2 = (nz_std / nz_mean) ** 2
+    cv2 = np.where(np.isnan(cv2), 0.0, cv2)
     constant = (n_obs <= 1) | (ymin == ymax)
     all_zero = (n_obs > 0) & (ymin == 0) & (ymax == 0)
-    negative = grouped["_neg"].any()
     demand_ok = ~negative & (n_nonzero > 0)
-    demand_class = pd.Series(
-        np.select(
-            [
-                ~demand_ok,
-                (adi < ADI_CUTOFF) & (cv2 < CV2_CUTOFF),
-                adi < ADI_CUTOFF,
-                cv2 < CV2_CUTOFF,
-            ],
-            ["none", "smooth", "erratic", "intermittent"],
-            default="lumpy",
-        ),
-        index=length.index,
-    )
-    intermittent = demand_class.isin(["intermittent", "lumpy"]) & ~constant
-    strength = _seasonal_strength(frame["_id"], y, season_length)
-    strength = strength.reindex(length.index).fillna(0.0)
+    demand_class = np.select(
+        [
+            ~demand_ok,
+            (adi < ADI_CUTOFF) & (cv2 < CV2_CUTOFF),
+            adi < ADI_CUTOFF,
+            cv2 < CV2_CUTOFF,
+        ],
+        ["none", "smooth", "erratic", "intermittent"],
+        default="lumpy",
+    ).astype(object)
+    intermittent = np.isin(demand_class, ["intermittent", "lumpy"]) & ~constant
+    strength = _seasonal_strength(codes, starts, length, y, season_length)
     with np.errstate(divide="ignore"):
-        bound = 1.645 / np.sqrt(n_obs.clip(lower=1))
+        bound = 1.645 / np.sqrt(np.maximum(n_obs, 1))
     seasonal = (strength > bound) & (season_length > 1)
 
     out = pd.DataFrame(
         {
+            id_col: ids[starts],
             "length": length.astype(int),
-            "usable_length": usable,
+            "usable_length": usable.astype(int),
             "nan_share": 1.0 - n_obs / length,
             "zero_share": zero_share,
             "constant": constant.astype(bool),
@@ -139,30 +137,49 @@ def profile_series(
             "seasonal": seasonal.astype(bool),
         }
     )
-    out.index.name = id_col
-    return out.reset_index()
+    return out
 
 
-def _seasonal_strength(ids: pd.Series, y: np.ndarray, season_length: int) -> pd.Series:
+def _seasonal_strength(
+    codes: np.ndarray, starts: np.ndarray, lengths: np.ndarray, y: np.ndarray, season_length: int
+) -> np.ndarray:
     """Autocorrelation at lag m of the first differences, per series, NaN-aware, in [0, 1]."""
     if season_length <= 1:
-        return pd.Series(dtype=float)
-    frame = pd.DataFrame({"_id": ids.to_numpy(), "_y": y})
-    grouped = frame.groupby("_id", sort=False)["_y"]
-    diff = grouped.diff()
-    frame["_d"] = diff - diff.groupby(frame["_id"]).transform("mean")
-    lagged = frame.groupby("_id", sort=False)["_d"].shift(season_length)
-    pair = frame["_d"] * lagged
-    frame["_num"] = pair
-    frame["_den"] = frame["_d"] ** 2
-    frame["_pairs"] = pair.notna()
-    sums = frame.groupby("_id", sort=False)[["_num", "_den", "_pairs"]].sum(min_count=1)
+        return np.zeros(len(starts))
+    position = np.arange(len(y)) - np.repeat(starts, lengths)
+
+    def shifted(values: np.ndarray, lag: int) -> np.ndarray:
+        """``values`` moved ``lag`` rows later within each series (NaN where none)."""
+        out = np.full(len(values), np.nan)
+        if lag < len(values):
+            out[lag:] = values[: len(values) - lag]
+            out[position < lag] = np.nan
+        return out
+
+    # In place where it can be: these are history-sized arrays.
+    with np.errstate(all="ignore"):  # as pandas' arithmetic: NaN and inf, silently
+        centred = shifted(y, 1)
+        np.subtract(y, centred, out=centred)  # the first differences
+        mean = pd.Series(centred).groupby(codes, sort=False).transform("mean").to_numpy()
+        np.subtract(centred, mean, out=centred)
+        del mean
+        pair = shifted(centred, season_length)
+        np.multiply(centred, pair, out=pair)
+        squares = centred**2
+        del centred
+    sums = (
+        pd.DataFrame({"num": pair, "den": squares, "pairs": ~np.isnan(pair)}, copy=False)
+        .groupby(codes, sort=False)
+        .sum(min_count=1)
+    )
     with np.errstate(divide="ignore", invalid="ignore"):
-        acf = sums["_num"] / sums["_den"]
+        acf = (sums["num"] / sums["den"]).to_numpy()
     # Fewer than two seasons of lagged pairs (about three seasons of data, the M4 rule): the
     # estimate is noise, call it "no seasonality".
-    acf = acf.where(sums["_pairs"] >= 2 * season_length, 0.0)
-    return acf.replace([np.inf, -np.inf], np.nan).fillna(0.0).clip(0.0, 1.0)
+    acf = np.where(sums["pairs"].to_numpy() >= 2 * season_length, acf, 0.0)
+    acf = np.where(np.isfinite(acf), acf, 0.0)
+    result: np.ndarray = np.clip(acf, 0.0, 1.0)
+    return result
 
 
 def _points(n: int) -> str:

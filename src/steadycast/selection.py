@@ -29,16 +29,24 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from steadycast.metrics import Metric, coverage, evaluate, metric_name
+from steadycast.metrics import (
+    Metric,
+    block_scores,
+    coverage,
+    evaluate,
+    metric_name,
+    series_scales,
+)
 from steadycast.metrics import mase as mase_metric
 from steadycast.metrics import rmsse as rmsse_metric
 from steadycast.metrics import smape as smape_metric
+from steadycast.segments import Layout, RunningMean, factorize_runs, rows_up_to
 from steadycast.stages.backtest import (
     ID,
     SCORE_COLUMNS,
     BacktestResult,
     interval_columns,
-    model_history,
+    model_layout,
     wide_for_metrics,
 )
 
@@ -158,37 +166,50 @@ def _fmt(value: float) -> str:
 
 def _rank(means: pd.DataFrame) -> pd.DataFrame:
     """Order candidates per series: the tie-aware winner first, then by score and simplicity."""
-    keys = sorted({complexity_rank(m) for m in means["model"]})
+    if means.empty:
+        return means.reset_index(drop=True)
+    models = means["model"].to_numpy(dtype=object)
+    distinct = pd.unique(models)
+    keys = sorted({complexity_rank(m) for m in distinct})
     position = {key: i for i, key in enumerate(keys)}
-    means = means.assign(_cx=[position[complexity_rank(m)] for m in means["model"]])
-    best = means.groupby(ID, sort=False)["score"].transform("min").to_numpy()
-    means["_tied"] = _tie(means["score"].to_numpy(), best)
-    winners = (
-        means.sort_values([ID, "_tied", "_cx"], ascending=[True, False, True], kind="stable")
-        .groupby(ID, sort=False)
-        .head(1)
-    )
-    rest = means.drop(index=winners.index).sort_values([ID, "score", "_cx"], kind="stable")
-    rest = rest.assign(_order=rest.groupby(ID, sort=False).cumcount() + 1)
-    ranked = pd.concat([winners.assign(_order=0), rest])
-    ranked = ranked.sort_values([ID, "_order"], kind="stable")
-    return ranked.drop(columns=["_cx", "_tied", "_order"]).reset_index(drop=True)
+    simplicity = np.asarray([position[complexity_rank(m)] for m in distinct], dtype=np.int64)
+    cx = simplicity[pd.Index(distinct).get_indexer(models)] if len(models) else simplicity
+    series, _ = pd.factorize(means[ID].to_numpy(dtype=object), sort=True)
+    score = means["score"].to_numpy(dtype=float)
+    best = pd.Series(score).groupby(series, sort=False).transform("min").to_numpy()
+    tied = _tie(score, best)
+    # Per series: the winner (tied with the best, then simplest), then the rest by score and
+    # simplicity; every sort stable, as the frame-based ranking was.
+    by_tie = np.lexsort((cx, ~tied, series))
+    first = np.r_[True, series[by_tie][1:] != series[by_tie][:-1]]
+    winners = by_tie[first]
+    rest = np.ones(len(score), dtype=bool)
+    rest[winners] = False
+    others = np.flatnonzero(rest)
+    others = others[np.lexsort((cx[others], score[others], series[others]))]
+    combined = np.concatenate([winners, others])
+    ranked = combined[np.argsort(series[combined], kind="stable")]
+    return means.iloc[ranked].reset_index(drop=True)
 
 
 def _ensembles(
     ranked: pd.DataFrame,
     backtest: BacktestResult,
-    history: pd.DataFrame,
+    layout: Layout,
     metrics: Sequence[Metric],
     top_k: int,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Score the mean of each series' top-k candidates on the stored window forecasts."""
+    """Score the mean of each series' top-k candidates on the stored window forecasts
+    (``layout``: the model history, for the MASE/RMSSE scale)."""
     top = ranked.sort_values([ID, "score"], kind="stable").groupby(ID, sort=False).head(top_k)
     counts = top.groupby(ID)["model"].transform("size")
     top = top[counts >= 2]
     if top.empty:
         return pd.DataFrame(), pd.DataFrame()
-    names = top.groupby(ID, sort=False)["model"].agg(lambda ms: ensemble_name(list(ms)))
+    names = _ensemble_names(top)
+    fast = _ensembles_blockwise(top, names, backtest, layout, metrics)
+    if fast is not None:
+        return fast
     chosen = top[[ID, "model"]]
     fc = backtest.forecasts.merge(chosen, on=[ID, "model"], how="inner")
     levels = [int(c.split("_")[-1]) for c in fc.columns if c.startswith("yhat_lo_")]
@@ -202,13 +223,163 @@ def _ensembles(
     ens = mean.reset_index()
     ens["model"] = ens[ID].map(names)
     wide, models = wide_for_metrics(ens, levels)
-    scored = evaluate(wide, metrics, models, history, backtest.season_length)
+    scored = evaluate(wide, metrics, models, layout.frame, backtest.season_length)
     windows = ens[[ID, "model", "cutoff", "window"]].drop_duplicates()
     scored = scored.merge(windows, on=[ID, "model", "cutoff"], how="inner")
     scored["status"] = "ok"
     scored["reason"] = ""
     columns = [*SCORE_COLUMNS, *(metric_name(m) for m in metrics)]
     return scored[columns], ens[[c for c in backtest.forecasts.columns if c in ens.columns]]
+
+
+def _ensemble_names(top: pd.DataFrame) -> pd.Series:
+    """The ensemble name of each series' members (``top``: its members, grouped by series)."""
+    series, series_of = np.unique(top[ID].to_numpy(dtype=object), return_inverse=True)
+    models = top["model"].to_numpy(dtype=object)
+    # Members simplest first, as ensemble_name lists them: a rank per distinct model.
+    distinct = sorted(set(models.tolist()), key=complexity_rank)
+    rank = pd.Index(distinct).get_indexer(models)
+    series_of = series_of.reshape(-1)
+    order = np.lexsort((rank, series_of))
+    place = np.arange(len(order)) - np.searchsorted(series_of[order], series_of[order])
+    width = int(place.max()) + 1
+    members = np.full((len(series), width), -1, dtype=np.int64)
+    members[series_of[order], place] = rank[order]
+    combos, combo_of = np.unique(members, axis=0, return_inverse=True)
+    labels = [
+        f"{ENSEMBLE_PREFIX}{'+'.join(distinct[k] for k in combo.tolist() if k >= 0)})"
+        for combo in combos
+    ]
+    return pd.Series(np.asarray(labels, dtype=object)[combo_of.reshape(-1)], index=series)
+
+
+def _ensembles_blockwise(
+    top: pd.DataFrame,
+    names: pd.Series,
+    backtest: BacktestResult,
+    layout: Layout,
+    metrics: Sequence[Metric],
+) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """:func:`_ensembles` on the window forecasts as blocks of ``horizon`` steps, the layout
+    the backtest stores them in: the same rows and the same bits, without grouping strings.
+
+    None when the forecasts are not so laid out (then the frame-based way does it).
+    """
+    fc = backtest.forecasts
+    horizon = backtest.horizon
+    if horizon < 1 or len(fc) % horizon or fc.empty:
+        return None
+    blocks = len(fc) // horizon
+    series_codes, series_ids = factorize_runs(fc[ID].to_numpy(dtype=object), sort=True)
+    model_codes, model_names = factorize_runs(fc["model"].to_numpy(dtype=object), sort=True)
+    window = fc["window"].to_numpy()
+    step = fc["step"].to_numpy()
+    ticks = fc["ds"].to_numpy().view(np.int64)
+    cutoff = fc["cutoff"].to_numpy().view(np.int64)
+    y = fc["y"].to_numpy(dtype=float)
+
+    def block(values: np.ndarray) -> np.ndarray:
+        return values.reshape(blocks, horizon)
+
+    for values in (series_codes, model_codes, window, cutoff):
+        if not bool(np.all(block(values) == block(values)[:, :1])):
+            return None
+    if not bool(np.all(block(step) == np.arange(1, horizon + 1))):
+        return None
+    if horizon > 1 and not bool(np.all(np.diff(block(ticks), axis=1) > 0)):
+        return None
+    nat = np.iinfo(np.int64).min
+    if np.isnan(y).any() or (ticks == nat).any() or (cutoff == nat).any():
+        return None
+    b_series = block(series_codes)[:, 0]
+    b_model = block(model_codes)[:, 0]
+    b_window = block(window)[:, 0]
+    # Each series' members, in the order their blocks come (the order pandas would add them).
+    wanted = pd.MultiIndex.from_arrays([top[ID].to_numpy(), top["model"].to_numpy()])
+    have = pd.MultiIndex.from_arrays([series_ids[b_series], model_names[b_model]])
+    member = np.flatnonzero(have.isin(wanted))
+    n_windows = int(b_window.max()) + 1 if len(b_window) else 0
+    group = b_series[member] * n_windows + b_window[member]
+    order = np.argsort(group, kind="stable")
+    member, group = member[order], group[order]
+    firsts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
+    sizes = np.diff(np.r_[firsts, len(group)])
+    slot = np.arange(len(group)) - np.repeat(firsts, sizes)
+    lead = member[firsts]  # a block that stands for its (series, window) group
+    lead_of = np.repeat(lead, sizes)
+    for values in (ticks, y, cutoff):
+        if not bool(np.all(block(values)[member] == block(values)[lead_of])):
+            return None
+    levels = [int(c.split("_")[-1]) for c in fc.columns if c.startswith("yhat_lo_")]
+    value_columns = ["yhat", *interval_columns(levels)]
+    width = int(sizes.max())
+    means: dict[str, np.ndarray] = {}
+    for column in value_columns:
+        stacked = np.full((width, len(firsts), horizon), np.nan)
+        stacked[slot, np.repeat(np.arange(len(firsts)), sizes)] = block(
+            fc[column].to_numpy(dtype=float)
+        )[member]
+        running = RunningMean((len(firsts), horizon))
+        for k in range(width):
+            running.add(stacked[k])
+        mean = running.mean()
+        # An interval bound is averaged only when every member has it; else it stays missing.
+        mean[running.count != sizes[:, None]] = np.nan
+        means[column] = mean
+    # Rows as the frame-based way sorts them: series, window, then time.
+    rank = np.lexsort((b_window[lead], b_series[lead]))
+    lead, means = lead[rank], {c: v[rank] for c, v in means.items()}
+    groups = len(lead)
+    ens_ids = series_ids[b_series[lead]]
+    ens_names = names.reindex(ens_ids).to_numpy(dtype=object)
+    frame: dict[str, Any] = {
+        ID: np.repeat(ens_ids, horizon),
+        "model": np.repeat(ens_names, horizon),
+        "window": np.repeat(b_window[lead], horizon),
+        "cutoff": np.repeat(fc["cutoff"].to_numpy()[lead * horizon], horizon),
+        "ds": block(fc["ds"].to_numpy())[lead].reshape(-1),
+        "step": np.tile(np.arange(1, horizon + 1, dtype=np.int64), groups),
+        "y": block(y)[lead].reshape(-1),
+        **{c: v.reshape(-1) for c, v in means.items()},
+    }
+    ens = pd.DataFrame(frame)
+    ens = ens[[c for c in fc.columns if c in ens.columns]]
+
+    starts, lengths = layout.starts, layout.lengths
+    at = pd.Index(layout.ids).get_indexer(ens_ids)
+    if (at < 0).any():
+        return None  # a series without history: the frame-based way gives its scale
+    cutoffs = fc["cutoff"].to_numpy()[lead * horizon]
+    counts = rows_up_to(layout.frame["ds"].to_numpy(), starts[at], lengths[at], cutoffs)
+
+    def scale(powers: Sequence[int]) -> np.ndarray:
+        y_hist = layout.frame["y"].to_numpy(dtype=float)
+        values = series_scales(y_hist, starts, lengths, at, counts, backtest.season_length, powers)
+        return np.asarray(values, dtype=float)
+
+    bounds = {
+        level: (means[f"yhat_lo_{level}"], means[f"yhat_hi_{level}"])
+        for level in levels
+        if f"yhat_lo_{level}" in means
+    }
+    values = block_scores(metrics, block(y)[lead], means["yhat"], bounds, scale)
+    if values is None:
+        return None
+    scored = pd.DataFrame(
+        {
+            ID: ens_ids,
+            "model": ens_names,
+            "window": b_window[lead],
+            "cutoff": fc["cutoff"].to_numpy()[lead * horizon],
+            "status": "ok",
+            "reason": "",
+            **values,
+        }
+    )
+    # evaluate() returns its rows by cutoff, then series.
+    scored = scored.iloc[np.lexsort((b_series[lead], block(cutoff)[lead, 0]))]
+    columns = [*SCORE_COLUMNS, *(metric_name(m) for m in metrics)]
+    return scored[columns].reset_index(drop=True), ens
 
 
 def select(
@@ -227,7 +398,6 @@ def select(
     if metric not in _METRICS:
         raise ValueError(f"metric {metric!r} is not one of {', '.join(_METRICS)}")
     label = _LABEL[metric]
-    history = model_history(history)  # canonical ids and times, as the backtest used
     scores = backtest.scores
     series = backtest.series.set_index(ID)
     windows = series["windows"]
@@ -243,35 +413,17 @@ def select(
     metrics = [*_METRICS.values(), *(coverage(lv) for lv in levels)]
     ens_scores, ens_forecasts = pd.DataFrame(), pd.DataFrame()
     if ensemble_top_k >= 2 and not ranked.empty:
-        ens_scores, ens_forecasts = _ensembles(ranked, backtest, history, metrics, ensemble_top_k)
+        # Canonical ids and times, as the backtest used, for the ensembles' in-sample scale.
+        ens_scores, ens_forecasts = _ensembles(
+            ranked, backtest, model_layout(history)[0], metrics, ensemble_top_k
+        )
     ens_mean = (
         ens_scores.groupby([ID, "model"])[metric].mean().reset_index()
         if not ens_scores.empty
         else pd.DataFrame(columns=[ID, "model", metric])
     ).set_index(ID)
 
-    by_series = {uid: group for uid, group in ranked.groupby(ID, sort=False)}
-    failures = (
-        scores[scores["status"] != "ok"]
-        .groupby(ID)
-        .apply(_failure_note, include_groups=False)
-        .to_dict()
-        if (scores["status"] != "ok").any()
-        else {}
-    )
-    rows = [
-        _choose(
-            uid,
-            by_series.get(uid),
-            ens_mean.loc[uid] if uid in ens_mean.index else None,
-            series.loc[uid],
-            label,
-            metric,
-            failures.get(uid, ""),
-        )
-        for uid in series.index
-    ]
-    table = pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
+    table = _table(series, ranked, ens_mean, label, metric, _failure_notes(scores))
     all_scores = _stack(scores, ens_scores)
     all_forecasts = _stack(backtest.forecasts, ens_forecasts)
     return Selection(
@@ -292,36 +444,119 @@ def _stack(base: pd.DataFrame, extra: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([base, extra], ignore_index=True)
 
 
-def _failure_note(group: pd.DataFrame) -> str:
-    parts = []
-    for model, rows in group.groupby("model", sort=True):
-        reason = str(rows["reason"].iloc[0])
-        reason = reason if len(reason) <= 120 else reason[:117] + "..."
-        parts.append(f"{model} {rows['status'].iloc[0]} ({reason})")
-    return "; ".join(parts)
+def _failure_notes(scores: pd.DataFrame) -> dict[Any, str]:
+    """Per series with a failed or skipped model: ``"Model status (reason); ..."``, models in
+    name order, each with the reason of its first such row (cut to 120 characters)."""
+    bad = scores[scores["status"] != "ok"]
+    if bad.empty:
+        return {}
+    first = bad.drop_duplicates([ID, "model"]).sort_values([ID, "model"], kind="stable")
+    reasons = first["reason"].astype(str)
+    reasons = reasons.where(reasons.str.len() <= 120, reasons.str.slice(0, 117) + "...")
+    parts = (
+        first["model"].astype(str) + " " + first["status"].astype(str) + " (" + reasons + ")"
+    ).to_numpy(dtype=object)
+    ids = first[ID].to_numpy(dtype=object)
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+    return {
+        uid: "; ".join(group)
+        for uid, group in zip(ids[starts].tolist(), np.split(parts, starts[1:]), strict=True)
+    }
 
 
 def _candidates(n: int) -> str:
     return "the only candidate" if n == 1 else f"best of {n} candidates"
 
 
+def _table(
+    series: pd.DataFrame,
+    ranked: pd.DataFrame,
+    ens_mean: pd.DataFrame,
+    label: str,
+    metric: str,
+    failures: dict[Any, str],
+) -> pd.DataFrame:
+    """The selection table (see ``Selection.table``): one row per series of ``series``.
+
+    The ranking is cut into series and the ties and the ensembles are judged for all series at
+    once; what is left per series is putting its sentence and its lists together.
+    """
+    uids = series.index
+    n_series = len(uids)
+    n_windows = series["windows"].to_numpy().astype(int).tolist()
+    tried = series["models"].tolist()
+    notes = series["note"].tolist()
+    # Each series' ranked models and scores (ranked is grouped by series, best first).
+    spans: list[tuple[int, int]] = [(0, 0)] * n_series
+    best_score = np.full(n_series, np.nan)
+    models: list[str] = ranked["model"].tolist()
+    scores: list[float] = ranked["score"].astype(float).tolist()
+    tied: list[bool] = []
+    if len(ranked):
+        at = uids.get_indexer(ranked[ID])
+        starts = np.flatnonzero(np.r_[True, at[1:] != at[:-1]])
+        stops = np.r_[starts[1:], len(at)]
+        for k, a, b in zip(at[starts].tolist(), starts.tolist(), stops.tolist(), strict=True):
+            spans[k] = (a, b)
+        values = ranked["score"].to_numpy(dtype=float)
+        best_score[at[starts]] = values[starts]
+        tied = _tie(values, np.repeat(values[starts], stops - starts)).tolist()
+    ens_name: list[Any] = [None] * n_series
+    ens_score = np.full(n_series, np.nan)
+    if len(ens_mean):
+        found = uids.get_indexer(ens_mean.index)
+        mine = found >= 0
+        names = ens_mean["model"].to_numpy(dtype=object)
+        for k, name in zip(found[mine].tolist(), names[mine].tolist(), strict=True):
+            ens_name[k] = name
+        ens_score[found[mine]] = ens_mean[metric].to_numpy(dtype=float)[mine]
+    with np.errstate(invalid="ignore"):
+        beats = (ens_score < best_score) & ~_tie(ens_score, best_score)
+    rows = []
+    for k, uid in enumerate(uids.tolist()):
+        a, b = spans[k]
+        rows.append(
+            _choose(
+                uid,
+                models[a:b],
+                scores[a:b],
+                [m for m, t in zip(models[a + 1 : b], tied[a + 1 : b], strict=True) if t],
+                ens_name[k],
+                float(ens_score[k]),
+                bool(beats[k]),
+                n_windows[k],
+                list(tried[k]),
+                notes[k],
+                label,
+                metric,
+                failures.get(uid, ""),
+            )
+        )
+    return pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
+
+
 def _choose(
     uid: Any,
-    ranked: pd.DataFrame | None,
-    ensemble: pd.Series | None,
-    info: pd.Series,
+    order: list[str],
+    scores: list[float],
+    tied: list[str],
+    ens_name: str | None,
+    ens_score: float,
+    ens_better: bool,
+    n_windows: int,
+    tried: list[str],
+    note: str,
     label: str,
     metric: str,
     failures: str,
 ) -> dict[str, Any]:
-    """The selection row of one series (see ``Selection.table``)."""
-    n_windows = int(info["windows"])
-    tried = list(info["models"])
+    """The selection row of one series (see ``Selection.table``), from plain values: its
+    ranking, the models tied with the best, its ensemble and whether that beats the best."""
     row: dict[str, Any] = {ID: uid, "metric": metric, "windows": n_windows, "candidates": tried}
     plural = "window" if n_windows == 1 else "windows"
-    if ranked is None or ranked.empty:
+    if not order:
         simplest = sorted(tried, key=complexity_rank) or ["Naive"]
-        why = info["note"] if n_windows == 0 else f"no candidate scored in every window: {failures}"
+        why = note if n_windows == 0 else f"no candidate scored in every window: {failures}"
         return {
             **row,
             "model": simplest[0],
@@ -331,18 +566,14 @@ def _choose(
             "score": np.nan,
             "reason": f"{simplest[0]}: not chosen on scores ({why}); the simplest eligible model",
         }
-    order = list(ranked["model"])
-    scores = list(ranked["score"])
     best, best_score = order[0], float(scores[0])
     reason = (
         f"{best}: {label} {_fmt(best_score)} over {n_windows} {plural}, {_candidates(len(order))}"
     )
-    tied = [m for m, s in zip(order[1:], scores[1:], strict=True) if _tie(s, best_score)]
     if tied:
         reason += f", tied with {', '.join(tied)} within {REL_TOL:.0%}; the simpler model wins"
-    if ensemble is not None and np.isfinite(ensemble[metric]):
-        ens_name, ens_score = str(ensemble["model"]), float(ensemble[metric])
-        if ens_score < best_score and not _tie(ens_score, best_score):
+    if ens_name is not None and np.isfinite(ens_score):
+        if ens_better:
             return {
                 **row,
                 "model": ens_name,

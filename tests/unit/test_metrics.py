@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from steadycast import metrics as M
 
@@ -151,3 +153,105 @@ def test_reproduces_published_m4_weekly_naive2() -> None:
     means = scores.groupby("model")[["smape", "mase"]].mean().round(3)
     assert means.loc["Naive2"].tolist() == [9.161, 2.777]
     assert means.loc["own"].tolist() == [9.161, 2.777]
+
+
+# -- the array forms give the frame forms' numbers, bit for bit -------------------------------
+
+
+def _reference_scale(
+    train: pd.DataFrame, df: pd.DataFrame, season_length: int, power: int
+) -> pd.Series:
+    """insample_scale written plainly: each (cutoff, series) history copied out and scored."""
+    out = {}
+    for (cutoff, uid), _ in df.groupby(["cutoff", "unique_id"], sort=False):
+        rows = train[(train["unique_id"] == uid) & (train["ds"] <= cutoff)]
+        rows = rows.sort_values("ds", kind="stable")
+        y = rows["y"]
+
+        def loss(lag: int, y: pd.Series = y) -> float:
+            diff = (y - y.shift(lag)).abs() ** power
+            return float(diff.groupby(np.zeros(len(diff), dtype=int)).mean().iloc[0])
+
+        scale = loss(max(season_length, 1)) if len(y) else np.nan
+        if season_length > 1 and np.isnan(scale) and len(y):
+            scale = loss(1)
+        if not (np.isfinite(scale) and scale > 0) and len(y):
+            level = (y.abs() ** power).groupby(np.zeros(len(y), dtype=int)).mean()
+            scale = float(level.iloc[0])
+        out[(cutoff, uid)] = scale if np.isfinite(scale) and scale > 0 else 1.0
+    return pd.Series(out)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(min_value=0, max_value=10_000),
+    season_length=st.sampled_from([1, 2, 7, 30]),
+    power=st.sampled_from([1, 2]),
+)
+def test_insample_scale_is_each_prefix_scored_alone(
+    seed: int, season_length: int, power: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    parts = []
+    for uid in ("a", "b", "c"):
+        n = int(rng.integers(0, 25))
+        y = np.round(rng.normal(5, 3, n), 1)
+        y[rng.random(n) < 0.1] = np.nan
+        if rng.random() < 0.3:
+            y[:] = 4.0  # constant: the level takes over
+        parts.append(pd.DataFrame({"unique_id": uid, "ds": np.sort(rng.choice(40, n)), "y": y}))
+    train = pd.concat(parts, ignore_index=True).sample(frac=1.0, random_state=seed)
+    df = pd.DataFrame(
+        {
+            "unique_id": rng.choice(["a", "b", "c", "ghost"], 6),
+            "cutoff": rng.integers(-2, 42, 6),
+            "y": 1.0,
+            "m": 1.0,
+        }
+    )
+    got = M.insample_scale(train, df, season_length, power=power)
+    expected = _reference_scale(train, df, season_length, power)
+    keys = list(zip(got["cutoff"], got["unique_id"], strict=True))
+    np.testing.assert_array_equal(got["scale"].to_numpy(), expected.loc[keys].to_numpy())
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(min_value=0, max_value=10_000), with_bounds=st.booleans())
+def test_block_scores_are_what_evaluate_gives(seed: int, with_bounds: bool) -> None:
+    rng = np.random.default_rng(seed)
+    groups, steps = 6, 4
+    y = np.round(rng.normal(10, 5, (groups, steps)), 1)
+    y[0] = 0.0  # sMAPE of 0 against 0
+    yhat = np.round(y + rng.normal(0, 2, (groups, steps)), 1)
+    yhat[0, :2] = 0.0
+    lo, hi = yhat - rng.random((groups, steps)) * 3, yhat + rng.random((groups, steps)) * 3
+    lo[1, 2] = np.nan  # a bound missing for one step: no coverage for that group
+    wide = pd.DataFrame(
+        {
+            "unique_id": np.repeat([f"s{g}" for g in range(groups)], steps),
+            "ds": np.tile(np.arange(steps), groups),
+            "y": y.reshape(-1),
+            "m": yhat.reshape(-1),
+        }
+    )
+    if with_bounds:
+        wide["m-lo-80"], wide["m-hi-80"] = lo.reshape(-1), hi.reshape(-1)
+    metrics = [M.mase, M.smape, M.rmsse, M.coverage(80), M.coverage(95)]
+    # A history of two points, 0 then s, has the in-sample scale s (and s² for squares).
+    s = np.round(rng.random(groups) * 3 + 0.5, 2)
+    train = pd.DataFrame(
+        {
+            "unique_id": np.repeat([f"s{g}" for g in range(groups)], 2),
+            "ds": np.tile([-2, -1], groups),
+            "y": np.column_stack([np.zeros(groups), s]).reshape(-1),
+        }
+    )
+    expected = M.evaluate(wide, metrics, ["m"], train, 1)
+    scale = np.column_stack([s, (s - 0.0) ** 2])
+    bounds = {80: (lo, hi)} if with_bounds else {}
+    got = M.block_scores(metrics, y, yhat, bounds, lambda powers: scale[:, [p - 1 for p in powers]])
+    assert got is not None
+    for metric in metrics:
+        name = M.metric_name(metric)
+        np.testing.assert_array_equal(got[name], expected[name].to_numpy(), err_msg=name)
+    assert M.block_scores([lambda *a, **k: None], y, yhat, {}, lambda p: scale) is None  # type: ignore[list-item]

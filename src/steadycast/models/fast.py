@@ -492,26 +492,29 @@ FAST_MODELS: tuple[type[FastModel], ...] = (
 @dataclass(frozen=True)
 class _TimeMajor:
     """A chunk of series as columns of a ``(time, series)`` matrix, longest series first and
-    left-aligned, so the series still running at any step are a prefix of the columns."""
+    left-aligned, so the series still running at any step are a prefix of the columns.
+
+    ``spans``: ``(first, stop, width)``: steps ``first <= t < stop`` (from 1) run ``width``
+    columns, one span per distinct length (worked out once per matrix, not per pass), so a
+    pass binds its views once per span, not per step.
+    """
 
     values: Floats
     order: Ints  # column j holds series order[j]
     lengths: Ints  # of the columns, non-increasing
+    spans: list[tuple[int, int, int]]
 
-    def spans(self) -> list[tuple[int, int, int]]:
-        """``(first, stop, width)``: steps ``first <= t < stop`` (from 1) run ``width`` columns.
-
-        One span per distinct length, so the loop binds its views once per span, not per step.
-        """
-        distinct = np.unique(self.lengths)  # ascending
-        out = []
+    @classmethod
+    def of(cls, values: Floats, order: Ints, lengths: Ints) -> _TimeMajor:
+        distinct = np.unique(lengths)  # ascending
+        spans = []
         first = 1
         for stop in distinct.tolist():
             if stop > first:
-                width = int(np.count_nonzero(self.lengths >= stop))
-                out.append((first, int(stop), width))
+                width = int(np.count_nonzero(lengths >= stop))
+                spans.append((first, int(stop), width))
                 first = int(stop)
-        return out
+        return cls(values, order, lengths, spans)
 
 
 def _time_major(runs: Runs) -> _TimeMajor:
@@ -527,7 +530,7 @@ def _time_major(runs: Runs) -> _TimeMajor:
         step = np.arange(len(runs.y)) - np.repeat(runs.starts, runs.lengths)
         values = np.zeros((longest, n))
         values[step, np.repeat(column, runs.lengths)] = runs.y
-    return _TimeMajor(values, order, runs.lengths[order])
+    return _TimeMajor.of(values, order, runs.lengths[order])
 
 
 def _ses_pass(matrix: _TimeMajor, alpha: Floats, want_sse: bool) -> tuple[Floats, Floats]:
@@ -542,7 +545,7 @@ def _ses_pass(matrix: _TimeMajor, alpha: Floats, want_sse: bool) -> tuple[Floats
     sse = np.zeros(x.shape[1])
     keep = 1.0 - alpha
     scratch = np.empty(x.shape[1])
-    for first, stop, width in matrix.spans():
+    for first, stop, width in matrix.spans:
         f, tmp, total = level[:width], scratch[:width], sse[:width]
         a, k = alpha[:width], keep[:width]
         rows = x[first - 1 : stop, :width]
@@ -593,10 +596,10 @@ def _optimal_alpha(matrix: _TimeMajor) -> Floats:
         if count <= len(columns) // 2:
             columns = np.flatnonzero(running)
             lengths = matrix.lengths[columns]
-            working = _TimeMajor(
-                values=np.ascontiguousarray(matrix.values[: int(lengths[0]), columns]),
-                order=matrix.order[columns],
-                lengths=lengths,
+            working = _TimeMajor.of(
+                np.ascontiguousarray(matrix.values[: int(lengths[0]), columns]),
+                matrix.order[columns],
+                lengths,
             )
         sse = np.empty(width)
         sse[columns] = _ses_pass(working, np.where(left, c, d)[columns], True)[1]

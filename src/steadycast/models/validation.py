@@ -21,8 +21,11 @@ into ``7`` shows up that way).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from steadycast.models.base import ForecastTask
@@ -61,6 +64,10 @@ def to_naive_utc(values: pd.Series) -> pd.Series:
     Only real timestamps are accepted (datetime64 columns, or Python datetimes): guessing the
     format of strings is ingest's job, not something to do silently to a model's output.
     """
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        return values.dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[ns]")
+    if values.dtype.kind == "M":  # timestamps already: nothing to infer or parse
+        return values.astype("datetime64[ns]")
     kind = pd.api.types.infer_dtype(values, skipna=True)
     if kind not in ("datetime64", "datetime", "empty"):
         raise TypeError(f"holds {kind} values (dtype {values.dtype})")
@@ -74,8 +81,9 @@ def _fmt(stamp: pd.Timestamp) -> str:
     return str(stamp.isoformat(sep=" "))
 
 
-def _fail_all(ids: list[str], reason: str) -> tuple[pd.DataFrame, dict[str, str]]:
-    return pd.DataFrame(), {uid: reason for uid in ids}
+def _fail_all(ids: npt.NDArray[Any], task: ForecastTask, reason: str) -> Validated:
+    del task  # the empty frame is the same whatever was asked
+    return Validated(pd.DataFrame(), {str(uid): reason for uid in ids}, np.zeros(0, np.int64))
 
 
 def expected_timestamps(last: pd.Series, task: ForecastTask) -> pd.DataFrame:
@@ -104,15 +112,50 @@ def validate_forecast(
     and by time; ``failures`` maps every history series whose output is invalid to a sentence
     saying why. Every history series is in exactly one of the two.
     """
-    history_ids = history["unique_id"].astype(str)
-    ids = list(dict.fromkeys(history_ids))
+    codes, ids = pd.factorize(history["unique_id"].astype(str).to_numpy(), sort=False)
+    stamps = to_naive_utc(history["ds"]).to_numpy().view(np.int64)
+    # NaT is the smallest int64, so it only wins a series that has nothing else.
+    last = np.full(len(ids), np.iinfo(np.int64).min, dtype=np.int64)
+    np.maximum.at(last, codes, stamps)
+    checked = validate_against(frame, ids, last.view("datetime64[ns]"), task, model_name)
+    return checked.valid, checked.failures
+
+
+@dataclass(frozen=True)
+class Validated:
+    """What :func:`validate_against` found: ``valid`` and ``failures`` as
+    :func:`validate_forecast` returns them, and ``series``: for each valid row, the position of
+    its series in the ``ids`` it was given."""
+
+    valid: pd.DataFrame
+    failures: dict[str, str]
+    series: npt.NDArray[np.int64]
+
+
+def validate_against(
+    frame: object,
+    ids: npt.NDArray[Any],
+    last: npt.NDArray[np.datetime64],
+    task: ForecastTask,
+    model_name: str,
+) -> Validated:
+    """:func:`validate_forecast` when the caller already knows the history's series: ``ids``
+    (str, unique, in history order) and each one's ``last`` timestamp (naive UTC).
+
+    The platform's stages know both from their own arrays, so a model's output is checked
+    without reading its whole history again.
+    """
+    ids = np.asarray(ids, dtype=object)
     who = f"model {model_name!r}"
     if not isinstance(frame, pd.DataFrame):
-        return _fail_all(ids, f"{who} returned a {type(frame).__name__}, not a pandas DataFrame")
+        return _fail_all(
+            ids, task, f"{who} returned a {type(frame).__name__}, not a pandas DataFrame"
+        )
     missing = [c for c in REQUIRED if c not in frame.columns]
     if missing:
         return _fail_all(
             ids,
+            task,
             f"{who} returned no column {', '.join(map(repr, missing))} "
             f"(columns: {', '.join(map(str, frame.columns))})",
         )
@@ -122,104 +165,172 @@ def validate_forecast(
         if (lo in frame.columns) != (hi in frame.columns):
             absent = hi if lo in frame.columns else lo
             return _fail_all(
-                ids, f"{who} returned one bound of the {level}% interval but no {absent!r}"
+                ids, task, f"{who} returned one bound of the {level}% interval but no {absent!r}"
             )
         if lo in frame.columns:
             levels_given.append(level)
 
-    out = pd.DataFrame({"unique_id": frame["unique_id"].astype(str)})
+    out_ids = frame["unique_id"].astype(str).to_numpy(dtype=object)
     try:
-        out["ds"] = to_naive_utc(frame["ds"]).to_numpy()
+        stamps = to_naive_utc(frame["ds"]).to_numpy()
     except (ValueError, TypeError, OverflowError) as exc:
-        return _fail_all(ids, f"{who} returned a 'ds' column that is not timestamps ({exc})")
+        return _fail_all(ids, task, f"{who} returned a 'ds' column that is not timestamps ({exc})")
     value_columns = ["yhat", *interval_columns(levels_given)]
-    for column in value_columns:
-        out[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64").to_numpy()
+    values = {
+        column: pd.to_numeric(frame[column], errors="coerce").astype("float64").to_numpy()
+        for column in value_columns
+    }
 
-    last = pd.Series(to_naive_utc(history["ds"]).to_numpy(), index=history_ids.to_numpy())
-    last = last.groupby(level=0, sort=False).max().reindex(ids)
-    known = out["unique_id"].isin(last.index)
-    unknown_ids = list(dict.fromkeys(out.loc[~known, "unique_id"]))
-    out = out[known.to_numpy()]
+    codes = pd.Index(ids).get_indexer(out_ids) if len(ids) else np.full(len(out_ids), -1)
+    known = codes >= 0
+    unknown_ids = list(dict.fromkeys(out_ids[~known]))
+    if not known.all():
+        codes, stamps = codes[known], stamps[known]
+        values = {column: v[known] for column, v in values.items()}
+    ticks = stamps.view(np.int64)
 
     failures: dict[str, list[str]] = {}
 
     def fail(uid: str, reason: str) -> None:
         failures.setdefault(uid, []).append(reason)
 
-    counts = out["unique_id"].value_counts().reindex(ids, fill_value=0)
+    counts = np.bincount(codes, minlength=len(ids))
     stray = ""
     if unknown_ids:
         shown = ", ".join(map(repr, unknown_ids[:3])) + (", ..." if len(unknown_ids) > 3 else "")
         stray = f" (the output has ids that are not in the history: {shown})"
-    for uid, count in counts[counts != task.horizon].items():
+    for code in np.flatnonzero(counts != task.horizon):
+        count = int(counts[code])
         if count == 0:
-            fail(str(uid), f"missing from the output of {who}{stray}")
+            fail(str(ids[code]), f"missing from the output of {who}{stray}")
         else:
-            fail(str(uid), f"{who} returned {count} rows, expected {task.horizon} (the horizon)")
+            fail(
+                str(ids[code]),
+                f"{who} returned {count} rows, expected {task.horizon} (the horizon)",
+            )
 
-    duplicated = out.duplicated(["unique_id", "ds"], keep=False)
-    for uid, group in out[duplicated.to_numpy()].groupby("unique_id", sort=False):
-        fail(str(uid), f"{who} returned duplicate timestamps, first {_fmt(group['ds'].min())}")
+    duplicated = _duplicated(codes, ticks)
+    if duplicated.any():
+        for uid_code, first in _first_by_series(codes, stamps, duplicated):
+            fail(str(ids[uid_code]), f"{who} returned duplicate timestamps, first {_fmt(first)}")
 
-    expected = expected_timestamps(last, task)
-    merged = out.merge(expected, on=["unique_id", "ds"], how="left")
-    off_grid = merged[merged["step"].isna()]
-    for uid, group in off_grid.groupby("unique_id", sort=False):
-        first_expected = last[uid] + pd.tseries.frequencies.to_offset(task.frequency)
-        fail(
-            str(uid),
-            f"{who} returned timestamps off the forecast grid, first {_fmt(group['ds'].min())}; "
-            f"expected {task.horizon} steps of {task.frequency} from {_fmt(first_expected)}",
-        )
+    off_grid = ~_on_grid(codes, ticks, np.asarray(last, dtype="datetime64[ns]"), task)
+    if off_grid.any():
+        step = pd.tseries.frequencies.to_offset(task.frequency)
+        for uid_code, first in _first_by_series(codes, stamps, off_grid):
+            first_expected = pd.Timestamp(last[uid_code]) + step
+            fail(
+                str(ids[uid_code]),
+                f"{who} returned timestamps off the forecast grid, first {_fmt(first)}; "
+                f"expected {task.horizon} steps of {task.frequency} from {_fmt(first_expected)}",
+            )
 
-    nonfinite = ~np.isfinite(out["yhat"].to_numpy())
-    for uid in out.loc[nonfinite, "unique_id"].unique():
-        fail(str(uid), f"{who} returned non-finite yhat (NaN or infinite)")
+    yhat = values["yhat"]
+    for code in pd.unique(codes[~np.isfinite(yhat)]):
+        fail(str(ids[code]), f"{who} returned non-finite yhat (NaN or infinite)")
     for level in levels_given:
-        _check_interval(out, level, who, fail)
+        _check_interval(values, codes, ids, level, who, fail)
 
     for level in levels_given:
         lo, hi = f"yhat_lo_{level}", f"yhat_hi_{level}"
-        out[lo] = np.fmin(out[lo], out["yhat"]).where(out[lo].notna())
-        out[hi] = np.fmax(out[hi], out["yhat"]).where(out[hi].notna())
+        values[lo] = np.where(np.isnan(values[lo]), np.nan, np.fmin(values[lo], yhat))
+        values[hi] = np.where(np.isnan(values[hi]), np.nan, np.fmax(values[hi], yhat))
 
-    valid_ids = [uid for uid in ids if uid not in failures]
-    valid = out[out["unique_id"].isin(valid_ids)].copy()
-    order = {uid: i for i, uid in enumerate(ids)}
-    valid["_order"] = valid["unique_id"].map(order)
-    valid = valid.sort_values(["_order", "ds"], kind="stable").drop(columns="_order")
+    bad = np.zeros(len(ids), dtype=bool)
+    if failures:
+        bad[pd.Index(ids).get_indexer(list(failures))] = True
+    keep = np.flatnonzero(~bad[codes])
+    order = keep[np.lexsort((ticks[keep], codes[keep]))]
+    series = codes[order].astype(np.int64)
+    columns: dict[str, Any] = {
+        "unique_id": ids[series],
+        "ds": stamps[order],
+        "yhat": yhat[order],
+    }
     for column in interval_columns(task.levels):
-        if column not in valid.columns:
-            valid[column] = np.nan
-    valid = valid[canonical_columns(task)].reset_index(drop=True)
+        columns[column] = values[column][order] if column in values else np.nan
+    valid = pd.DataFrame(columns)[canonical_columns(task)]
     valid["unique_id"] = valid["unique_id"].astype(object)
-    return valid, {uid: "; ".join(reasons) for uid, reasons in failures.items()}
+    return Validated(valid, {uid: "; ".join(r) for uid, r in failures.items()}, series)
+
+
+def _duplicated(codes: npt.NDArray[np.intp], ticks: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+    """Rows whose (series, timestamp) appears more than once (every copy marked)."""
+    out = np.zeros(len(codes), dtype=bool)
+    if len(codes) < 2:
+        return out
+    order = np.lexsort((ticks, codes))
+    same = (codes[order][1:] == codes[order][:-1]) & (ticks[order][1:] == ticks[order][:-1])
+    out[order[1:][same]] = True
+    out[order[:-1][same]] = True
+    return out
+
+
+def _first_by_series(
+    codes: npt.NDArray[np.intp], stamps: npt.NDArray[Any], rows: npt.NDArray[np.bool_]
+) -> list[tuple[int, pd.Timestamp]]:
+    """For the series of the marked rows, in order of appearance: the earliest marked stamp."""
+    first = pd.Series(stamps[rows]).groupby(codes[rows], sort=False).min()
+    return [(int(code), stamp) for code, stamp in first.items()]
+
+
+def _on_grid(
+    codes: npt.NDArray[np.intp],
+    ticks: npt.NDArray[np.int64],
+    last: npt.NDArray[np.datetime64],
+    task: ForecastTask,
+) -> npt.NDArray[np.bool_]:
+    """Whether each row's timestamp is one of the ``horizon`` steps after its series' last."""
+    offset = pd.tseries.frequencies.to_offset(task.frequency)
+    base = last.view(np.int64)[codes]
+    nat = np.iinfo(np.int64).min
+    if isinstance(offset, pd.offsets.Tick) and pd.Timedelta(offset).value > 0:
+        delta = int(pd.Timedelta(offset).value)
+        gap = ticks - base
+        steps, rest = np.divmod(gap, delta)
+        on = (rest == 0) & (steps >= 1) & (steps <= task.horizon)
+        # A series whose history has no timestamp expects NaT, which only NaT matches.
+        found: npt.NDArray[np.bool_] = np.where(base == nat, ticks == nat, on & (ticks != nat))
+        return found
+    expected = expected_timestamps(pd.Series(last, index=np.arange(len(last))), task)
+    grid = pd.DataFrame(
+        {"code": expected["unique_id"].to_numpy(dtype=np.int64), "tick": expected["ds"]}
+    )
+    grid["tick"] = grid["tick"].to_numpy().view(np.int64)
+    rows = pd.DataFrame({"code": codes.astype(np.int64), "tick": ticks})
+    matched = rows.merge(grid.drop_duplicates(), on=["code", "tick"], how="left", indicator=True)
+    return np.asarray(matched["_merge"].to_numpy() == "both")
 
 
 def _check_interval(
-    out: pd.DataFrame, level: int, who: str, report: Callable[[str, str], None]
+    values: dict[str, npt.NDArray[np.float64]],
+    codes: npt.NDArray[np.intp],
+    ids: npt.NDArray[Any],
+    level: int,
+    who: str,
+    report: Callable[[str, str], None],
 ) -> None:
-    lo = out[f"yhat_lo_{level}"].to_numpy()
-    hi = out[f"yhat_hi_{level}"].to_numpy()
-    yhat = out["yhat"].to_numpy()
-    ids = out["unique_id"].to_numpy()
+    lo = values[f"yhat_lo_{level}"]
+    hi = values[f"yhat_hi_{level}"]
+    yhat = values["yhat"]
     absent = np.isnan(lo) & np.isnan(hi)
     broken = ~absent & ~(np.isfinite(lo) & np.isfinite(hi))
     # A series may have no interval at all (every bound NaN), not an interval with holes.
-    absent_rows = pd.Series(absent).groupby(ids, sort=False).agg(["sum", "size"])
-    partly = absent_rows.index[
-        (absent_rows["sum"] > 0) & (absent_rows["sum"] < absent_rows["size"])
-    ]
-    for uid in dict.fromkeys([*pd.unique(ids[broken]), *partly]):
-        report(str(uid), f"{who} returned non-finite or partly missing {level}% interval bounds")
+    n_absent = np.bincount(codes, weights=absent, minlength=len(ids))
+    n_rows = np.bincount(codes, minlength=len(ids))
+    partly = (n_absent > 0) & (n_absent < n_rows)
+    in_order = pd.unique(codes)
+    for code in dict.fromkeys([*pd.unique(codes[broken]), *in_order[partly[in_order]]]):
+        report(
+            str(ids[code]), f"{who} returned non-finite or partly missing {level}% interval bounds"
+        )
     slack = _ORDER_TOLERANCE * np.maximum(1.0, np.abs(yhat))
     with np.errstate(invalid="ignore"):
         below = lo > yhat + slack
         above = yhat > hi + slack
     for mask, what in ((below, f"yhat_lo_{level} > yhat"), (above, f"yhat > yhat_hi_{level}")):
-        for uid in pd.unique(ids[mask]):
+        for code in pd.unique(codes[mask]):
             report(
-                str(uid),
+                str(ids[code]),
                 f"{who} returned {what} (the {level}% interval does not contain the forecast)",
             )

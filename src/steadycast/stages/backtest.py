@@ -25,14 +25,25 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
+import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from steadycast.config import PipelineConfig
 from steadycast.errors import ModelError
-from steadycast.metrics import DEFAULT_METRICS, Metric, coverage, evaluate, metric_name
+from steadycast.metrics import (
+    DEFAULT_METRICS,
+    Metric,
+    block_scores,
+    coverage,
+    evaluate,
+    metric_name,
+    series_scales,
+)
 from steadycast.models.base import Capabilities, ForecastTask
-from steadycast.models.validation import to_naive_utc
+from steadycast.models.validation import to_naive_utc, validate_against
 from steadycast.profiling import SAFE_MODELS
+from steadycast.segments import Layout, canonical_ids, sorted_runs
 
 __all__ = [
     "FULL_COST_BATCH",
@@ -47,6 +58,7 @@ __all__ = [
     "interval_columns",
     "min_train_length",
     "model_history",
+    "model_layout",
     "model_task_for",
     "task_for",
     "wide_for_metrics",
@@ -55,6 +67,8 @@ __all__ = [
 ID, DS, Y = "unique_id", "ds", "y"
 
 Job = tuple[str, dict[str, Any], pd.DataFrame, ForecastTask]
+Ints = npt.NDArray[np.int64]
+Floats = npt.NDArray[np.float64]
 
 # Series per job for models declaring cost="full" (see ``batches``).
 FULL_COST_BATCH = 50
@@ -128,24 +142,55 @@ def model_history(
     gap), interior NaN are filled by linear interpolation, and series with no value at all are
     left out (the forecast stage reports them).
     """
-    data = history[[id_col, time_col, target_col]].rename(
-        columns={id_col: ID, time_col: DS, target_col: Y}
-    )
+    layout, _ = model_layout(history, id_col=id_col, time_col=time_col, target_col=target_col)
+    return layout.frame
+
+
+def model_layout(
+    history: pd.DataFrame,
+    *,
+    id_col: str = ID,
+    time_col: str = DS,
+    target_col: str = Y,
+) -> tuple[Layout, npt.NDArray[Any]]:
+    """:func:`model_history` cut into series, and the ids of ``history`` (as str) in the order
+    they first appear in it, series without values included.
+
+    The id column is read once for both: when the history arrives sorted, as it does from the
+    prepare stage, nothing is sorted or looked up by hashing.
+    """
     # Canonical types, the ones validate_forecast returns: str ids, naive UTC timestamps.
-    data[ID] = data[ID].astype(str)
-    data[DS] = to_naive_utc(data[DS])
-    data = data.sort_values([ID, DS], kind="stable").reset_index(drop=True)
-    data[Y] = data[Y].astype("float64")
-    if not data[Y].isna().any():
-        return data
-    observed = data[Y].notna()
-    seen_before = observed.groupby(data[ID]).cummax()
-    seen_after = observed[::-1].groupby(data[ID][::-1]).cummax()[::-1]
-    data = data[seen_before & seen_after].reset_index(drop=True)
-    data[Y] = data.groupby(ID, sort=False)[Y].transform(
-        lambda s: s.interpolate(method="linear", limit_area="inside")
-    )
-    return data
+    ids = canonical_ids(history[id_col])
+    stamps = to_naive_utc(history[time_col]).to_numpy()
+    order, starts, lengths = sorted_runs(ids, stamps)
+    first_seen = ids[starts] if order is None else np.asarray(pd.unique(ids), dtype=object)
+    values = history[target_col].astype("float64").to_numpy()
+    data = pd.DataFrame({ID: ids, DS: stamps, Y: values})
+    if order is not None:
+        data = data.take(order)
+        data.index = pd.RangeIndex(len(data))
+    y = data[Y].to_numpy()
+    missing = np.isnan(y)
+    if not missing.any():
+        return Layout.of(data, cuts=(starts, lengths)), first_seen
+    # Keep each series from its first to its last observed value.
+    position = np.arange(len(y))
+    seen = np.where(missing, -1, position)
+    last_seen = np.maximum.reduceat(seen, starts) if len(starts) else seen[:0]
+    seen = np.where(missing, len(y), position)
+    first_obs = np.minimum.reduceat(seen, starts) if len(starts) else seen[:0]
+    kept = (position >= np.repeat(first_obs, lengths)) & (position <= np.repeat(last_seen, lengths))
+    data = data[kept].reset_index(drop=True)
+    y = data[Y].to_numpy().copy()
+    gaps = np.isnan(y)
+    if gaps.any():
+        # Every gap left is inside its series, between two observed values of that series, so
+        # one interpolation over all rows (by row position, as pandas' "linear" does per
+        # series) fills each from its own neighbours.
+        at = np.arange(len(y), dtype=np.float64)
+        y[gaps] = np.interp(at[gaps], at[~gaps], y[~gaps])
+        data[Y] = y
+    return Layout.of(data), first_seen
 
 
 def _run_inline(job: Job) -> pd.DataFrame | ModelError:
@@ -167,9 +212,12 @@ def _run_inline(job: Job) -> pd.DataFrame | ModelError:
         return error
 
 
-def call_models(jobs: Sequence[Job], runner: Runner | None) -> list[pd.DataFrame | ModelError]:
-    """Run model jobs through ``runner`` (isolated, in order) or in-process when it is None."""
-    if not jobs:
+def call_models(jobs: Iterable[Job], runner: Runner | None) -> list[pd.DataFrame | ModelError]:
+    """Run model jobs through ``runner`` (isolated, in order) or in-process when it is None.
+
+    ``jobs`` may be a generator: each job's history is then built only when its turn comes.
+    """
+    if isinstance(jobs, Sequence) and not jobs:
         return []
     if runner is None:
         return [_run_inline(job) for job in jobs]
@@ -206,56 +254,114 @@ def _plan(
     horizon: int,
     windows: int,
     step: int,
-) -> tuple[pd.DataFrame, pd.DataFrame, list[dict[str, Any]]]:
-    """Windows per series, and the (series, model) pairs to backtest or skip."""
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Windows per series, and the (series, model) pairs to backtest or skip (with why).
+
+    Series routed to the same models are planned together, so the work is per distinct model
+    list and per model, not per series.
+    """
     min_train = min_train_length(horizon)
     fits = ((lengths - horizon - min_train) // step + 1).clip(lower=0, upper=windows)
     fits = fits.where(lengths >= horizon + min_train, 0).astype(int)
     series = pd.DataFrame({ID: lengths.index, "windows": fits.to_numpy()})
     routed = routing.assign(**{ID: routing[ID].astype(str)}).set_index(ID)["models"]
     routed = routed.reindex(lengths.index)
-    skipped: list[dict[str, Any]] = []
-    pairs: list[tuple[Any, str]] = []
-    models_col: list[list[str]] = []
-    notes: list[str] = []
-    for uid, n, n_windows, models in zip(
-        lengths.index, lengths.to_numpy(), fits.to_numpy(), routed.to_numpy(), strict=True
-    ):
-        models = list(models) if isinstance(models, list | tuple) else list(SAFE_MODELS[:1])
-        if n_windows == 0:
+    n = lengths.to_numpy()
+    n_windows = fits.to_numpy()
+    lists: dict[tuple[str, ...], int] = {}
+    list_of = np.array(
+        [
+            lists.setdefault(
+                tuple(m) if isinstance(m, list | tuple) else SAFE_MODELS[:1], len(lists)
+            )
+            for m in routed.to_numpy()
+        ],
+        dtype=np.int64,
+    )
+    kept_lists: dict[tuple[str, ...], int] = {}
+    kept_of = np.zeros(len(n), dtype=np.int64)
+    notes = np.full(len(n), "", dtype=object)
+    pairs: list[tuple[Ints, int, str]] = []  # (series, place in its list, model)
+    skips: list[tuple[Ints, int, str, int, Ints]] = []  # ... and need, first window's points
+    for models, code in lists.items():
+        members = np.flatnonzero(list_of == code)
+        short = members[n_windows[members] == 0]
+        if len(short):
             simple = [m for m in models if m in SAFE_MODELS] or [
                 m for m in SAFE_MODELS if m in capabilities
             ]
-            models_col.append(simple or list(SAFE_MODELS[:1]))
-            notes.append(
-                f"too short to backtest: {n} point{'' if n == 1 else 's'}, one window needs "
-                f"{horizon + min_train}"
-                f" ({horizon} to score, {min_train} to fit); simple models only"
+            kept_of[short] = kept_lists.setdefault(
+                tuple(simple or SAFE_MODELS[:1]), len(kept_lists)
             )
+            notes[short] = [
+                f"too short to backtest: {k} point{'' if k == 1 else 's'}, one window needs "
+                f"{horizon + min_train} ({horizon} to score, {min_train} to fit); simple models only"
+                for k in n[short].tolist()
+            ]
+        rest = members[n_windows[members] > 0]
+        if not len(rest):
             continue
-        first_train = n - horizon - (n_windows - 1) * step
-        kept: list[str] = []
-        for model in models:
+        first_train = n[rest] - horizon - (n_windows[rest] - 1) * step
+        keep = np.zeros((len(rest), len(models)), dtype=bool)
+        for place, model in enumerate(models):
             need = capabilities[model].min_history if model in capabilities else 1
-            if need > first_train:
-                skipped.append(
-                    {
-                        ID: uid,
-                        "model": model,
-                        "reason": f"needs {need} points, the first backtest window has "
-                        f"{first_train}",
-                    }
-                )
-            else:
-                kept.append(model)
-                pairs.append((uid, model))
-        models_col.append(kept)
-        note = "" if n_windows == windows else f"{n_windows} of {windows} windows ({n} points)"
-        notes.append(note)
-    series["models"] = models_col
-    series["note"] = notes
-    pair_frame = pd.DataFrame(pairs, columns=[ID, "model"])
-    return series, pair_frame, skipped
+            keep[:, place] = need <= first_train
+            pairs.append((rest[keep[:, place]], place, model))
+            skipped = ~keep[:, place]
+            if skipped.any():
+                skips.append((rest[skipped], place, model, need, first_train[skipped]))
+        patterns, pattern_of = np.unique(keep, axis=0, return_inverse=True)
+        for k, pattern in enumerate(patterns):
+            chosen = tuple(m for m, on in zip(models, pattern.tolist(), strict=True) if on)
+            kept_of[rest[pattern_of.reshape(-1) == k]] = kept_lists.setdefault(
+                chosen, len(kept_lists)
+            )
+        partial = rest[n_windows[rest] != windows]
+        notes[partial] = [
+            f"{w} of {windows} windows ({k} points)"
+            for w, k in zip(n_windows[partial].tolist(), n[partial].tolist(), strict=True)
+        ]
+    distinct = list(kept_lists)
+    series["models"] = [list(distinct[k]) for k in kept_of.tolist()]
+    series["note"] = notes.tolist()
+    ids = lengths.index.to_numpy(dtype=object)
+    pair_frame = _in_series_order(ids, pairs, [ID, "model"])
+    skipped_frame = _in_series_order(
+        ids,
+        [(rows, place, model) for rows, place, model, _, _ in skips],
+        [ID, "model", "reason"],
+        reasons=[
+            (f"needs {need} points, the first backtest window has ", first)
+            for _, _, _, need, first in skips
+        ],
+    )
+    return series, pair_frame, skipped_frame
+
+
+def _in_series_order(
+    ids: npt.NDArray[Any],
+    groups: list[tuple[Ints, int, str]],
+    columns: list[str],
+    reasons: list[tuple[str, Ints]] | None = None,
+) -> pd.DataFrame:
+    """Rows ``(series, model[, reason])`` from per-model groups, series first, then the model's
+    place in the series' list (the order of a loop over series and their models)."""
+    if not groups or not sum(len(g[0]) for g in groups):
+        return pd.DataFrame([], columns=columns)
+    series = np.concatenate([g[0] for g in groups])
+    place = np.concatenate([np.full(len(g[0]), g[1]) for g in groups])
+    model = np.concatenate([np.full(len(g[0]), g[2], dtype=object) for g in groups])
+    order = np.lexsort((place, series))
+    data: dict[str, Any] = {ID: ids[series[order]], "model": model[order]}
+    if reasons is not None:
+        text = np.concatenate(
+            [
+                np.array([f"{head}{k}" for k in first.tolist()], dtype=object)
+                for head, first in reasons
+            ]
+        )
+        data["reason"] = text[order]
+    return pd.DataFrame(data, columns=columns)
 
 
 def backtest(
@@ -290,42 +396,66 @@ def backtest(
     capabilities = dict(capabilities or {})
     params = dict(params or {})
     metrics = list(metrics) if metrics is not None else _default_metrics(task.levels)
-    hist = model_history(history)
-    lengths = hist.groupby(ID, sort=True).size()
+    layout, _ = model_layout(history)
+    lengths = pd.Series(layout.lengths, index=pd.Index(layout.ids, name=ID))
     series, pairs, skipped = _plan(lengths, routing, capabilities, horizon, windows, step)
+    n_windows = series["windows"].to_numpy()
+    pair_series = layout.ids.searchsorted(pairs[ID].to_numpy()) if len(pairs) else np.zeros(0)
+    pair_model = pairs["model"].to_numpy()
 
-    size = hist.groupby(ID, sort=False)[Y].transform("size").to_numpy()
-    from_end = size - 1 - hist.groupby(ID, sort=False).cumcount().to_numpy()
-    n_windows = hist[ID].map(series.set_index(ID)["windows"]).to_numpy()
-
-    jobs: list[Job] = []
-    keys: list[tuple[str, int, pd.Index]] = []
-    tests: list[pd.DataFrame] = []
-    for window in range(int(series["windows"].max()) if len(series) else 0):
+    calls: list[_Call] = []
+    windows_of: list[_Window] = []
+    for window in range(int(n_windows.max()) if len(n_windows) else 0):
         offset = window * step
-        active = n_windows > window
-        train = hist[active & (from_end >= horizon + offset)]
-        test = hist[active & (from_end >= offset) & (from_end < horizon + offset)]
-        cutoffs = train.groupby(ID, sort=False)[DS].max().rename("cutoff")
-        test = test.merge(cutoffs, left_on=ID, right_index=True).assign(window=window)
-        tests.append(test)
-        in_window = set(series.loc[series["windows"] > window, ID])
-        for model, group in pairs.groupby("model", sort=True):
-            name = str(model)
-            ids = [u for u in group[ID] if u in in_window]
+        active = np.flatnonzero(n_windows > window)
+        train_len = layout.lengths[active] - horizon - offset
+        windows_of.append(_Window(window, active, train_len, _cutoffs(layout, active, train_len)))
+        for name in sorted(set(pair_model.tolist())):
+            chosen = pair_series[pair_model == name]
+            chosen = chosen[n_windows[chosen] > window].astype(np.int64)
             model_task = model_task_for(task, capabilities.get(name))
-            for chunk in batches(ids, capabilities.get(name)):
-                batch = train[train[ID].isin(chunk)].reset_index(drop=True)
-                jobs.append((name, dict(params.get(name, {})), batch, model_task))
-                keys.append((name, window, pd.Index(chunk)))
-
+            for chunk in batches(chosen.tolist(), capabilities.get(name)):
+                positions = np.asarray(chunk, dtype=np.int64)
+                lens = train_len[np.searchsorted(active, positions)]
+                calls.append(_Call(name, window, positions, lens, model_task))
+    # Each call's history is cut from the model history when the call is made, so one copy
+    # at a time is alive (per worker), not one per model and window.
+    jobs = (
+        (
+            c.model,
+            dict(params.get(c.model, {})),
+            layout.take(layout.rows(c.series, 0, c.lengths)),
+            c.task,
+        )
+        for c in calls
+    )
     outputs = call_models(jobs, runner)
-    forecasts, failures = _collect(jobs, keys, outputs, task.levels)
-    actuals = pd.concat(tests, ignore_index=True) if tests else _empty_actuals()
-    forecasts, misaligned = _align(forecasts, actuals, horizon)
-    failures.extend(misaligned)
-    scores = _score(forecasts, hist, metrics, task)
-    scores = _with_failures(scores, failures, skipped, actuals, metrics)
+    checked, failures = _collect(calls, outputs, layout, windows_of)
+    del outputs
+    if layout.strictly_increasing():
+        blocks, misaligned = _aligned_blocks(checked, layout, windows_of, task)
+        failures.extend(misaligned)
+        forecasts = blocks.frame(layout, task.levels)
+        scores = blocks.scores(layout, metrics, task)
+        if scores is None:
+            scores = _score(forecasts, layout.frame, metrics, task)
+    else:
+        actuals = _actuals(layout, windows_of, horizon)
+        forecasts, misaligned = _align(_long_forecasts(checked, task.levels), actuals, horizon)
+        failures.extend(misaligned)
+        scores = _score(forecasts, layout.frame, metrics, task)
+    cutoffs = pd.DataFrame(
+        {
+            ID: np.concatenate([layout.ids[w.active] for w in windows_of] or [np.zeros(0, object)]),
+            "window": np.concatenate(
+                [np.full(len(w.active), w.window) for w in windows_of] or [np.zeros(0, int)]
+            ),
+            "cutoff": np.concatenate(
+                [w.cutoffs for w in windows_of] or [np.zeros(0, "datetime64[ns]")]
+            ),
+        }
+    )
+    scores = _with_failures(scores, failures, skipped, cutoffs, metrics)
     return BacktestResult(
         scores=scores,
         forecasts=forecasts,
@@ -333,6 +463,44 @@ def backtest(
         horizon=horizon,
         season_length=task.season_length,
     )
+
+
+@dataclass(frozen=True)
+class _Window:
+    """One backtest origin: its active series, how many points each trains on, the cutoffs."""
+
+    window: int
+    active: Ints
+    train_len: Ints
+    cutoffs: npt.NDArray[np.datetime64]
+
+
+@dataclass(frozen=True)
+class _Call:
+    """One model call of the backtest: a model, a window, its series and their points."""
+
+    model: str
+    window: int
+    series: Ints
+    lengths: Ints
+    task: ForecastTask
+
+
+def _cutoffs(layout: Layout, active: Ints, train_len: Ints) -> npt.NDArray[np.datetime64]:
+    """The last timestamp each active series trains on (the latest, ignoring NaT)."""
+    found: npt.NDArray[np.datetime64] = layout.last_ticks(active, train_len).view("datetime64[ns]")
+    return found
+
+
+def _actuals(layout: Layout, windows_of: list[_Window], horizon: int) -> pd.DataFrame:
+    """The held-out rows of every window: ``unique_id, ds, y, cutoff, window``."""
+    tests = []
+    for w in windows_of:
+        rows = layout.rows(w.active, w.train_len, horizon)
+        test = layout.frame.take(rows).reset_index(drop=True)
+        test["cutoff"] = np.repeat(w.cutoffs, horizon)
+        tests.append(test.assign(window=w.window))
+    return pd.concat(tests, ignore_index=True) if tests else _empty_actuals()
 
 
 def _default_metrics(levels: Sequence[int]) -> list[Metric]:
@@ -359,45 +527,240 @@ def _empty_forecasts() -> pd.DataFrame:
     )
 
 
-def _collect(
-    jobs: Sequence[Job],
-    keys: Sequence[tuple[str, int, pd.Index]],
-    outputs: Sequence[pd.DataFrame | ModelError],
-    levels: Sequence[int],
-) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
-    """Validate each model's output; keep valid rows, turn everything else into failures."""
-    from steadycast.models.validation import validate_forecast
+@dataclass(frozen=True)
+class _Checked:
+    """One model call that returned a usable frame: its valid rows and their series."""
 
-    frames: list[pd.DataFrame] = []
+    model: str
+    window: int
+    valid: pd.DataFrame
+    series: Ints  # position in the layout of each valid row's series
+
+
+def _collect(
+    calls: Sequence[_Call],
+    outputs: Sequence[pd.DataFrame | ModelError],
+    layout: Layout,
+    windows_of: Sequence[_Window],
+) -> tuple[list[_Checked], list[dict[str, Any]]]:
+    """Validate each model's output; keep valid rows, turn everything else into failures."""
+    checked: list[_Checked] = []
     failures: list[dict[str, Any]] = []
-    wanted = ["yhat", *interval_columns(levels)]
-    for (name, _params, batch, task), (model, window, ids), output in zip(
-        jobs, keys, outputs, strict=True
-    ):
+    for call, output in zip(calls, outputs, strict=True):
+        model, window, positions = call.model, call.window, call.series
+        ids = layout.ids[positions]
         if isinstance(output, ModelError):
             failures.extend(
-                {ID: uid, "model": model, "window": window, "reason": output.problem} for uid in ids
+                {ID: uid, "model": model, "window": window, "reason": output.problem}
+                for uid in ids.tolist()
             )
             continue
-        valid, bad = validate_forecast(output, batch, task, name)
-        for uid, reason in bad.items():
+        w = windows_of[window]
+        last = w.cutoffs[np.searchsorted(w.active, positions)]
+        result = validate_against(output, ids, last, call.task, model)
+        for uid, reason in result.failures.items():
             failures.append({ID: uid, "model": model, "window": window, "reason": str(reason)})
-        missing = set(ids) - set(valid[ID]) - set(bad)
+        answered = np.zeros(len(ids), dtype=bool)
+        answered[result.series] = True
+        if result.failures:
+            answered[pd.Index(ids).get_indexer(list(result.failures))] = True
         failures.extend(
             {ID: uid, "model": model, "window": window, "reason": "no forecast returned"}
-            for uid in missing
+            for uid in ids[~answered].tolist()
         )
-        columns = [ID, DS, *(c for c in wanted if c in valid.columns)]
-        frames.append(valid[columns].assign(model=model, window=window))
+        if len(result.valid.columns):  # a frame unusable as a whole failed every series above
+            checked.append(_Checked(model, window, result.valid, positions[result.series]))
+    return checked, failures
+
+
+def _long_forecasts(checked: Sequence[_Checked], levels: Sequence[int]) -> pd.DataFrame:
+    """The valid window forecasts as one long frame, call after call."""
+    wanted = ["yhat", *interval_columns(levels)]
+    frames = []
+    for c in checked:
+        columns = [ID, DS, *(col for col in wanted if col in c.valid.columns)]
+        frames.append(c.valid[columns].assign(model=c.model, window=c.window))
     if not frames:
-        return _empty_forecasts(), failures
-    return pd.concat(frames, ignore_index=True), failures
+        return _empty_forecasts()
+    return pd.concat(frames, ignore_index=True)
+
+
+@dataclass(frozen=True)
+class _Blocks:
+    """Aligned window forecasts, one row of ``horizon`` steps per (series, model, window),
+    sorted like the long frame (series, model, window)."""
+
+    series: Ints
+    model: npt.NDArray[Any]
+    window: Ints
+    cutoff: npt.NDArray[np.datetime64]
+    train_len: Ints
+    ds: npt.NDArray[np.datetime64]  # (blocks, horizon)
+    y: Floats
+    yhat: Floats
+    bounds: dict[str, Floats]  # yhat_lo_L / yhat_hi_L, when any model gave the columns
+    rows: int  # valid rows before alignment (0: no forecast at all)
+
+    def frame(self, layout: Layout, levels: Sequence[int]) -> pd.DataFrame:
+        if self.rows == 0:
+            return _empty_forecasts()
+        blocks, horizon = self.yhat.shape
+        columns: dict[str, Any] = {
+            ID: np.repeat(layout.ids[self.series], horizon),
+            "model": np.repeat(self.model, horizon),
+            "window": np.repeat(self.window, horizon),
+            "cutoff": np.repeat(self.cutoff, horizon),
+            DS: self.ds.reshape(-1),
+            "step": np.tile(np.arange(1, horizon + 1, dtype=np.int64), blocks),
+            Y: self.y.reshape(-1),
+            "yhat": self.yhat.reshape(-1),
+        }
+        for name in interval_columns(levels):
+            if name in self.bounds:
+                columns[name] = self.bounds[name].reshape(-1)
+        return pd.DataFrame(columns)
+
+    def scores(
+        self, layout: Layout, metrics: Sequence[Metric], task: ForecastTask
+    ) -> pd.DataFrame | None:
+        columns = [*SCORE_COLUMNS, *(metric_name(m) for m in metrics)]
+        if not len(self.series):  # nothing lined up: no scores, as for an empty frame
+            return pd.DataFrame(columns=columns)
+        # One scale per (series, window), shared by the models scored on it.
+        pair = self.series * (int(self.window.max(initial=0)) + 1) + self.window
+        _, first, inverse = np.unique(pair, return_index=True, return_inverse=True)
+        inverse = inverse.reshape(-1)
+
+        def scale(powers: Sequence[int]) -> Floats:
+            values = series_scales(
+                layout.frame[Y].to_numpy(),
+                layout.starts,
+                layout.lengths,
+                self.series[first],
+                self.train_len[first],
+                task.season_length,
+                powers,
+            )
+            return np.asarray(values[inverse], dtype=np.float64)
+
+        bounds = {
+            level: (self.bounds[f"yhat_lo_{level}"], self.bounds[f"yhat_hi_{level}"])
+            for level in task.levels
+            if f"yhat_lo_{level}" in self.bounds
+        }
+        values = block_scores(metrics, self.y, self.yhat, bounds, scale)
+        if values is None:
+            return None
+        out = pd.DataFrame(
+            {
+                ID: layout.ids[self.series],
+                "model": self.model,
+                "window": self.window,
+                "cutoff": self.cutoff,
+                "status": "ok",
+                "reason": "",
+                **values,
+            }
+        )
+        return out[columns]
+
+
+def _aligned_blocks(
+    checked: Sequence[_Checked],
+    layout: Layout,
+    windows_of: Sequence[_Window],
+    task: ForecastTask,
+) -> tuple[_Blocks, list[dict[str, Any]]]:
+    """Join window forecasts to the held-out actuals, block-wise.
+
+    A valid forecast has exactly ``horizon`` rows, in time order, and (no series repeating a
+    timestamp) so has the held-out part of the history: the join is a comparison of the two
+    rows of timestamps, and a forecast that does not match step for step is a failure.
+    """
+    horizon = task.horizon
+    parts: dict[str, list[Any]] = {k: [] for k in ("series", "model", "window", "ds", "yhat")}
+    bound_names = interval_columns(task.levels)
+    bounds: dict[str, list[Floats]] = {name: [] for name in bound_names}
+    has_bounds = False
+    rows = 0
+    for c in checked:
+        count = len(c.series) // horizon
+        rows += len(c.series)
+        parts["series"].append(c.series[::horizon])
+        parts["model"].append(np.full(count, c.model, dtype=object))
+        parts["window"].append(np.full(count, c.window, dtype=np.int64))
+        parts["ds"].append(c.valid[DS].to_numpy().reshape(count, horizon))
+        parts["yhat"].append(c.valid["yhat"].to_numpy().reshape(count, horizon))
+        given = bound_names[0] in c.valid.columns if bound_names else False
+        has_bounds = has_bounds or given
+        for name in bound_names:
+            values = c.valid[name].to_numpy() if given else np.full(len(c.series), np.nan)
+            bounds[name].append(values.reshape(count, horizon))
+    if checked:
+        series = np.concatenate(parts["series"]).astype(np.int64)
+        model = np.concatenate(parts["model"])
+        window = np.concatenate(parts["window"])
+        ds = np.concatenate(parts["ds"]).astype("datetime64[ns]")
+        yhat = np.concatenate(parts["yhat"]).astype(np.float64)
+        bound_values = {name: np.concatenate(bounds[name]) for name in bound_names}
+    else:
+        series = window = np.zeros(0, dtype=np.int64)
+        model = np.zeros(0, dtype=object)
+        ds = np.zeros((0, horizon), dtype="datetime64[ns]")
+        yhat = np.zeros((0, horizon))
+        bound_values = {name: np.zeros((0, horizon)) for name in bound_names}
+    # The held-out rows of each block's series and window.
+    train_len = np.zeros(len(series), dtype=np.int64)
+    cutoff = np.zeros(len(series), dtype="datetime64[ns]")
+    for w in windows_of:
+        mine = window == w.window
+        at = np.searchsorted(w.active, series[mine])
+        train_len[mine] = w.train_len[at]
+        cutoff[mine] = w.cutoffs[at]
+    test = (layout.starts[series] + train_len)[:, None] + np.arange(horizon)
+    lined_up = (ds.view(np.int64) == layout.ticks[test]).all(axis=1)
+    failures = [
+        {
+            ID: uid,
+            "model": m,
+            "window": int(w),
+            "reason": "forecast timestamps do not line up with the held-out steps",
+        }
+        for uid, m, w in zip(
+            layout.ids[series[~lined_up]].tolist(),
+            model[~lined_up].tolist(),
+            window[~lined_up].tolist(),
+            strict=True,
+        )
+    ]
+    names, model_rank = np.unique(model.astype(str), return_inverse=True)
+    del names
+    keep = np.flatnonzero(lined_up)
+    keep = keep[np.lexsort((window[keep], model_rank.reshape(-1)[keep], series[keep]))]
+    y = layout.frame[Y].to_numpy()[test[keep]]
+    blocks = _Blocks(
+        series=series[keep],
+        model=model[keep],
+        window=window[keep],
+        cutoff=cutoff[keep],
+        train_len=train_len[keep],
+        ds=ds[keep],
+        y=y.reshape(len(keep), horizon),
+        yhat=yhat[keep],
+        bounds={name: v[keep] for name, v in bound_values.items()} if has_bounds else {},
+        rows=rows,
+    )
+    return blocks, failures
 
 
 def _align(
     forecasts: pd.DataFrame, actuals: pd.DataFrame, horizon: int
 ) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
-    """Join window forecasts to the held-out actuals; a forecast missing a step is a failure."""
+    """Join window forecasts to the held-out actuals; a forecast missing a step is a failure.
+
+    The general case (a series repeats a timestamp); :func:`_aligned_blocks` is the same join
+    when every series' timestamps increase.
+    """
     if forecasts.empty:
         return _empty_forecasts(), []
     merged = forecasts.merge(actuals[[ID, DS, Y, "cutoff", "window"]], on=[ID, DS, "window"])
@@ -464,19 +827,21 @@ def _score(
 def _with_failures(
     scores: pd.DataFrame,
     failures: list[dict[str, Any]],
-    skipped: list[dict[str, Any]],
-    actuals: pd.DataFrame,
+    skipped: pd.DataFrame,
+    cutoffs: pd.DataFrame,
     metrics: Sequence[Metric],
 ) -> pd.DataFrame:
-    """Add failed (per window) and skipped (no window) rows, with their reasons."""
+    """Add failed (per window) and skipped (no window) rows, with their reasons.
+
+    ``cutoffs``: ``unique_id, window, cutoff`` of every backtested series and window.
+    """
     extra = []
     if failures:
         failed = pd.DataFrame(failures).drop_duplicates([ID, "model", "window"])
-        cutoffs = actuals[[ID, "window", "cutoff"]].drop_duplicates()
         failed = failed.merge(cutoffs, on=[ID, "window"], how="left").assign(status="failed")
         extra.append(failed)
-    if skipped:
-        extra.append(pd.DataFrame(skipped).assign(window=-1, cutoff=pd.NaT, status="skipped"))
+    if not skipped.empty:
+        extra.append(skipped.assign(window=-1, cutoff=pd.NaT, status="skipped"))
     frames = [f for f in (scores, *extra) if not f.empty]
     if not frames:
         return scores

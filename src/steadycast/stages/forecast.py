@@ -37,29 +37,32 @@ Plain functions on pandas frames, no I/O and no global state.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from steadycast.config import PipelineConfig
 from steadycast.errors import ModelError
 from steadycast.models.base import Capabilities, ForecastTask
-from steadycast.models.validation import expected_timestamps, to_naive_utc, validate_forecast
+from steadycast.models.validation import expected_timestamps, to_naive_utc, validate_against
 from steadycast.profiling import profile_series, route
+from steadycast.segments import Layout, RunningMean, factorize_runs
 from steadycast.selection import Selection, select
 from steadycast.stages.backtest import (
     DS,
     ID,
     Job,
     Runner,
+    Y,
     backtest,
     batches,
     call_models,
     interval_columns,
-    model_history,
+    model_layout,
     model_task_for,
     task_for,
 )
@@ -74,6 +77,8 @@ __all__ = [
 
 LAST_PUBLISHED = "LastPublished"
 FALLBACK_MODELS: tuple[str, ...] = ("SeasonalNaive", "Naive")
+Ints = npt.NDArray[np.int64]
+Floats = npt.NDArray[np.float64]
 PROVENANCE_COLUMNS = (
     "unique_id",
     "model",
@@ -108,7 +113,7 @@ class PartitionResult:
 @dataclass(frozen=True)
 class _Attempt:
     model: str  # a model or an ensemble name
-    members: list[str]
+    members: tuple[str, ...]
     source: str  # "selected" | "ensemble" | "fallback"
 
 
@@ -121,23 +126,69 @@ def _capabilities(config: PipelineConfig) -> dict[str, Capabilities]:
     return {name: getattr(cls, "capabilities", Capabilities()) for name, cls in models.items()}
 
 
-def _chains(ids: Sequence[Any], table: pd.DataFrame) -> dict[Any, list[_Attempt]]:
-    chains: dict[Any, list[_Attempt]] = {}
-    for uid in ids:
-        attempts: list[_Attempt] = []
-        if uid in table.index:
-            row = table.loc[uid]
-            attempts.append(_Attempt(str(row["model"]), list(row["members"]), str(row["source"])))
-            attempts += [_Attempt(m, [m], "fallback") for m in row["fallbacks"]]
-        attempts += [_Attempt(m, [m], "fallback") for m in FALLBACK_MODELS]
-        seen: set[str] = set()
-        unique = []
-        for attempt in attempts:
-            if attempt.model not in seen:
-                seen.add(attempt.model)
-                unique.append(attempt)
-        chains[uid] = unique
-    return chains
+@dataclass(frozen=True)
+class _Chains:
+    """Each series' fallback chain: ``steps[i, k]`` is the k-th attempt (an index into
+    ``attempts``) of series ``i``, for ``k < length[i]``."""
+
+    attempts: list[_Attempt]
+    steps: Ints
+    length: Ints
+
+
+def _chains(ids: npt.NDArray[Any], table: pd.DataFrame) -> _Chains:
+    """The chain of each of ``ids``: its choice, its fallbacks, then FALLBACK_MODELS, each
+    model once (the first time it comes)."""
+    known: dict[tuple[str, tuple[str, ...], str], int] = {}
+
+    def attempt_of(model: str, members: tuple[str, ...], source: str) -> int:
+        return known.setdefault((model, members, source), len(known))
+
+    n = len(ids)
+    at = table.index.get_indexer(ids) if len(table) else np.full(n, -1)
+    chosen = np.flatnonzero(at >= 0)
+    rows = at[chosen]
+    first = [
+        attempt_of(str(model), tuple(members), str(source))
+        for model, members, source in zip(
+            table["model"].to_numpy()[rows].tolist(),
+            table["members"].to_numpy()[rows].tolist(),
+            table["source"].to_numpy()[rows].tolist(),
+            strict=True,
+        )
+    ]
+    fallbacks = pd.Series(table["fallbacks"].to_numpy()[rows], dtype=object).explode().dropna()
+    fb_series = chosen[fallbacks.index.to_numpy(dtype=np.int64)]
+    fb_models = fallbacks.to_numpy(dtype=object)
+    # One rank per place in the chain: the choice, its fallbacks in order, then the last resorts.
+    fb_rank = np.arange(len(fb_series)) - np.searchsorted(fb_series, fb_series) + 1
+    last_series = np.repeat(np.arange(n), len(FALLBACK_MODELS))
+    last_rank = np.tile(np.arange(len(FALLBACK_MODELS)), n) + 1 + len(fb_series) + 1
+    series = np.concatenate([chosen, fb_series, last_series]).astype(np.int64)
+    rank = np.concatenate([np.zeros(len(chosen), np.int64), fb_rank, last_rank])
+    model = np.concatenate(
+        [
+            np.asarray([a[0] for a in known], dtype=object)[first]
+            if first
+            else np.zeros(0, object),
+            fb_models,
+            np.tile(np.asarray(FALLBACK_MODELS, dtype=object), n),
+        ]
+    )
+    single = {m: attempt_of(m, (m,), "fallback") for m in dict.fromkeys(model[len(chosen) :])}
+    attempt = np.concatenate(
+        [np.asarray(first, dtype=np.int64), [single[m] for m in model[len(chosen) :].tolist()]]
+    ).astype(np.int64)
+    order = np.lexsort((rank, series))
+    series, model, attempt = series[order], model[order], attempt[order]
+    kept = ~pd.DataFrame({"s": series, "m": model}).duplicated().to_numpy()
+    series, attempt = series[kept], attempt[kept]
+    length = np.bincount(series, minlength=n).astype(np.int64)
+    place = np.arange(len(series)) - np.repeat(np.cumsum(length) - length, length)
+    steps = np.full((n, int(length.max()) if n else 0), -1, dtype=np.int64)
+    steps[series, place] = attempt
+    attempts = [_Attempt(m, members, source) for (m, members, source) in known]
+    return _Chains(attempts, steps, length)
 
 
 def forecast_partition(
@@ -163,46 +214,91 @@ def forecast_partition(
     task = task_for(config)
     levels = list(config.models.levels)
     caps = dict(capabilities) if capabilities is not None else _capabilities(config)
-    hist = model_history(history)
-    all_ids = pd.unique(history[ID].astype(str))
-    by_id = {uid: rows for uid, rows in hist.groupby(ID, sort=False)}
-    table = selection.table.set_index(ID)
+    layout, all_ids = model_layout(history)
+    # Series are numbered in the order they came (the order of the provenance); ``place``
+    # is where each one's rows are in the sorted history (-1: no observed value).
+    place = pd.Index(layout.ids).get_indexer(all_ids) if len(all_ids) else np.zeros(0, np.intp)
+    with_rows = np.flatnonzero(place >= 0)
+    chains = _chains(all_ids[with_rows], selection.table.set_index(ID))
+    walked = _walk(chains, layout, place[with_rows].astype(np.int64), task, caps, config, runner)
 
-    empty = [uid for uid in all_ids if uid not in by_id]
-    chains = _chains([uid for uid in all_ids if uid in by_id], table)
-    done, reasons = _walk(chains, by_id, task, caps, config, runner)
-
-    produced: list[pd.DataFrame] = []
-    rows: list[dict[str, Any]] = []
-    for uid in all_ids:
-        chain = chains.get(uid, [])
-        why = "; ".join(reasons.get(uid, []))
-        if uid in done:
-            attempt, frame = done[uid]
-            produced.append(frame.assign(model=attempt.model))
-            rows.append(_prov(uid, attempt.model, attempt.source, why, len(frame)))
-            continue
-        if uid in empty:
-            why = "no observed values in the history"
-        published = _last_published(uid, last_published, by_id.get(uid), task)
-        if published is not None:
-            note = f"last published forecast ({len(published)} of {task.horizon} steps)"
-            produced.append(published.assign(model=LAST_PUBLISHED))
-            reason = f"{why}; {note}" if why else note
-            rows.append(_prov(uid, LAST_PUBLISHED, "fallback", reason, len(published)))
+    published = _Published(last_published, layout, task)
+    out = _Rows()
+    source = np.full(len(all_ids), "none", dtype=object)
+    model = np.full(len(all_ids), "", dtype=object)
+    steps = np.zeros(len(all_ids), dtype=np.int64)
+    reasons = np.full(len(all_ids), "", dtype=object)
+    done = np.zeros(len(all_ids), dtype=bool)
+    for attempt_id, members in walked.by_attempt(chains):
+        attempt = chains.attempts[attempt_id]
+        series = with_rows[members]
+        out.add(series, walked.combined(attempt, members, task), attempt.model)
+        source[series] = attempt.source
+        model[series] = attempt.model
+        steps[series] = task.horizon
+        done[series] = True
+    for k, sentences in walked.reasons.items():
+        reasons[with_rows[k]] = "; ".join(sentences)
+    has_chain = np.zeros(len(all_ids), dtype=bool)
+    has_chain[with_rows] = chains.length > 0
+    for i in np.flatnonzero(~done).tolist():
+        why = str(reasons[i]) if place[i] >= 0 else "no observed values in the history"
+        rows = published.rows(str(all_ids[i]), int(place[i]))
+        if rows is not None:
+            note = f"last published forecast ({len(rows)} of {task.horizon} steps)"
+            out.add_published(i, rows)
+            model[i], source[i], steps[i] = LAST_PUBLISHED, "fallback", len(rows)
+            reasons[i] = f"{why}; {note}" if why else note
         else:
-            tail = "no last published forecast" if chain or uid in empty else ""
-            reason = "; ".join(p for p in (why, tail) if p)
-            rows.append(_prov(uid, "", "none", reason, 0))
+            tail = "no last published forecast" if has_chain[i] or place[i] < 0 else ""
+            reasons[i] = "; ".join(p for p in (why, tail) if p)
 
-    forecasts = (
-        pd.concat(produced, ignore_index=True)
-        if produced
-        else pd.DataFrame(columns=[ID, DS, "yhat", "model"])
+    if len(all_ids) == 0 or out.empty:
+        return _result_without_forecasts(all_ids, model, source, reasons, steps, selection, levels)
+    forecasts, interval_source = _fill_intervals(
+        out.frame(all_ids, levels), selection, layout, levels
     )
-    forecasts, interval_source = _fill_intervals(forecasts, selection, hist, levels)
+    provenance = pd.DataFrame(
+        {
+            ID: all_ids,
+            "model": model,
+            "source": source,
+            "fallback_reason": reasons,
+            "metric": np.nan,
+            "backtest_score": np.nan,
+            "selection_reason": np.nan,
+            "interval_source": pd.Series(all_ids).map(interval_source).fillna("").to_numpy(),
+            "steps": steps,
+        }
+    )
+    provenance = _with_scores(provenance, selection)
+    return PartitionResult(
+        forecasts=forecasts,
+        provenance=provenance,
+        scores=selection.scores,
+        selection=selection.table,
+    )
+
+
+def _result_without_forecasts(
+    all_ids: npt.NDArray[Any],
+    model: npt.NDArray[Any],
+    source: npt.NDArray[Any],
+    reasons: npt.NDArray[Any],
+    steps: Ints,
+    selection: Selection,
+    levels: Sequence[int],
+) -> PartitionResult:
+    """The result of a partition where no series got a forecast (or that has no series)."""
+    rows = [
+        {ID: uid, "model": m, "source": s, "fallback_reason": r, "steps": n}
+        for uid, m, s, r, n in zip(all_ids, model, source, reasons, steps.tolist(), strict=True)
+    ]
+    forecasts = pd.DataFrame(columns=[ID, DS, "yhat", "model"])
+    for col in interval_columns(levels):
+        forecasts[col] = np.nan
     provenance = pd.DataFrame(rows, columns=list(PROVENANCE_COLUMNS))
-    provenance["interval_source"] = provenance[ID].map(interval_source).fillna("")
+    provenance["interval_source"] = provenance[ID].map({}).fillna("")
     provenance = _with_scores(provenance, selection)
     columns = [ID, DS, "yhat", *interval_columns(levels), "model"]
     forecasts = forecasts[columns].sort_values([ID, DS], kind="stable").reset_index(drop=True)
@@ -214,126 +310,276 @@ def forecast_partition(
     )
 
 
-def _prov(uid: Any, model: str, source: str, reason: str, steps: int) -> dict[str, Any]:
-    return {
-        ID: uid,
-        "model": model,
-        "source": source,
-        "fallback_reason": reason,
-        "steps": steps,
-    }
+class _ModelRuns:
+    """What one model gave each series so far: not run, its validated rows, or why not."""
+
+    def __init__(self, n: int) -> None:
+        self.status = np.zeros(n, dtype=np.int8)  # 0 not run, 1 forecast, 2 failed
+        self.reason = np.full(n, "", dtype=object)
+        self.result = np.full(n, -1, dtype=np.int64)  # which validated frame holds its rows
+        self.block = np.zeros(n, dtype=np.int64)  # and where: rows block*h .. block*h + h
+        self.frames: list[pd.DataFrame] = []
+
+
+@dataclass
+class _Walked:
+    """The outcome of the rounds: the attempt that gave each series its forecast (-1: none),
+    the sentences of what failed before, and each model's results to combine."""
+
+    outcome: Ints
+    reasons: dict[int, list[str]]
+    runs: dict[str, _ModelRuns]
+
+    def by_attempt(self, chains: _Chains) -> list[tuple[int, Ints]]:
+        found = np.flatnonzero(self.outcome >= 0)
+        return [(int(a), found[self.outcome[found] == a]) for a in np.unique(self.outcome[found])]
+
+    def combined(self, attempt: _Attempt, series: Ints, task: ForecastTask) -> dict[str, Floats]:
+        """The forecast of ``series`` by ``attempt``: its model's rows, or for an ensemble the
+        mean of its members' (Kahan, in member order, as the frame-based mean adds them) and
+        of each bound that every member gave (quantile averaging)."""
+        horizon = task.horizon
+        frames = [self._rows(m, series, horizon) for m in attempt.members]
+        if len(frames) == 1:
+            return frames[0]
+        present = [c for c in frames[0] if all(c in f for f in frames)]
+        out: dict[str, Floats] = {DS: frames[0][DS]}
+        for column in present:
+            if column == DS:
+                continue
+            mean = RunningMean(frames[0][column].shape)
+            for f in frames:
+                mean.add(f[column])
+            values = mean.mean()
+            values[mean.count != len(frames)] = np.nan
+            out[column] = values
+        return out
+
+    def _rows(self, model: str, series: Ints, horizon: int) -> dict[str, Floats]:
+        runs = self.runs[model]
+        result, block = runs.result[series], runs.block[series]
+        columns = [c for c in runs.frames[int(result[0])].columns if c != ID]
+        out = {c: np.empty((len(series), horizon), dtype=runs.frames[0][c].dtype) for c in columns}
+        for r in np.unique(result).tolist():
+            mine = result == r
+            frame = runs.frames[r]
+            rows = (block[mine] * horizon)[:, None] + np.arange(horizon)
+            for c in columns:
+                out[c][mine] = frame[c].to_numpy()[rows]
+        return out
 
 
 def _walk(
-    chains: dict[Any, list[_Attempt]],
-    by_id: dict[Any, pd.DataFrame],
+    chains: _Chains,
+    layout: Layout,
+    place: Ints,
     task: ForecastTask,
     caps: Mapping[str, Capabilities],
     config: PipelineConfig,
     runner: Runner | None,
-) -> tuple[dict[Any, tuple[_Attempt, pd.DataFrame]], dict[Any, list[str]]]:
+) -> _Walked:
     """Rounds of model calls: each round moves every unfinished series one step down its chain.
 
-    Returns the series that got a forecast (with the attempt that gave it) and, per series, the
-    sentences saying which attempts failed and why, in chain order.
+    Series ``i`` (in chain order) has its history at layout position ``place[i]``. Each model
+    is called once per round (in chunks for slow ones) with every series that needs it, and
+    never twice for a series: an ensemble member that worked is reused when the chain reaches
+    it as a single model.
     """
-    position = dict.fromkeys(chains, 0)
-    cache: dict[tuple[str, Any], pd.DataFrame | str] = {}
-    done: dict[Any, tuple[_Attempt, pd.DataFrame]] = {}
-    reasons: dict[Any, list[str]] = {uid: [] for uid in chains}
-    pending = [uid for uid in chains if chains[uid]]
-    while pending:
-        need: dict[str, list[Any]] = {}
-        for uid in pending:
-            for member in chains[uid][position[uid]].members:
-                if (member, uid) not in cache:
-                    need.setdefault(member, []).append(uid)
-        cache.update(_run_round(need, by_id, task, caps, config, runner))
-        still: list[Any] = []
-        for uid in pending:
-            attempt = chains[uid][position[uid]]
-            results = [cache[(m, uid)] for m in attempt.members]
-            problems = [
-                (m, r) for m, r in zip(attempt.members, results, strict=True) if isinstance(r, str)
-            ]
-            if not problems:
-                frames = [r for r in results if isinstance(r, pd.DataFrame)]
-                done[uid] = (attempt, _combine(frames, task.levels))
-                continue
-            if len(attempt.members) == 1:
-                reasons[uid].append(f"{attempt.model} failed: {problems[0][1]}")
-            else:
-                detail = "; ".join(f"{m}: {r}" for m, r in problems)
-                reasons[uid].append(f"{attempt.model} failed: member {detail}")
-            position[uid] += 1
-            if position[uid] < len(chains[uid]):
-                still.append(uid)
-        pending = still
-    return done, reasons
+    n = len(place)
+    position = np.zeros(n, dtype=np.int64)
+    outcome = np.full(n, -1, dtype=np.int64)
+    reasons: dict[int, list[str]] = {}
+    runs: dict[str, _ModelRuns] = {}
+    pending = np.flatnonzero(chains.length > 0)
+    while len(pending):
+        current = chains.steps[pending, position[pending]]
+        need: dict[str, list[Ints]] = {}
+        for a in np.unique(current).tolist():
+            mine = pending[current == a]
+            for member in chains.attempts[a].members:
+                runs.setdefault(member, _ModelRuns(n))
+                need.setdefault(member, []).append(mine[runs[member].status[mine] == 0])
+        wanted = {m: np.unique(np.concatenate(parts)) for m, parts in need.items()}
+        _run_round(
+            {m: w for m, w in wanted.items() if len(w)},
+            runs,
+            layout,
+            place,
+            task,
+            caps,
+            config,
+            runner,
+        )
+        still: list[Ints] = []
+        for a in np.unique(current).tolist():
+            attempt = chains.attempts[a]
+            mine = pending[current == a]
+            failed = np.zeros(len(mine), dtype=bool)
+            for member in attempt.members:
+                failed |= runs[member].status[mine] != 1
+            outcome[mine[~failed]] = a
+            for k in mine[failed].tolist():
+                problems = [
+                    (m, str(runs[m].reason[k])) for m in attempt.members if runs[m].status[k] != 1
+                ]
+                if len(attempt.members) == 1:
+                    sentence = f"{attempt.model} failed: {problems[0][1]}"
+                else:
+                    detail = "; ".join(f"{m}: {r}" for m, r in problems)
+                    sentence = f"{attempt.model} failed: member {detail}"
+                reasons.setdefault(k, []).append(sentence)
+            moved = mine[failed]
+            position[moved] += 1
+            still.append(moved[position[moved] < chains.length[moved]])
+        pending = np.sort(np.concatenate(still)) if still else np.zeros(0, dtype=np.int64)
+    return _Walked(outcome, reasons, runs)
 
 
 def _run_round(
-    need: dict[str, list[Any]],
-    by_id: dict[Any, pd.DataFrame],
+    need: dict[str, Ints],
+    runs: dict[str, _ModelRuns],
+    layout: Layout,
+    place: Ints,
     task: ForecastTask,
     caps: Mapping[str, Capabilities],
     config: PipelineConfig,
     runner: Runner | None,
-) -> dict[tuple[str, Any], pd.DataFrame | str]:
-    """Call each needed model once (in chunks for slow ones) on its series; validate.
+) -> None:
+    """Call each needed model once (in chunks for slow ones) on its series; validate; record.
 
-    Returns, per (model, series), the validated forecast rows or the reason it failed.
+    ``need``: per model, the series (chain numbering) that need it, in chain order.
     """
-    jobs: list[Job] = []
-    job_ids: list[list[Any]] = []
+    calls: list[tuple[str, Ints, ForecastTask]] = []
     for model, wanted in sorted(need.items()):
         model_task = model_task_for(task, caps.get(model))
-        for chunk in batches(wanted, caps.get(model)):
-            batch = pd.concat([by_id[u] for u in chunk], ignore_index=True)
-            jobs.append((model, dict(config.models.params.get(model, {})), batch, model_task))
-            job_ids.append(chunk)
-    results: dict[tuple[str, Any], pd.DataFrame | str] = {}
-    for job, ids, output in zip(jobs, job_ids, call_models(jobs, runner), strict=True):
-        model, _params, batch, model_task = job
+        for chunk in batches(wanted.tolist(), caps.get(model)):
+            calls.append((model, np.asarray(chunk, dtype=np.int64), model_task))
+    # Each call's history is cut when the call is made: one copy alive at a time, not one each.
+    jobs: Iterator[Job] = (
+        (
+            model,
+            dict(config.models.params.get(model, {})),
+            layout.take(layout.rows(place[series])),
+            t,
+        )
+        for model, series, t in calls
+    )
+    for (model, series, model_task), output in zip(calls, call_models(jobs, runner), strict=True):
+        record = runs[model]
         if isinstance(output, ModelError):
-            results.update({(model, uid): output.problem for uid in ids})
+            record.status[series] = 2
+            record.reason[series] = output.problem
             continue
-        valid, bad = validate_forecast(output, batch, model_task, model)
-        groups = {uid: rows for uid, rows in valid.groupby(ID, sort=False)}
-        for uid in ids:
-            results[(model, uid)] = groups.get(uid, str(bad.get(uid, "no forecast returned")))
-    return results
+        at = place[series]
+        ids = layout.ids[at]
+        last = layout.last_ticks(at).view("datetime64[ns]")
+        checked = validate_against(output, ids, last, model_task, model)
+        record.status[series] = 2
+        if checked.failures:
+            bad = pd.Index(ids).get_indexer(list(checked.failures))
+            record.reason[series[bad]] = [str(r) for r in checked.failures.values()]
+        unanswered = np.ones(len(series), dtype=bool)
+        if checked.failures:
+            unanswered[bad] = False
+        heads = checked.series[:: task.horizon] if len(checked.series) else checked.series
+        unanswered[heads] = False
+        record.reason[series[unanswered]] = "no forecast returned"
+        if len(heads):
+            record.status[series[heads]] = 1
+            record.result[series[heads]] = len(record.frames)
+            record.block[series[heads]] = np.arange(len(heads))
+            record.frames.append(checked.valid)
 
 
-def _combine(frames: list[pd.DataFrame], levels: Sequence[int]) -> pd.DataFrame:
-    """One member: its rows. Several: the mean forecast, and the mean of each bound where every
-    member gave it (quantile averaging); other bounds are left for residual intervals."""
-    columns = [ID, DS, "yhat", *(c for c in interval_columns(levels) if c in frames[0].columns)]
-    if len(frames) == 1:
-        return frames[0][columns].reset_index(drop=True)
-    present = [c for c in columns[2:] if all(c in f.columns for f in frames)]
-    stacked = pd.concat([f[[ID, DS, *present]] for f in frames], ignore_index=True)
-    grouped = stacked.groupby([ID, DS], sort=True)[present]
-    mean = grouped.mean()
-    return mean.where(grouped.count().eq(len(frames))).reset_index()
+class _Rows:
+    """The forecast rows of the partition, series by series, as arrays."""
+
+    def __init__(self) -> None:
+        self.parts: list[tuple[Ints, dict[str, Floats], npt.NDArray[Any], bool]] = []
+
+    @property
+    def empty(self) -> bool:
+        return not any(len(series) for series, _, _, _ in self.parts)
+
+    def add(self, series: Ints, values: dict[str, Floats], model: str) -> None:
+        """``values``: ``(len(series), steps)`` arrays per column (``ds``, ``yhat``, bounds)."""
+        width = values[DS].shape[1]
+        flat = {c: v.reshape(-1) for c, v in values.items()}
+        self.parts.append(
+            (np.repeat(series, width), flat, np.full(len(series) * width, model, object), False)
+        )
+
+    def add_published(self, series: int, rows: pd.DataFrame) -> None:
+        flat = {
+            c: rows[c].to_numpy()
+            for c in rows.columns
+            if c in (DS, "yhat") or c.startswith("yhat_lo_") or c.startswith("yhat_hi_")
+        }
+        self.parts.append(
+            (np.full(len(rows), series), flat, np.full(len(rows), LAST_PUBLISHED, object), True)
+        )
+
+    def frame(self, all_ids: npt.NDArray[Any], levels: Sequence[int]) -> pd.DataFrame:
+        """``unique_id, ds, yhat, yhat_lo_L, yhat_hi_L, model, _from_release``, series in the
+        order they were added."""
+        series = np.concatenate([p[0] for p in self.parts])
+        columns: dict[str, Any] = {
+            ID: all_ids[series],
+            DS: np.concatenate([p[1][DS].astype("datetime64[ns]") for p in self.parts]),
+            "yhat": np.concatenate([p[1]["yhat"].astype(float) for p in self.parts]),
+        }
+        for col in interval_columns(levels):
+            columns[col] = np.concatenate(
+                [
+                    p[1][col].astype(float) if col in p[1] else np.full(len(p[0]), np.nan)
+                    for p in self.parts
+                ]
+            )
+        columns["model"] = np.concatenate([p[2] for p in self.parts])
+        columns["_from_release"] = np.concatenate([np.full(len(p[0]), p[3]) for p in self.parts])
+        return pd.DataFrame(columns)
+
+
+class _Published:
+    """The last published rows of a series, looked up without scanning the release per series."""
+
+    def __init__(self, last_published: pd.DataFrame | None, layout: Layout, task: ForecastTask):
+        self.source = last_published
+        self.layout = layout
+        self.task = task
+        self._by_id: dict[str, npt.NDArray[np.intp]] | None = None
+
+    def rows(self, uid: str, place: int) -> pd.DataFrame | None:
+        source = self.source
+        if source is None or source.empty:
+            return None
+        if self._by_id is None:
+            keys = source[ID].astype(str).to_numpy()
+            self._by_id = pd.Series(np.arange(len(source))).groupby(keys, sort=False).indices
+        found = self._by_id.get(uid)
+        if found is None:
+            return None
+        last = None
+        if place >= 0:
+            end = self.layout.starts[place] + self.layout.lengths[place] - 1
+            last = self.layout.frame[DS].iloc[end]
+        return _last_published(uid, source.iloc[found], last, self.task)
 
 
 def _last_published(
     uid: Any,
-    last_published: pd.DataFrame | None,
-    rows: pd.DataFrame | None,
+    published: pd.DataFrame,
+    last: pd.Timestamp | None,
     task: ForecastTask,
 ) -> pd.DataFrame | None:
-    """The published rows of ``uid`` that fall on this run's horizon (None if there are none)."""
-    if last_published is None or last_published.empty:
-        return None
-    published = last_published[last_published[ID].astype(str) == uid]
+    """The published rows of ``uid`` (``published``: its rows of the release) that fall on this
+    run's horizon after ``last``, its last history timestamp (None if there are none)."""
     if published.empty:
         return None
     published = published.assign(**{DS: to_naive_utc(published[DS])})
-    if rows is not None and not rows.empty:
-        last = pd.Series([rows[DS].iloc[-1]], index=[uid])
-        published = published[published[DS].isin(expected_timestamps(last, task)[DS])]
+    if last is not None:
+        expected = expected_timestamps(pd.Series([last], index=[uid]), task)
+        published = published[published[DS].isin(expected[DS])]
     else:  # no history at all: whatever was published is all there is
         published = published.sort_values(DS).head(task.horizon)
     if published.empty:
@@ -347,99 +593,173 @@ def _last_published(
 def _fill_intervals(
     forecasts: pd.DataFrame,
     selection: Selection,
-    hist: pd.DataFrame,
+    layout: Layout,
     levels: Sequence[int],
 ) -> tuple[pd.DataFrame, dict[Any, str]]:
-    """Give every row bounds at every level; return where each series' bounds came from."""
-    bounds = interval_columns(levels)
-    out = forecasts.copy()
-    for col in bounds:
-        if col not in out.columns:
-            out[col] = np.nan
-    if out.empty or not levels:
-        return out, {uid: "model" for uid in out.get(ID, [])}
-    out = out.sort_values([ID, DS], kind="stable").reset_index(drop=True)
-    out["step"] = out.groupby(ID, sort=False).cumcount() + 1
+    """Give every row bounds at every level; return where each series' bounds came from.
+
+    ``forecasts`` has every level's columns (NaN where missing) and ``_from_release``; the
+    result is sorted by series and time, in the export columns.
+    """
+    columns = [ID, DS, "yhat", *interval_columns(levels), "model"]
+    codes, ids = pd.factorize(forecasts[ID].to_numpy(dtype=object), sort=True)
+    order = np.lexsort((forecasts[DS].to_numpy(), codes))
+    out = forecasts.take(order)
+    out.index = pd.RangeIndex(len(out))
+    codes = codes[order]
+    if not levels:
+        return out[columns], dict.fromkeys(ids.tolist(), "model")
+    starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+    sizes = np.diff(np.r_[starts, len(codes)])
+    step = np.arange(len(codes)) - np.repeat(starts, sizes) + 1
+    yhat = out["yhat"].to_numpy()
     # A level is derived for a whole series when any of its rows lacks that level's bounds.
-    lacking = {
-        lv: out[[f"yhat_lo_{lv}", f"yhat_hi_{lv}"]]
-        .isna()
-        .any(axis=1)
-        .groupby(out[ID])
-        .transform("any")
-        for lv in levels
-    }
-    n_lacking = np.sum([m.to_numpy() for m in lacking.values()], axis=0)
+    lacking = {}
+    for level in levels:
+        gap = np.isnan(out[f"yhat_lo_{level}"].to_numpy()) | np.isnan(
+            out[f"yhat_hi_{level}"].to_numpy()
+        )
+        lacking[level] = np.repeat(np.logical_or.reduceat(gap, starts), sizes)
+    n_lacking = np.sum([lacking[lv] for lv in levels], axis=0)
     missing = n_lacking > 0
-    from_release = (
-        out["_from_release"].eq(True).to_numpy()
-        if "_from_release" in out
-        else np.zeros(len(out), dtype=bool)
-    )
-    base = np.where(from_release, "last_published", "model")
-    derived = pd.Series("", index=out.index)
+    from_release = out["_from_release"].to_numpy() == True  # noqa: E712 (NaN is not True)
+    derived = np.full(len(out), "", dtype=object)
     if missing.any():
-        half_cols = [f"half_{lv}" for lv in levels]
-        halves = pd.DataFrame(np.nan, index=out.index, columns=half_cols)
-        need = out.loc[missing, [ID, "model", "step"]]
-        halves.loc[missing, half_cols] = _backtest_halves(selection, need, levels).to_numpy()
-        derived[missing] = "backtest"
-        no_bt = missing & halves[half_cols[0]].isna().to_numpy()
+        rows = np.flatnonzero(missing)
+        models = out["model"].to_numpy(dtype=object)
+        halves = np.full((len(out), len(levels)), np.nan)
+        halves[rows] = _backtest_halves(
+            selection, ids[codes[rows]], models[rows], step[rows], levels
+        )
+        derived[rows] = "backtest"
+        no_bt = missing & np.isnan(halves[:, 0])
         if no_bt.any():
-            from_history = _history_halves(hist, out.loc[no_bt, [ID, "step"]], levels)
-            halves.loc[no_bt, half_cols] = from_history.to_numpy()
-            derived[no_bt] = "history"
-        nonneg = hist.groupby(ID)["y"].min().ge(0)
-        clip = out[ID].map(nonneg).eq(True)
-        for level in levels:
-            rows = lacking[level].to_numpy()
-            half = halves[f"half_{level}"]
-            lo = out["yhat"] - half
-            lo = lo.where(~clip, lo.clip(lower=0))
-            out.loc[rows, f"yhat_lo_{level}"] = lo[rows]
-            out.loc[rows, f"yhat_hi_{level}"] = (out["yhat"] + half)[rows]
+            rows = np.flatnonzero(no_bt)
+            halves[rows] = _history_halves(layout, ids[codes[rows]], step[rows], levels)
+            derived[rows] = "history"
+        # Derived lower bounds stop at 0 for series that have never been negative.
+        at = pd.Index(layout.ids).get_indexer(ids)
+        lowest = (
+            np.minimum.reduceat(layout.frame[Y].to_numpy(), layout.starts)
+            if len(layout.starts)
+            else np.zeros(0)
+        )
+        nonneg = np.zeros(len(ids), dtype=bool)
+        nonneg[at >= 0] = lowest[at[at >= 0]] >= 0
+        clip = nonneg[codes]
+        for k, level in enumerate(levels):
+            rows = lacking[level]
+            half = halves[:, k]
+            lo = yhat - half
+            lo = np.where(clip & (lo < 0), 0.0, lo)
+            lo_col, hi_col = f"yhat_lo_{level}", f"yhat_hi_{level}"
+            out[lo_col] = np.where(rows, lo, out[lo_col].to_numpy())
+            out[hi_col] = np.where(rows, yhat + half, out[hi_col].to_numpy())
     keeps_some = n_lacking < len(levels)
+    base = np.where(keeps_some, np.where(from_release, "last_published", "model"), "")
     labels = [
-        "+".join(p for p in (b if keep else "", d) if p)
-        for b, keep, d in zip(base, keeps_some, derived, strict=True)
+        f"{b}+{d}" if b and d else b or d
+        for b, d in zip(base[starts].tolist(), derived[starts].tolist(), strict=True)
     ]
-    per_series = pd.Series(labels, index=out.index).groupby(out[ID]).first()
-    return out.drop(columns=["step"]), per_series.to_dict()
+    return out[columns], dict(zip(ids[codes[starts]].tolist(), labels, strict=True))
 
 
 def _backtest_halves(
-    selection: Selection, need: pd.DataFrame, levels: Sequence[int]
-) -> pd.DataFrame:
-    """Half-widths from the absolute backtest errors of steps <= k (see the module docstring)."""
+    selection: Selection,
+    ids: npt.NDArray[Any],
+    models: npt.NDArray[Any],
+    steps: Ints,
+    levels: Sequence[int],
+) -> Floats:
+    """Half-widths from the absolute backtest errors of steps <= k (see the module docstring),
+    for rows ``(ids, models, steps)``; NaN where the backtest has no error for the model.
+
+    For each series and model, the quantile ("higher") of its errors over steps 1..k, for each
+    step k it was scored at, made non-decreasing in k: what an expanding quantile over the
+    errors ordered by step gives at the end of each step.
+    """
+    result = np.full((len(ids), len(levels)), np.nan)
     fc = selection.forecasts
-    result = pd.DataFrame(index=need.index, columns=[f"half_{lv}" for lv in levels], dtype=float)
     if fc.empty:
         return result
-    pairs = need[[ID, "model"]].drop_duplicates()
-    errors = fc.merge(pairs, on=[ID, "model"], how="inner")
-    if errors.empty:
+    pairs = pd.MultiIndex.from_arrays([ids, models])
+    distinct = pairs.unique()
+    # Each row's (series, model) pair, hashing only where the columns change value.
+    series_of, series_ids = factorize_runs(fc[ID].to_numpy(dtype=object))
+    model_of, model_names = factorize_runs(fc["model"].to_numpy(dtype=object))
+    width = len(model_names)
+    s = pd.Index(series_ids).get_indexer(distinct.get_level_values(0))
+    m = pd.Index(model_names).get_indexer(distinct.get_level_values(1))
+    known = np.flatnonzero((s >= 0) & (m >= 0))
+    found = pd.Index(s[known] * width + m[known]).get_indexer(series_of * width + model_of)
+    pair_of = np.full(len(found), -1, dtype=np.int64)
+    pair_of[found >= 0] = known[found[found >= 0]]
+    chosen = np.flatnonzero(pair_of >= 0)
+    if not len(chosen):
         return result
-    errors = errors.assign(abs_error=(errors["y"] - errors["yhat"]).abs())
-    errors = errors.sort_values([ID, "model", "step", "window"], kind="stable")
-    grouped = errors.groupby([ID, "model"], sort=False)["abs_error"]
-    table = errors[[ID, "model", "step"]].copy()
-    for level in levels:
-        expanding = grouped.expanding().quantile(level / 100, interpolation="higher")
-        table[f"half_{level}"] = expanding.reset_index(level=[0, 1], drop=True)
-    table = table.groupby([ID, "model", "step"], sort=True).last()
-    table = table.groupby(level=[0, 1], sort=False).cummax().reset_index()
-    merged = need.reset_index().merge(table, on=[ID, "model", "step"], how="left")
-    return merged.set_index("index")[[f"half_{lv}" for lv in levels]].reindex(need.index)
-
-
-def _history_halves(hist: pd.DataFrame, need: pd.DataFrame, levels: Sequence[int]) -> pd.DataFrame:
-    """Half-widths from one-step changes of the history, grown by sqrt(step)."""
-    changes = hist.assign(change=hist.groupby(ID, sort=False)["y"].diff().abs())
-    result = pd.DataFrame(index=need.index)
-    for level in levels:
-        q = changes.groupby(ID)["change"].quantile(level / 100, interpolation="higher").fillna(0.0)
-        result[f"half_{level}"] = need[ID].map(q).fillna(0.0) * np.sqrt(need["step"])
+    pair = pair_of[chosen]
+    step = fc["step"].to_numpy()[chosen]
+    error = np.abs(fc["y"].to_numpy(dtype=float)[chosen] - fc["yhat"].to_numpy(dtype=float)[chosen])
+    scored_steps = np.unique(step)
+    # Errors sorted within each pair once; each step's prefix set keeps that order.
+    order = np.lexsort((error, pair))
+    pair, step, error = pair[order], step[order], error[order]
+    observed = ~np.isnan(error)
+    table = np.full((len(distinct), len(scored_steps), len(levels)), np.nan)
+    present = np.zeros((len(distinct), len(scored_steps)), dtype=bool)
+    for j, k in enumerate(scored_steps.tolist()):
+        present[np.unique(pair[step == k]), j] = True
+        upto = np.flatnonzero((step <= k) & observed)
+        count = np.bincount(pair[upto], minlength=len(distinct))
+        first = np.cumsum(count) - count
+        has = count > 0
+        for li, level in enumerate(levels):
+            where = level / 100 * (count[has] - 1).astype(np.float64)
+            index = where.astype(np.int64)
+            index = np.where(where == index, index, index + 1)
+            table[has, j, li] = error[upto[first[has] + index]]
+    # Non-decreasing over the steps each pair was scored at (NaN stays NaN, as cummax does).
+    running = np.full((len(distinct), len(levels)), np.nan)
+    for j in range(len(scored_steps)):
+        here = present[:, j]
+        running[here] = np.fmax(running[here], table[here, j])
+        table[here, j] = np.where(np.isnan(table[here, j]), np.nan, running[here])
+    row_pair = distinct.get_indexer(pairs)
+    column = np.searchsorted(scored_steps, steps)
+    column = np.minimum(column, len(scored_steps) - 1)
+    found = (scored_steps[column] == steps) & present[row_pair, column]
+    result[found] = table[row_pair[found], column[found]]
     return result
+
+
+def _history_halves(
+    layout: Layout, ids: npt.NDArray[Any], steps: Ints, levels: Sequence[int]
+) -> Floats:
+    """Half-widths from one-step changes of the history, grown by sqrt(step)."""
+    result = np.zeros((len(ids), len(levels)))
+    series, series_of = np.unique(ids.astype(str), return_inverse=True)
+    at = pd.Index(layout.ids).get_indexer(series)
+    known = np.flatnonzero(at >= 0)
+    quantiles = np.zeros((len(series), len(levels)))
+    if len(known):
+        y = layout.frame[Y].to_numpy(dtype=float)
+        rows = layout.rows(at[known], 1)  # every point after the first
+        label = np.repeat(np.arange(len(known)), layout.lengths[at[known]] - 1)
+        change = np.abs(y[rows] - y[rows - 1])
+        order = np.lexsort((change, label))
+        label, change = label[order], change[order]
+        count = np.bincount(label[~np.isnan(change)], minlength=len(known))
+        first = np.searchsorted(label, np.arange(len(known)))
+        has = count > 0
+        for li, level in enumerate(levels):
+            where = level / 100 * (count[has] - 1).astype(np.float64)
+            index = where.astype(np.int64)
+            index = np.where(where == index, index, index + 1)
+            values = np.zeros(len(known))
+            values[has] = change[first[has] + index]
+            quantiles[known, li] = values
+    result = quantiles[series_of.reshape(-1)] * np.sqrt(steps.astype(float))[:, None]
+    return np.asarray(result, dtype=float)
 
 
 def _with_scores(provenance: pd.DataFrame, selection: Selection) -> pd.DataFrame:
@@ -452,9 +772,12 @@ def _with_scores(provenance: pd.DataFrame, selection: Selection) -> pd.DataFrame
         if not scores.empty and metric in scores
         else pd.Series(dtype=float)
     )
-    keys = list(zip(provenance[ID], provenance["model"], strict=True))
     provenance["metric"] = metric
-    provenance["backtest_score"] = [float(means.get(k, np.nan)) for k in keys]
+    if len(means) and len(provenance):
+        keys = pd.MultiIndex.from_arrays([provenance[ID], provenance["model"]])
+        provenance["backtest_score"] = means.reindex(keys).to_numpy(dtype=float)
+    else:
+        provenance["backtest_score"] = [np.nan] * len(provenance)
     provenance["selection_reason"] = provenance[ID].map(table["reason"]).fillna("")
     return provenance[list(PROVENANCE_COLUMNS)]
 

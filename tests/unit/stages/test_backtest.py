@@ -9,11 +9,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from steadycast.errors import ModelError
 from steadycast.models.base import Capabilities, ForecastTask
+from steadycast.segments import Layout
 from steadycast.selection import Selection, select
-from steadycast.stages.backtest import BacktestResult, backtest
+from steadycast.stages.backtest import BacktestResult, backtest, model_history
 
 ModelFn = Callable[[pd.DataFrame, ForecastTask], pd.DataFrame]
 START = pd.Timestamp("2022-01-03")  # a Monday
@@ -393,3 +396,132 @@ def test_no_ensemble_when_disabled() -> None:
     sel = _select(history, {"Over": planted(+1.0), "Under": planted(-1.0)}, top_k=0)
     assert sel.table.iloc[0]["model"] == "Over"
     assert not sel.scores["model"].str.startswith("Ensemble").any()
+
+
+# --- the vectorised stage against plain, series-by-series ways of doing the same -------------
+
+
+def _plain_model_history(history: pd.DataFrame) -> pd.DataFrame:
+    """model_history written plainly: series by series, pandas interpolating."""
+    data = history[["unique_id", "ds", "y"]].assign(unique_id=lambda d: d["unique_id"].astype(str))
+    data = data.sort_values(["unique_id", "ds"], kind="stable").reset_index(drop=True)
+    parts = []
+    for _uid, group in data.groupby("unique_id", sort=False):
+        seen = group["y"].notna()
+        if not seen.any():
+            continue
+        group = group.loc[seen.idxmax() : seen[::-1].idxmax()]
+        parts.append(group.assign(y=group["y"].interpolate(limit_area="inside")))
+    return pd.concat(parts, ignore_index=True)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    series=st.lists(
+        st.lists(st.floats(-100, 100) | st.just(float("nan")), min_size=1, max_size=15),
+        min_size=1,
+        max_size=5,
+    ),
+    shuffle=st.booleans(),
+)
+def test_model_history_fills_as_pandas_does_series_by_series(
+    series: list[list[float]], shuffle: bool
+) -> None:
+    history = frame({f"s{i}": values for i, values in enumerate(series)})
+    if not history["y"].notna().any():
+        history.loc[0, "y"] = 1.0
+    if shuffle:
+        history = history.sample(frac=1.0, random_state=len(history))
+    pd.testing.assert_frame_equal(
+        model_history(history), _plain_model_history(history), check_exact=True
+    )
+
+
+def _random_fleet(seed: int, holes: bool) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    lengths = [30, *rng.integers(3, 40, 5)]
+    history = frame(
+        {f"s{i}": np.round(20 + np.cumsum(rng.normal(0, 1, n)), 2) for i, n in enumerate(lengths)}
+    )
+    if holes:  # missing days in held-out steps: those windows do not line up with the forecast
+        history = history.drop(index=history.index[history["unique_id"] == "s0"][[-2, -6]])
+    return history
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_block_join_and_scores_are_the_frame_join_and_evaluate(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    history = _random_fleet(seed, holes=seed % 2 == 1)
+    models = {
+        "Naive": echo,
+        "SeasonalNaive": seasonal,
+        "Good": with_intervals(planted(0.5), width=2.0),
+        "Crash": crash,
+    }
+    caps = {**CAPS, "Good": Capabilities(intervals=True)}
+
+    def run() -> BacktestResult:
+        return backtest(
+            history,
+            routing(history["unique_id"].unique(), list(models)),
+            TASK,
+            windows=3,
+            step=seed % 3,
+            runner=FakeRunner(models),
+            capabilities=caps,
+        )
+
+    blockwise = run()
+    # Every series repeating a timestamp (as far as the stage knows): the general join.
+    monkeypatch.setattr(Layout, "strictly_increasing", lambda self: False)
+    general = run()
+    for name in ("scores", "forecasts", "series"):
+        pd.testing.assert_frame_equal(
+            getattr(blockwise, name), getattr(general, name), check_exact=True, obj=name
+        )
+
+
+def test_output_unusable_as_a_whole_fails_every_series_of_the_call() -> None:
+    history = frame({"a": np.arange(30), "b": np.arange(30)})
+    runner = FakeRunner({"Naive": echo, "NoYhat": future})  # no yhat column at all
+    result = backtest(history, routing("ab", ["Naive", "NoYhat"]), TASK, windows=2, runner=runner)
+    failed = result.scores[result.scores["model"] == "NoYhat"]
+    assert len(failed) == 4
+    assert (failed["status"] == "failed").all()
+    assert failed["reason"].str.contains("returned no column 'yhat'").all()
+    assert (result.scores.loc[result.scores["model"] == "Naive", "status"] == "ok").all()
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_blockwise_ensembles_are_the_frame_based_mean(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from steadycast import selection as selection_module
+
+    rng = np.random.default_rng(seed)
+    history = frame({f"s{i}": truth(pd.Series(pd.date_range(START, periods=40))) for i in range(4)})
+    history["y"] += np.round(rng.normal(0, 1, len(history)), 2)
+    offsets = np.round(rng.normal(0, 1, 3), 3)
+    models = {
+        "Over": planted(offsets[0]),
+        "Under": with_intervals(planted(-offsets[1])),
+        "Far": with_intervals(planted(5 * offsets[2])),
+        "Naive": echo,
+    }
+    caps = {"Under": Capabilities(intervals=True), "Far": Capabilities(intervals=True)}
+    result = backtest(
+        history,
+        routing(history["unique_id"].unique(), list(models)),
+        TASK,
+        windows=3,
+        runner=FakeRunner(models),
+        capabilities=caps,
+    )
+    blockwise = select(result, history, metric="rmsse", ensemble_top_k=3, levels=TASK.levels)
+    monkeypatch.setattr(selection_module, "_ensembles_blockwise", lambda *args: None)
+    general = select(result, history, metric="rmsse", ensemble_top_k=3, levels=TASK.levels)
+    for name in ("table", "scores", "forecasts"):
+        pd.testing.assert_frame_equal(
+            getattr(blockwise, name), getattr(general, name), check_exact=True, obj=name
+        )

@@ -304,3 +304,37 @@ def test_degenerate_partitions_never_raise(values: list[float], source: str | No
     else:
         assert result.provenance["source"].tolist() == [source]
         assert len(result.forecasts) == (0 if source == "none" else 3)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_backtest_intervals_are_the_expanding_quantile_of_the_errors(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    history = frame({f"w{i}": np.round(50 + np.cumsum(rng.normal(0, 2, 40)), 1) for i in range(3)})
+    cfg = config(windows=3, step=1)
+    result, _ = _run(history, ["Naive", "Okay"], broken=set(), cfg=cfg)
+    sel = _selection(history, FakeRunner(models()), ["Naive", "Okay"], cfg)
+    for uid, rows in result.forecasts.groupby("unique_id"):
+        model = rows["model"].iloc[0]
+        errors = sel.forecasts[
+            (sel.forecasts["unique_id"] == uid) & (sel.forecasts["model"] == model)
+        ]
+        errors = errors.assign(e=(errors["y"] - errors["yhat"]).abs())
+        errors = errors.sort_values(["step", "window"], kind="stable")
+        for level in LEVELS:
+            # The written-out rule: the quantile of the errors of steps <= k, non-decreasing in k.
+            upto = errors["e"].expanding().quantile(level / 100, interpolation="higher")
+            half = upto.groupby(errors["step"].to_numpy()).last().cummax().to_numpy()
+            np.testing.assert_array_equal(rows[f"yhat_hi_{level}"] - rows["yhat"], half[:3])
+
+
+def test_output_unusable_as_a_whole_walks_the_chain() -> None:
+    history = frame({"a": pattern(), "b": pattern()})
+    cfg = config()
+    runner = FakeRunner({**models(), "Good": lambda h, t: h.head(0)[["unique_id", "ds"]]})
+    sel = _selection(history, FakeRunner(models()), ["Good", "Okay"], cfg)
+    result = forecast_partition(history, cfg, runner, sel, capabilities=CAPS)
+    prov = result.provenance.set_index("unique_id")
+    assert (prov["model"] == "Okay").all()
+    assert (
+        prov["fallback_reason"].str.startswith("Good failed: model 'Good' returned no column").all()
+    )
