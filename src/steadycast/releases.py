@@ -43,7 +43,8 @@ class Release:
         return self.path / FORECASTS
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_path(path: Path) -> None:
+    """Flush a file or a directory (its entries) to disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -114,9 +115,9 @@ def write_release(
             with written.open("rb") as handle:
                 os.fsync(handle.fileno())
         _write_durable(tmp / MANIFEST, json.dumps(manifest, indent=2, default=str).encode())
-        _fsync_dir(tmp)
+        fsync_path(tmp)
         os.rename(tmp, final)
-        _fsync_dir(base)
+        fsync_path(base)
     except OSError as exc:
         # A full or read-only disk: leave no half-written directory taking space behind.
         shutil.rmtree(tmp, ignore_errors=True)
@@ -142,7 +143,7 @@ def make_current(releases_root: Path, pipeline: str, release_id: str) -> None:
             f"the pointer {base / POINTER} cannot be written ({exc.strerror or exc}); "
             f"release {release_id} was not made current, the current release is unchanged"
         ) from exc
-    _fsync_dir(base)
+    fsync_path(base)
 
 
 def current_id(releases_root: Path, pipeline: str) -> str | None:

@@ -31,6 +31,7 @@ import signal
 from pathlib import Path
 
 from steadycast.ops.runlog import FAILPOINT_ENV
+from steadycast.releases import fsync_path
 
 DONE = "_SUCCESS"
 STAGING = "_staging"
@@ -47,14 +48,6 @@ def staging_dir(final: Path) -> Path:
     return path
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def commit(staging: Path, final: Path) -> bool:
     """Make ``staging`` durable, mark it complete and rename it to ``final``.
 
@@ -62,10 +55,10 @@ def commit(staging: Path, final: Path) -> bool:
     directory is then removed and the committed outputs stand).
     """
     for written in staging.iterdir():
-        _fsync(written)
+        fsync_path(written)
     (staging / DONE).write_bytes(b"")
-    _fsync(staging / DONE)
-    _fsync(staging)
+    fsync_path(staging / DONE)
+    fsync_path(staging)
     try:
         os.rename(staging, final)
     except OSError as exc:
@@ -73,7 +66,7 @@ def commit(staging: Path, final: Path) -> bool:
             shutil.rmtree(staging, ignore_errors=True)
             return False
         raise
-    _fsync(final.parent)
+    fsync_path(final.parent)
     return True
 
 
