@@ -16,6 +16,7 @@ import re
 import threading
 import zlib
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,6 +34,9 @@ from steadycast.timegrid import grid_map, is_calendar, offset_of
 from steadycast.workspace import Workspace
 
 CHUNK = 1 << 20
+DAY_US = 86_400_000_000
+# Above this many bits (256 MB) for all series' time grids, the exact duplicate check is cheaper.
+MAX_KEY_BITS = 1 << 31
 
 # Reason codes, in the order they are tested: a row gets the first that applies.
 REASONS = (
@@ -67,6 +71,17 @@ CANDIDATE_FORMATS = (
     "%Y/%m/%d",
     "%Y%m%d%H%M%S",
     "%Y%m%d",
+)
+
+# Exact ISO 8601 wall-clock layouts: a sample picks the strict parser most rows fit.
+ISO_STRICT = (
+    "%Y-%m-%d %H:%M:%S",
+    "%Y-%m-%dT%H:%M:%S",
+    "%Y-%m-%d %H:%M",
+    "%Y-%m-%dT%H:%M",
+    "%Y-%m-%d",
+    "%Y-%m-%d %H:%M:%S.%f",
+    "%Y-%m-%dT%H:%M:%S.%f",
 )
 
 # A time of day followed by a UTC offset: the timestamp is an instant, not a wall-clock time.
@@ -117,42 +132,61 @@ class _Fingerprint:
     format: str  # "csv" | "csv.gz" | "parquet"
 
 
-def fingerprint(path: Path) -> _Fingerprint:
-    """Hash the content and check it is readable text (UTF-8) or Parquet, in one pass.
-
-    The hash is of the decompressed bytes, so the same rows gzipped differently are one batch.
-    """
+def file_format(path: Path) -> str:
+    """The file's format from its first bytes; a file that cannot be opened is named."""
     try:
-        handle = path.open("rb")
+        with path.open("rb") as handle:
+            head = handle.read(4)
     except FileNotFoundError:
         raise InputFileError(str(path), "no such file") from None
     except IsADirectoryError:
         raise InputFileError(str(path), "is a directory, not a file") from None
     except OSError as exc:
         raise InputFileError(str(path), f"cannot be read ({exc.strerror})") from None
-    with handle:
-        head = handle.read(4)
-        handle.seek(0)
-        if head == b"PAR1":
-            digest = hashlib.sha256()
+    if head == b"PAR1":
+        return "parquet"
+    return "csv.gz" if head[:2] == b"\x1f\x8b" else "csv"
+
+
+def _text(handle: Any, fmt: str) -> Any:
+    return gzip.GzipFile(fileobj=handle) if fmt == "csv.gz" else handle
+
+
+def _line_at(path: Path, fmt: str, offset: int) -> int:
+    """The 1-based line holding byte ``offset`` of the (decompressed) text; read again only
+    when a file is refused, so the hashing pass does not count lines."""
+    lines, done = 1, 0
+    with path.open("rb") as handle:
+        stream = _text(handle, fmt)
+        while done < offset and (chunk := stream.read(min(CHUNK, offset - done))):
+            lines += chunk.count(b"\n")
+            done += len(chunk)
+    return lines
+
+
+def fingerprint(path: Path, fmt: str | None = None) -> _Fingerprint:
+    """Hash the content and check it is readable text (UTF-8) or Parquet, in one pass.
+
+    The hash is of the decompressed bytes, so the same rows gzipped differently are one batch.
+    """
+    fmt = fmt or file_format(path)
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        if fmt == "parquet":
             while chunk := handle.read(CHUNK):
                 digest.update(chunk)
-            return _Fingerprint(digest.hexdigest(), "parquet")
-        compressed = head[:2] == b"\x1f\x8b"
-        stream: Any = gzip.GzipFile(fileobj=handle) if compressed else handle
-        digest = hashlib.sha256()
+            return _Fingerprint(digest.hexdigest(), fmt)
+        stream = _text(handle, fmt)
         decoder = codecs.getincrementaldecoder("utf-8")()
         offset = 0
-        lines = 1
         try:
             while chunk := stream.read(CHUNK):
                 digest.update(chunk)
                 nul = chunk.find(b"\x00")
                 if nul >= 0:
-                    line = lines + chunk[:nul].count(b"\n")
                     raise InputFileError(
                         str(path),
-                        f"binary data (a NUL byte on line {line}); "
+                        f"binary data (a NUL byte on line {_line_at(path, fmt, offset + nul)}); "
                         "expected CSV text (UTF-8), gzip-compressed CSV or Parquet",
                     )
                 try:
@@ -162,14 +196,12 @@ def fingerprint(path: Path) -> _Fingerprint:
                         decoder.decode(chunk)
                 except UnicodeDecodeError as exc:
                     bad = offset + exc.start
-                    line = lines + chunk[: exc.start].count(b"\n")
                     raise InputFileError(
                         str(path),
-                        f"not UTF-8 text (invalid byte at offset {bad}, line {line}); "
-                        "re-save the file as UTF-8",
+                        f"not UTF-8 text (invalid byte at offset {bad}, "
+                        f"line {_line_at(path, fmt, bad)}); re-save the file as UTF-8",
                     ) from None
                 offset += len(chunk)
-                lines += chunk.count(b"\n")
             decoder.decode(b"", final=True)
         except UnicodeDecodeError:
             raise InputFileError(
@@ -177,9 +209,9 @@ def fingerprint(path: Path) -> _Fingerprint:
             ) from None
         except (OSError, EOFError, zlib.error) as exc:
             raise InputFileError(str(path), f"corrupt gzip data ({exc})") from None
-        if offset == 0:
-            raise InputFileError(str(path), "the file is empty (not even a header row)")
-        return _Fingerprint(digest.hexdigest(), "csv.gz" if compressed else "csv")
+    if offset == 0:
+        raise InputFileError(str(path), "the file is empty (not even a header row)")
+    return _Fingerprint(digest.hexdigest(), fmt)
 
 
 def _ident(name: str) -> str:
@@ -191,17 +223,17 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _reader(path: Path, fp: _Fingerprint, cfg: PipelineConfig, keep_rejects: bool) -> str:
+def _reader(path: Path, fmt: str, cfg: PipelineConfig, keep_rejects: bool) -> str:
     """The DuckDB table function that reads the file, every column as text.
 
     Only the one full scan keeps its rejected lines, so each is counted once.
     """
-    if fp.format == "parquet":
+    if fmt == "parquet":
         return f"read_parquet({_literal(str(path))})"
     options = [
         "all_varchar = true",
         "header = true",
-        "compression = " + ("'gzip'" if fp.format == "csv.gz" else "'none'"),
+        "compression = " + ("'gzip'" if fmt == "csv.gz" else "'none'"),
     ]
     if keep_rejects:
         options += [
@@ -217,7 +249,7 @@ def _reader(path: Path, fp: _Fingerprint, cfg: PipelineConfig, keep_rejects: boo
 
 
 def _mapped_columns(
-    con: duckdb.DuckDBPyConnection, reader: str, path: Path, fp: _Fingerprint, cfg: PipelineConfig
+    con: duckdb.DuckDBPyConnection, reader: str, path: Path, fmt: str, cfg: PipelineConfig
 ) -> str:
     """SELECT list of the three mapped columns, as text; names are checked against the file."""
     src = cfg.source
@@ -225,9 +257,7 @@ def _mapped_columns(
     try:
         columns = [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {reader}").fetchall()]
     except duckdb.Error as exc:
-        raise InputFileError(
-            str(path), f"cannot be read as {fp.format} ({_first_line(exc)})"
-        ) from None
+        raise InputFileError(str(path), f"cannot be read as {fmt} ({_first_line(exc)})") from None
     missing = [c for c in wanted if c not in columns]
     if missing:
         shown = ", ".join(repr(c) for c in columns[:20])
@@ -247,42 +277,64 @@ def _first_line(exc: Exception) -> str:
     return text[0] if text else type(exc).__name__
 
 
-def _choose_format(
-    con: duckdb.DuckDBPyConnection, source: str, cfg: PipelineConfig
-) -> tuple[str, str]:
-    """Pick the primary time parser from a sample: (SQL expression over ``t``, format name)."""
+@dataclass(frozen=True)
+class _TimeParser:
+    """How the time column is read: ``strict`` accepts only the whole text in one exact format
+    (so it can never drop a UTC offset); rows it refuses go through ``lenient`` after the
+    offset test. Both are SQL expressions over ``t``."""
+
+    strict: str
+    lenient: str
+    name: str
+
+
+def _strptime(fmt: str) -> str:
+    return f"try_strptime(t, {_literal(fmt)})"
+
+
+def _choose_format(con: duckdb.DuckDBPyConnection, source: str, cfg: PipelineConfig) -> _TimeParser:
+    """Pick the time parsers from a sample of the file."""
     explicit = cfg.source.time_format
     if explicit:
-        return f"try_strptime(t, {_literal(explicit)})", explicit
+        return _TimeParser(_strptime(explicit), _strptime(explicit), explicit)
     con.execute(
         f"CREATE TEMP TABLE sample AS SELECT t FROM (SELECT t_raw AS t FROM {source} LIMIT 5000) "
         f"WHERE t IS NOT NULL AND NOT regexp_matches(t, {_literal(AWARE)}) "
         f"AND NOT regexp_matches(t, {_literal(EPOCH)})"
     )
-    best = ("TRY_CAST(t AS TIMESTAMP)", "ISO 8601")
+
+    def fitting(expr: str) -> int:
+        return _count(con, f"SELECT count({expr}) FROM sample")
+
     total = _count(con, "SELECT count(*) FROM sample")
-    best_count = _count(con, "SELECT count(TRY_CAST(t AS TIMESTAMP)) FROM sample")
+    strict_count, strict = max((fitting(_strptime(f)), _strptime(f)) for f in ISO_STRICT)
+    best = _TimeParser(
+        strict if strict_count else "NULL::TIMESTAMP", "TRY_CAST(t AS TIMESTAMP)", "ISO 8601"
+    )
+    best_count = fitting(best.lenient)
     if best_count < total:
         for fmt in CANDIDATE_FORMATS:
-            count = _count(con, f"SELECT count(try_strptime(t, {_literal(fmt)})) FROM sample")
+            count = fitting(_strptime(fmt))
             if count > best_count:
-                best, best_count = (f"try_strptime(t, {_literal(fmt)})", fmt), count
+                best, best_count = _TimeParser(_strptime(fmt), _strptime(fmt), fmt), count
     con.execute("DROP TABLE sample")
     return best
 
 
-def _staged_sql(source: str, cfg: PipelineConfig, primary: str) -> str:
+def _staged_sql(source: str, cfg: PipelineConfig, parser: _TimeParser) -> str:
     """SELECT that parses every row: id, value, wall-clock or UTC time, unparsed text.
 
-    A cheap string test finds the few rows that may carry a UTC offset; only those pay for the
-    regular expression, and only rows that are not wall-clock times are tried as epoch numbers.
+    Most rows are read by the strict parser and tested for nothing else. Of the rest, a cheap
+    string test finds the few that may carry a UTC offset; only those pay for the regular
+    expression, and only rows that are not wall-clock times are tried as epoch numbers.
     """
+    strict = parser.strict
     if re.search(r"%[zZ]", cfg.source.time_format):
-        naive = "NULL::TIMESTAMP"
+        strict = naive = "NULL::TIMESTAMP"
         aware = f"timezone('UTC', try_strptime(t, {_literal(cfg.source.time_format)}))"
         maybe_aware = "true"
     else:
-        naive = primary
+        naive = parser.lenient
         aware = "timezone('UTC', TRY_CAST(t AS TIMESTAMPTZ))"
         # CASE evaluates lazily, so only rows that pass the cheap test pay for the regex.
         maybe_aware = (
@@ -305,12 +357,17 @@ def _staged_sql(source: str, cfg: PipelineConfig, primary: str) -> str:
                CASE WHEN is_aware THEN {aware} WHEN ts_local IS NULL THEN {epoch} END AS ts_utc
         FROM (
             SELECT unique_id, t, v_raw, y, is_aware,
-                   CASE WHEN NOT is_aware THEN {naive} END AS ts_local
+                   CASE WHEN strict IS NOT NULL THEN strict WHEN NOT is_aware THEN {naive} END
+                     AS ts_local
+            FROM (
+            SELECT unique_id, t, v_raw, y, strict,
+                   CASE WHEN strict IS NULL THEN coalesce({maybe_aware}, false) ELSE false END
+                     AS is_aware
             FROM (
                 SELECT NULLIF(trim(id_raw), '') AS unique_id, t_raw AS t, v_raw,
-                       TRY_CAST(v_raw AS DOUBLE) AS y,
-                       coalesce({maybe_aware}, false) AS is_aware
+                       TRY_CAST(v_raw AS DOUBLE) AS y, {strict} AS strict
                 FROM {source}
+            )
             )
         )
         )
@@ -479,9 +536,41 @@ def _create_checked(
     """)
 
 
-def _dedupe(con: duckdb.DuckDBPyConnection, rec: str) -> None:
+def _no_repeated_keys(con: duckdb.DuckDBPyConnection, cfg: PipelineConfig) -> bool:
+    """True when no good row's (unique_id, ds) repeats, shown without a hash table of every key.
+
+    Each series' times become bits on one grid (one bit per step from the batch's first time);
+    if every series sets as many bits as it has rows, no two of its rows share a time. A False
+    is only "maybe": two times in one step (a DST day, a calendar month) share a bit, and the
+    exact check decides.
+    """
+    lo, hi, series = con.execute(
+        "SELECT epoch_us(min(ds)), epoch_us(max(ds)), approx_count_distinct(unique_id) "
+        "FROM checked WHERE code IS NULL"
+    ).fetchone() or (None, None, 0)
+    if lo is None or hi is None:
+        return True
+    offset = offset_of(cfg.series.frequency)
+    step = int(pd.Timedelta(offset).value // 1000) if isinstance(offset, Tick) else DAY_US
+    slots = (int(hi) - int(lo)) // step + 1
+    if slots * int(series * 1.1 + 1) > MAX_KEY_BITS:
+        return False
+    return not _count(
+        con,
+        f"""SELECT count(*) FROM (
+              SELECT count(*) AS n,
+                     bit_count(bitstring_agg(CAST((epoch_us(ds) - {int(lo)}) // {step} AS BIGINT),
+                                             0, {slots - 1})) AS times
+              FROM checked WHERE code IS NULL GROUP BY unique_id
+            ) WHERE n <> times""",
+    )
+
+
+def _dedupe(con: duckdb.DuckDBPyConnection, rec: str, cfg: PipelineConfig) -> None:
     """Duplicates of (unique_id, ds) inside the batch: exact copies are stored once and the
     extra copies quarantined; copies that disagree cannot be told apart, so all are."""
+    if _no_repeated_keys(con, cfg):
+        return
     # A 64-bit hash finds the candidate keys in one pass; most batches have none, and then
     # nothing more is read. The exact keys are compared only for the candidates.
     con.execute("""
@@ -681,76 +770,42 @@ def _tracking(
 def ingest_file(
     ws: Workspace, cfg: PipelineConfig, path: Path, progress: Progress | None = None
 ) -> BatchResult:
-    """Ingest one file as one batch; a batch already ingested into this pipeline is skipped."""
+    """Ingest one file as one batch; a batch already ingested into this pipeline is skipped.
+
+    The file is hashed in a thread while DuckDB reads it: the hash names the batch and is only
+    needed to write it. A file the hash refuses (not text, not UTF-8) or has seen before stops
+    the read at once.
+    """
     meter = Meter()
     with meter:
-        display = str(path)
-        fp = fingerprint(path)
-        batch_id = fp.sha256[:16]
-        result = BatchResult(file=display, batch_id=batch_id, status="ingested")
+        fmt = file_format(path)
         with store.writing(
             ws.store_path, memory_limit=cfg.ingest.memory_limit, temp_dir=ws.temp_dir
         ) as con:
+            known = {
+                str(row[0])
+                for row in con.execute(
+                    "SELECT content_sha256 FROM batches WHERE pipeline = ?", [cfg.name]
+                ).fetchall()
+            }
             con.execute("BEGIN TRANSACTION")
-            try:
-                seen = _count(
-                    con,
-                    "SELECT count(*) FROM batches WHERE pipeline = ? AND content_sha256 = ?",
-                    [cfg.name, fp.sha256],
-                )
-                if seen:
-                    con.execute("ROLLBACK")
-                    result.status = "skipped"
-                else:
-                    peek = _reader(path, fp, cfg, keep_rejects=False)
-                    columns = _mapped_columns(con, peek, path, fp, cfg)
-                    full = _reader(path, fp, cfg, keep_rejects=True)
-                    try:
-                        primary, result.time_format = _choose_format(
-                            con, f"(SELECT {columns} FROM {peek})", cfg
-                        )
-                        parse = _staged_sql(f"(SELECT {columns} FROM {full})", cfg, primary)
-                        with _tracking(con, progress, f"reading {path.name}"):
-                            if _needs_grid_map(cfg):
-                                con.execute(f"CREATE TEMP TABLE staged AS {parse}")
-                                rec = _place(con, cfg)
-                            else:
-                                rec = _place_direct(con, cfg, parse)
-                    except duckdb.OutOfMemoryException:
-                        raise  # the machine's memory or spill space, not the file
-                    except duckdb.IOException as exc:
-                        if "No space left on device" in str(exc):
-                            raise
-                        raise InputFileError(
-                            display, f"cannot be read as {fp.format} ({_first_line(exc)})"
-                        ) from None
-                    except duckdb.Error as exc:
-                        raise InputFileError(
-                            display, f"cannot be read as {fp.format} ({_first_line(exc)})"
-                        ) from None
-                    has_rejects = fp.format != "parquet" and bool(
-                        _count(con, "SELECT count(*) FROM rejects")
-                    )
-                    # Each row's place in the file is fixed now; without keeping row order
-                    # DuckDB groups and writes in parallel.
-                    con.execute("SET preserve_insertion_order = false")
-                    with _tracking(con, progress, f"storing {path.name}"):
-                        _dedupe(con, rec)
-                        _write(con, cfg, batch_id, display, fp, has_rejects, result, rec)
-                    con.execute("COMMIT")
-            except BaseException:
-                with contextlib.suppress(duckdb.Error):
-                    con.execute("ROLLBACK")
-                raise
+            with ThreadPoolExecutor(1, thread_name_prefix="steadycast-hash") as pool:
+                hashing = pool.submit(_hash_watching, path, fmt, known, con)
+                try:
+                    result = _ingest_batch(con, cfg, path, fmt, hashing, known, progress)
+                except BaseException:
+                    with contextlib.suppress(duckdb.Error):
+                        con.execute("ROLLBACK")
+                    raise
     usage = meter.usage
     result.wall_s, result.cpu_s, result.peak_rss_mb = usage.wall_s, usage.cpu_s, usage.peak_rss_mb
     control.audit(
         ws.control_path,
         f"ingest.{result.status}",
         pipeline=cfg.name,
-        subject=batch_id,
+        subject=result.batch_id,
         detail={
-            "file": display,
+            "file": result.file,
             "rows_read": result.rows_read,
             "rows_stored": result.rows_stored,
             "rows_quarantined": result.rows_quarantined,
@@ -758,6 +813,95 @@ def ingest_file(
         },
     )
     return result
+
+
+def _hash_watching(
+    path: Path, fmt: str, known: set[str], con: duckdb.DuckDBPyConnection
+) -> _Fingerprint:
+    """Fingerprint the file; interrupt the read on ``con`` as soon as the file is refused or
+    known to be a batch already ingested (either way the read would be wasted)."""
+    try:
+        fp = fingerprint(path, fmt)
+    except BaseException:
+        con.interrupt()
+        raise
+    if fp.sha256 in known:
+        con.interrupt()
+    return fp
+
+
+def _ingest_batch(
+    con: duckdb.DuckDBPyConnection,
+    cfg: PipelineConfig,
+    path: Path,
+    fmt: str,
+    hashing: Future[_Fingerprint],
+    known: set[str],
+    progress: Progress | None,
+) -> BatchResult:
+    """Read, check and write the batch inside the caller's transaction (committed here)."""
+    display = str(path)
+    try:
+        rec, has_rejects, time_format = _read_and_check(con, cfg, path, fmt, progress)
+    except BaseException:
+        fp = hashing.result()  # the hash's verdict on the file comes first
+        if fp.sha256 in known:
+            con.execute("ROLLBACK")
+            return BatchResult(file=display, batch_id=fp.sha256[:16], status="skipped")
+        raise
+    fp = hashing.result()
+    result = BatchResult(file=display, batch_id=fp.sha256[:16], status="ingested")
+    if fp.sha256 in known:
+        con.execute("ROLLBACK")
+        result.status = "skipped"
+        return result
+    result.time_format = time_format
+    with _tracking(con, progress, f"storing {path.name}"):
+        _write(con, cfg, result.batch_id, display, fp, has_rejects, result, rec)
+    con.execute("COMMIT")
+    return result
+
+
+def _read_and_check(
+    con: duckdb.DuckDBPyConnection,
+    cfg: PipelineConfig,
+    path: Path,
+    fmt: str,
+    progress: Progress | None,
+) -> tuple[str, bool, str]:
+    """Parse, place and check every row into ``checked``, duplicates included.
+
+    Returns the row-number expression of ``checked``, whether DuckDB rejected lines, and the
+    time format used.
+    """
+    display = str(path)
+    peek = _reader(path, fmt, cfg, keep_rejects=False)
+    columns = _mapped_columns(con, peek, path, fmt, cfg)
+    full = _reader(path, fmt, cfg, keep_rejects=True)
+    try:
+        parser = _choose_format(con, f"(SELECT {columns} FROM {peek})", cfg)
+        parse = _staged_sql(f"(SELECT {columns} FROM {full})", cfg, parser)
+        with _tracking(con, progress, f"reading {path.name}"):
+            if _needs_grid_map(cfg):
+                con.execute(f"CREATE TEMP TABLE staged AS {parse}")
+                rec = _place(con, cfg)
+            else:
+                rec = _place_direct(con, cfg, parse)
+    except (duckdb.OutOfMemoryException, duckdb.InterruptException):
+        raise  # the machine's memory or spill space, or a stop: not the file
+    except duckdb.IOException as exc:
+        if "No space left on device" in str(exc):
+            raise
+        raise InputFileError(display, f"cannot be read as {fmt} ({_first_line(exc)})") from None
+    except duckdb.Error as exc:
+        raise InputFileError(display, f"cannot be read as {fmt} ({_first_line(exc)})") from None
+    has_rejects = fmt != "parquet" and bool(_count(con, "SELECT count(*) FROM rejects"))
+    # Each row's place in the file is fixed now; without keeping row order DuckDB groups and
+    # writes in parallel.
+    con.execute("SET preserve_insertion_order = false")
+    with _tracking(con, progress, f"checking {path.name}"):
+        _dedupe(con, rec, cfg)
+    return rec, has_rejects, parser.name
 
 
 def ingest(ws: Workspace, pipeline: str, files: list[Path]) -> list[BatchResult]:

@@ -360,3 +360,64 @@ def test_progress_is_reported_for_reading_and_storing(
     )
     assert ("reading p.csv", 100, 100) in seen and ("storing p.csv", 100, 100) in seen
     assert all(0 <= done <= total == 100 for _, done, total in seen)
+
+
+# Grids where a step is exact (hourly UTC) and where it is not (a Sydney day is 23 to 25 hours
+# long; months differ in length): the duplicate check must find every repeated key on each.
+GRIDS = {
+    "hourly_utc": ("1h", "UTC", lambda k: pd.Timestamp("2024-01-01") + pd.Timedelta(hours=k)),
+    "daily_sydney": (
+        "1D",
+        "Australia/Sydney",
+        lambda k: pd.Timestamp("2024-03-25") + pd.Timedelta(days=k),  # across the April change
+    ),
+    "monthly": ("MS", "UTC", lambda k: pd.Timestamp("2023-01-01") + pd.DateOffset(months=k)),
+}
+
+
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    grid=st.sampled_from(sorted(GRIDS)),
+    keys=st.lists(st.tuples(st.sampled_from("pqr"), st.integers(0, 20)), min_size=1, max_size=60),
+)
+def test_property_every_repeated_key_is_found(
+    tmp_path_factory: pytest.TempPathFactory, grid: str, keys: list[tuple[str, int]]
+) -> None:
+    frequency, zone, time_of = GRIDS[grid]
+    root = tmp_path_factory.mktemp("dupes")
+    ws = Workspace.init(root / "ws")
+    (ws.pipelines_dir / "meters.toml").write_text(
+        '[source]\nid_column="meter_id"\ntime_column="timestamp"\nvalue_column="kwh"\n'
+        f'timezone="{zone}"\n[series]\nfrequency="{frequency}"\nhorizon=1\n'
+    )
+    # A key's copies carry the same value, so each extra copy is an exact duplicate.
+    lines = [f"{s},{time_of(k):%Y-%m-%d %H:%M:%S},{k}" for s, k in keys]
+    [b] = ingest(ws, "meters", [write_csv(root / "rows.csv", lines)])
+    distinct = len(set(keys))
+    assert b.rows_stored == distinct
+    assert b.quarantine_reasons == (
+        {"duplicate": len(keys) - distinct} if len(keys) > distinct else {}
+    )
+    stored = observations(ws)
+    assert not stored.duplicated(["unique_id", "ds"]).any()
+
+
+def test_reingesting_a_large_file_is_skipped_and_changes_nothing(
+    workspace: Workspace, make_pipeline: Callable[..., str], tmp_path: Path
+) -> None:
+    """The content hash runs while the file is read; a known file stops the read and the
+    batch is reported skipped, with the store as it was."""
+    ws = workspace
+    make_pipeline()
+    hours = pd.date_range("2024-01-01", periods=2_000, freq="h")
+    lines = [f"m{m:03d},{t:%Y-%m-%d %H:%M:%S},{m % 7}" for t in hours for m in range(100)]
+    path = write_csv(tmp_path / "big.csv", lines)
+    [first] = ingest(ws, "meters", [path])
+    assert first.status == "ingested" and first.rows_stored == 200_000
+    [again] = ingest(ws, "meters", [path])
+    assert (again.status, again.batch_id) == ("skipped", first.batch_id)
+    assert len(observations(ws)) == 200_000
+    with store.reading(ws.store_path) as con:
+        assert con.execute("SELECT count(*) FROM batches").fetchone() == (1,)
