@@ -56,6 +56,16 @@ class ParityError(SteadycastError):
     """Rows were lost or invented between two stages; never expected, always loud."""
 
 
+class DataError(SteadycastError):
+    """Rows handed to a stage break its contract (one row per series and time, on the grid);
+    the message names the series and the first offending time."""
+
+    def __init__(self, series: str, problem: str) -> None:
+        super().__init__(f"series {series!r}: {problem}")
+        self.series = series
+        self.problem = problem
+
+
 class ModelError(SteadycastError):
     """A model failed; the message names the model and, where known, the series."""
 

@@ -6,7 +6,8 @@ spaced (on the grid, with holes), duplicate timestamps and timestamps off the gr
 reaches the forecast stage the way it would in a run: the first seven as they are (the stage
 documents how it treats NaN and holes), the last two through the real ingest, which quarantines
 duplicate and misaligned rows (the stage's input has one row per series and time, on the grid);
-what the stage does with them raw is ``test_prepare_rejects_raw_duplicate_and_off_grid_rows``.
+what the stage does with them raw (it names the series and time) is
+``test_prepare_rejects_raw_duplicate_and_off_grid_rows``.
 
 Two layers per case, both through the real isolated runner:
 
@@ -30,6 +31,7 @@ import pytest
 
 from steadycast import store
 from steadycast.config import PipelineConfig, parse_pipeline
+from steadycast.errors import DataError
 from steadycast.models.isolation import IsolatedRunner
 from steadycast.models.registry import builtin_models
 from steadycast.models.validation import expected_timestamps
@@ -310,18 +312,16 @@ def test_every_builtin_on_degenerate_series_forecasts_or_falls_back(
     assert not violations, violations[:20]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="stages/prepare.py: regularize() fails deep inside pandas on duplicate (unique_id, "
-    "ds) rows ('cannot reindex on an axis with duplicate labels') and with an IndexError on "
-    "timestamps off the frequency grid; ingest never lets such rows through, but the stage "
-    "should name the series and the first bad timestamp (promise 7). Not a file this suite "
-    "may change.",
-)
 @pytest.mark.parametrize("case", THROUGH_INGEST)
 def test_prepare_rejects_raw_duplicate_and_off_grid_rows(case: str) -> None:
-    from steadycast.errors import SteadycastError
-
+    """Promise 7: the stage names the series and the first offending time, on the vectorised
+    path and on the series-by-series one (a calendar frequency)."""
     frame = cases("1h", 24, seed=24)[case]
-    with pytest.raises(SteadycastError, match=case):
+    problem = "two rows at" if case == "duplicate_timestamps" else "is not on the 1h grid"
+    with pytest.raises(DataError, match=rf"series '{case}': .*{problem}"):
         regularize(frame, "1h", max_fill=24)
+    months = list(pd.date_range("2024-01-01", periods=6, freq="MS"))
+    months[3] = months[2] if case == "duplicate_timestamps" else months[3] + pd.Timedelta(days=9)
+    monthly = pd.DataFrame({"unique_id": case, "ds": months, "y": np.arange(6.0)})
+    with pytest.raises(DataError, match=rf"series '{case}': .*{problem.replace('1h', 'MS')}"):
+        regularize(monthly, "MS", max_fill=24)

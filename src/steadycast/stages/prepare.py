@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 from pandas.tseries.offsets import BaseOffset, Tick
 
+from steadycast.errors import DataError
 from steadycast.segments import Layout, rows_of, sorted_runs
 from steadycast.timegrid import offset_of
 
@@ -22,7 +23,12 @@ REPORT_COLUMNS = (ID, "points_in", "points_out", "filled", "cut_before")
 def regularize(
     history: pd.DataFrame, frequency: str, max_fill: int
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Return (regular history, per-series report). ``history`` is ``unique_id, ds, y``."""
+    """Return (regular history, per-series report). ``history`` is ``unique_id, ds, y``.
+
+    Raises :class:`DataError` naming the series and time when two rows share a series and time
+    or a time is off the series' grid: ingest quarantines such rows, so they mean the stage was
+    handed something else.
+    """
     if history.empty:
         return history[[ID, DS, Y]].copy(), pd.DataFrame(columns=list(REPORT_COLUMNS))
     offset = offset_of(frequency)
@@ -36,7 +42,7 @@ def regularize(
         or bool(stamps.isna().any())
     ):
         # Calendar frequencies, zones or missing times: series by series.
-        return _regularize_each(history, offset, max_fill)
+        return _regularize_each(history, offset, max_fill, frequency)
     order, starts, lengths = sorted_runs(ids.to_numpy(), stamps.to_numpy())
     # One copy of the three columns, sorted on the way when they need to be.
     columns = {c: history[c] if order is None else history[c].take(order) for c in (ID, DS, Y)}
@@ -44,9 +50,10 @@ def regularize(
     del columns
     layout = Layout.of(frame, ID, DS, cuts=(starts, lengths))
     if bool(pd.isna(layout.ids).any()):  # a missing id: the series-by-series way drops it
-        return _regularize_each(history, offset, max_fill)
+        return _regularize_each(history, offset, max_fill, frequency)
     ticks, starts, lengths = layout.ticks, layout.starts, layout.lengths
     first = ticks[starts]
+    _check_grid(layout, first, step, frequency)
     span = ticks[starts + lengths - 1] - first
     grid_len = span // step + 1
     irregular = np.flatnonzero(grid_len != lengths)
@@ -62,7 +69,7 @@ def regularize(
         return frame, pd.DataFrame(report, columns=list(REPORT_COLUMNS))
     filled = _fill_gaps(layout, irregular, grid_len[irregular], step, max_fill)
     if filled is None:  # something the series-by-series way raises on: let it say what
-        return _regularize_each(history, offset, max_fill)
+        return _regularize_each(history, offset, max_fill, frequency)
     part_series, part_ticks, part_y, cut, n_filled = filled
     report["points_out"][irregular] = np.bincount(part_series, minlength=len(irregular))
     report["filled"][irregular] = n_filled
@@ -93,6 +100,24 @@ def regularize(
         {ID: ids_out, DS: out_ticks.view("datetime64[ns]"), Y: out_y}, copy=False
     )
     return prepared, pd.DataFrame(report, columns=list(REPORT_COLUMNS))
+
+
+def _check_grid(layout: Layout, first: np.ndarray, step: int, frequency: str) -> None:
+    """Every series' times distinct and on its grid (a whole number of steps from its first)."""
+    ticks = layout.ticks
+    owner = np.repeat(np.arange(len(layout.starts)), layout.lengths)
+    same = np.flatnonzero((np.diff(ticks) == 0) & (np.diff(owner) == 0))
+    off = np.flatnonzero((ticks - first[owner]) % step != 0)
+    if not len(same) and not len(off):
+        return
+    # The earlier in the frame's order, so the message is the same whichever is found first.
+    at = min(int(same[0]) + 1 if len(same) else len(ticks), int(off[0]) if len(off) else len(ticks))
+    series = str(layout.ids[owner[at]])
+    when = pd.Timestamp(int(ticks[at]))
+    if len(same) and at == int(same[0]) + 1:
+        raise DataError(series, f"two rows at {when} (one row per series and time expected)")
+    start = pd.Timestamp(int(first[owner[at]]))
+    raise DataError(series, f"time {when} is not on the {frequency} grid starting at {start}")
 
 
 # Below a microsecond, two grid times can be the same float64 and the vectorised time
@@ -179,7 +204,7 @@ def _interpolate_in_time(values: np.ndarray, ticks: np.ndarray, owner: np.ndarra
 
 
 def _regularize_each(
-    history: pd.DataFrame, offset: BaseOffset, max_fill: int
+    history: pd.DataFrame, offset: BaseOffset, max_fill: int, frequency: str
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """:func:`regularize` series by series, for what the vectorised way does not take."""
     frame = history[[ID, DS, Y]].sort_values([ID, DS], kind="stable").reset_index(drop=True)
@@ -187,6 +212,17 @@ def _regularize_each(
     report: list[tuple[str, int, int, int, object]] = []
     for uid, group in frame.groupby(ID, sort=False):
         grid = pd.date_range(group[DS].iloc[0], group[DS].iloc[-1], freq=offset)
+        repeated = group[DS].duplicated()
+        if repeated.any():
+            when = group[DS][repeated].iloc[0]
+            raise DataError(str(uid), f"two rows at {when} (one row per series and time expected)")
+        off_grid = ~group[DS].isin(grid)
+        if off_grid.any():
+            raise DataError(
+                str(uid),
+                f"time {group[DS][off_grid].iloc[0]} is not on the {frequency} grid "
+                f"starting at {grid[0]}",
+            )
         if len(grid) == len(group):
             out.append(group)
             report.append((str(uid), len(group), len(group), 0, None))
