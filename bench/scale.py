@@ -39,9 +39,12 @@ from statsforecast import StatsForecast
 from statsforecast.models import (HistoricAverage, SeasonalNaive,
     SimpleExponentialSmoothingOptimized, WindowAverage)
 files, sample, freq, season, h = json.loads(sys.argv[1])
-frame = pd.concat([pd.read_parquet(f, columns=["unique_id", "ds", "y"]) for f in files])
-ids = sorted(frame["unique_id"].unique())[:sample]
-frame = frame[frame["unique_id"].isin(ids)].drop_duplicates(["unique_id", "ds"])
+# The sample's rows only (a million-series fleet does not fit in pandas): ids from the first
+# file, their rows from every file (a series may continue in the next one).
+ids = sorted(pd.read_parquet(files[0], columns=["unique_id"])["unique_id"].unique())[:sample]
+frame = pd.concat([pd.read_parquet(f, columns=["unique_id", "ds", "y"],
+                                   filters=[("unique_id", "in", ids)]) for f in files])
+frame = frame.drop_duplicates(["unique_id", "ds"])
 frame = frame.sort_values(["unique_id", "ds"]).reset_index(drop=True)
 # statsforecast needs regular series without gaps, as steadycast's prepare stage makes them.
 full = frame.set_index("ds").groupby("unique_id")["y"].resample(freq).mean().reset_index()

@@ -164,16 +164,25 @@ def _line_at(path: Path, fmt: str, offset: int) -> int:
     return lines
 
 
-def fingerprint(path: Path, fmt: str | None = None) -> _Fingerprint:
+class _Stopped(Exception):
+    """The hash was no longer wanted (the ingest stopped)."""
+
+
+def fingerprint(
+    path: Path, fmt: str | None = None, stop: threading.Event | None = None
+) -> _Fingerprint:
     """Hash the content and check it is readable text (UTF-8) or Parquet, in one pass.
 
     The hash is of the decompressed bytes, so the same rows gzipped differently are one batch.
+    ``stop`` ends the pass early (an interrupted ingest does not wait for a long hash).
     """
     fmt = fmt or file_format(path)
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         if fmt == "parquet":
             while chunk := handle.read(CHUNK):
+                if stop is not None and stop.is_set():
+                    raise _Stopped
                 digest.update(chunk)
             return _Fingerprint(digest.hexdigest(), fmt)
         stream = _text(handle, fmt)
@@ -181,6 +190,8 @@ def fingerprint(path: Path, fmt: str | None = None) -> _Fingerprint:
         offset = 0
         try:
             while chunk := stream.read(CHUNK):
+                if stop is not None and stop.is_set():
+                    raise _Stopped
                 digest.update(chunk)
                 nul = chunk.find(b"\x00")
                 if nul >= 0:
@@ -223,7 +234,9 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _reader(path: Path, fmt: str, cfg: PipelineConfig, keep_rejects: bool) -> str:
+def _reader(
+    path: Path, fmt: str, cfg: PipelineConfig, keep_rejects: bool, buffer: int | None = None
+) -> str:
     """The DuckDB table function that reads the file, every column as text.
 
     Only the one full scan keeps its rejected lines, so each is counted once.
@@ -245,7 +258,27 @@ def _reader(path: Path, fmt: str, cfg: PipelineConfig, keep_rejects: bool) -> st
         options.append("ignore_errors = true")
     if cfg.ingest.delimiter:
         options.append(f"delim = {_literal(cfg.ingest.delimiter)}")
+    if buffer is not None:
+        options.append(f"buffer_size = {buffer}")
     return f"read_csv({_literal(str(path))}, {', '.join(options)})"
+
+
+_UNITS = {"bytes": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40}
+_CSV_BUFFER = 32 << 20  # DuckDB's own read buffer for CSV
+
+
+def _csv_buffer(con: duckdb.DuckDBPyConnection) -> int | None:
+    """A CSV read buffer that fits a small ``[ingest] memory_limit`` (None: DuckDB's own).
+
+    DuckDB reads CSV in 32 MiB buffers, which a cap of tens of megabytes cannot hold; an eighth
+    of the cap (at least 4 MiB, above the longest line DuckDB accepts by default) streams.
+    """
+    row = con.execute("SELECT current_setting('memory_limit')").fetchone()
+    found = re.fullmatch(r"([\d.]+)\s*(bytes|KiB|MiB|GiB|TiB)", str(row[0] if row else "").strip())
+    if not found:
+        return None
+    buffer = max(4 << 20, int(float(found[1]) * _UNITS[found[2]]) // 8)
+    return buffer if buffer < _CSV_BUFFER else None
 
 
 def _mapped_columns(
@@ -789,11 +822,13 @@ def ingest_file(
                 ).fetchall()
             }
             con.execute("BEGIN TRANSACTION")
+            stop = threading.Event()
             with ThreadPoolExecutor(1, thread_name_prefix="steadycast-hash") as pool:
-                hashing = pool.submit(_hash_watching, path, fmt, known, con)
+                hashing = pool.submit(_hash_watching, path, fmt, known, con, stop)
                 try:
                     result = _ingest_batch(con, cfg, path, fmt, hashing, known, progress)
                 except BaseException:
+                    stop.set()
                     with contextlib.suppress(duckdb.Error):
                         con.execute("ROLLBACK")
                     raise
@@ -816,12 +851,18 @@ def ingest_file(
 
 
 def _hash_watching(
-    path: Path, fmt: str, known: set[str], con: duckdb.DuckDBPyConnection
+    path: Path,
+    fmt: str,
+    known: set[str],
+    con: duckdb.DuckDBPyConnection,
+    stop: threading.Event,
 ) -> _Fingerprint:
     """Fingerprint the file; interrupt the read on ``con`` as soon as the file is refused or
     known to be a batch already ingested (either way the read would be wasted)."""
     try:
-        fp = fingerprint(path, fmt)
+        fp = fingerprint(path, fmt, stop)
+    except _Stopped:
+        raise
     except BaseException:
         con.interrupt()
         raise
@@ -843,7 +884,7 @@ def _ingest_batch(
     display = str(path)
     try:
         rec, has_rejects, time_format = _read_and_check(con, cfg, path, fmt, progress)
-    except BaseException:
+    except Exception:  # not a Ctrl-C: that stops the hash and leaves at once
         fp = hashing.result()  # the hash's verdict on the file comes first
         if fp.sha256 in known:
             con.execute("ROLLBACK")
@@ -875,9 +916,10 @@ def _read_and_check(
     time format used.
     """
     display = str(path)
-    peek = _reader(path, fmt, cfg, keep_rejects=False)
+    buffer = _csv_buffer(con)
+    peek = _reader(path, fmt, cfg, keep_rejects=False, buffer=buffer)
     columns = _mapped_columns(con, peek, path, fmt, cfg)
-    full = _reader(path, fmt, cfg, keep_rejects=True)
+    full = _reader(path, fmt, cfg, keep_rejects=True, buffer=buffer)
     try:
         parser = _choose_format(con, f"(SELECT {columns} FROM {peek})", cfg)
         parse = _staged_sql(f"(SELECT {columns} FROM {full})", cfg, parser)

@@ -421,3 +421,22 @@ def test_reingesting_a_large_file_is_skipped_and_changes_nothing(
     assert len(observations(ws)) == 200_000
     with store.reading(ws.store_path) as con:
         assert con.execute("SELECT count(*) FROM batches").fetchone() == (1,)
+
+
+def test_a_file_larger_than_a_small_memory_cap_streams(tmp_path: Path) -> None:
+    """DuckDB's 32 MiB CSV buffers do not fit a cap of tens of megabytes: the buffer follows
+    the cap, and a file of about 60 MB ingests whole under a 64 MB cap."""
+    ws = Workspace.init(tmp_path / "ws")
+    (ws.pipelines_dir / "meters.toml").write_text(
+        '[source]\nid_column="meter_id"\ntime_column="timestamp"\nvalue_column="kwh"\n'
+        '[series]\nfrequency="1h"\nhorizon=1\n[ingest]\nmemory_limit="64MB"\n'
+    )
+    path = tmp_path / "big.csv"
+    duckdb.sql(
+        "COPY (SELECT 'm' || (i % 1000) AS meter_id, "
+        "strftime(TIMESTAMP '2024-01-01' + INTERVAL (i // 1000) HOUR, '%Y-%m-%d %H:%M') AS timestamp, "
+        f"random() AS kwh FROM range(1600000) t(i)) TO '{path}' (HEADER)"
+    )
+    assert path.stat().st_size > 55e6
+    [b] = ingest(ws, "meters", [path])
+    assert (b.rows_read, b.rows_stored, b.rows_quarantined) == (1_600_000, 1_600_000, 0)
