@@ -46,6 +46,7 @@ from steadycast.engines.commit import (
     is_committed,
     staging_dir,
 )
+from steadycast.engines.local import read_partition
 from steadycast.errors import ConfigError, ParityError, SteadycastError, UsageError
 from steadycast.models.registry import SteadycastPluginWarning, available_models, create_model
 from steadycast.ops import alerts, incidents, runlog, sla
@@ -144,8 +145,10 @@ def _snapshot(
     return sorted(target.glob("part=*/*.parquet")) if series else []
 
 
-def _read_partition(path: Path) -> pd.DataFrame:
-    frame = pq.read_table(path, columns=["unique_id", "ds", "y"]).to_pandas()
+def _read_partition(directory: Path) -> pd.DataFrame:
+    """One partition's snapshot rows: every file of its directory (DuckDB writes a large
+    partition as several files, and a series may continue from one file into the next)."""
+    frame = read_partition(directory)
     frame["unique_id"] = frame["unique_id"].astype(str)
     frame["ds"] = frame["ds"].astype("datetime64[ns]")
     return frame
@@ -413,8 +416,8 @@ def _check_stage(
     results: list[CheckResult] = []
     figures = checks.RunFigures()
     nonneg: set[str] = set()
-    for path in parts:
-        history = _read_partition(path)
+    for directory in sorted({p.parent for p in parts}):
+        history = _read_partition(directory)
         rec.rows_in += len(history)
         rec.series_in += history["unique_id"].nunique()
         found, fig = checks.check_series(history, specs, ctx)

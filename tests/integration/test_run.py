@@ -235,3 +235,42 @@ def test_auto_tier_splits_the_fleet_and_records_the_plan(ready: Workspace) -> No
         )
     assert detail["tiers"]["full_share"] == 0.4
     assert detail["tiers"]["series_by_tier"] == {"fast": 3, "full": 2}
+
+
+def test_check_stage_sees_a_series_whole_when_its_partition_has_several_files(
+    tmp_path: Path,
+) -> None:
+    """DuckDB writes a large snapshot partition as several files and a series can continue
+    from one into the next: each series is checked once, on its whole history."""
+    import tomllib
+
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from steadycast.config import parse_pipeline
+    from steadycast.ops.runlog import StageRecord
+    from steadycast.run import _check_stage
+
+    cfg = parse_pipeline(tomllib.loads(PIPELINE), "meters", "meters.toml")
+    hours = pd.date_range("2024-01-01", periods=96, freq="h")
+    a = pd.DataFrame({"unique_id": "a", "ds": hours, "y": 1.0 + (hours.hour % 24 == 12)})
+    b = a.assign(unique_id="b")
+    part = tmp_path / "snapshot" / "part=0"
+    part.mkdir(parents=True)
+    # "a" is split across the two files; a check over half of it would see a flat line.
+    pq.write_table(pa.Table.from_pandas(a.iloc[:12], preserve_index=False), part / "data_0.parquet")
+    rest = pd.concat([a.iloc[12:], b])
+    pq.write_table(pa.Table.from_pandas(rest, preserve_index=False), part / "data_1.parquet")
+    rec = StageRecord("check")
+    checked = _check_stage(sorted(part.glob("*.parquet")), cfg, hours[-1], None, rec)
+    assert (rec.rows_in, rec.series_in) == (192, 2)
+    per_series = pd.Series([r.unique_id for r in checked.results if r.unique_id])
+    assert per_series.value_counts().to_dict() == {
+        "a": len(per_series) // 2,
+        "b": len(per_series) // 2,
+    }
+    outcomes = {
+        (r.check, r.unique_id): r.passed for r in checked.results if r.unique_id is not None
+    }
+    assert all(outcomes[c, "a"] == outcomes[c, "b"] for c, uid in outcomes if uid == "b")
