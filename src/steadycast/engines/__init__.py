@@ -2,8 +2,8 @@
 
 One explicit choice per run, the pipeline's ``[engine]`` table (or ``steadycast run --engine``):
 
-    local   partitions one after another in this process, model code in a pool of isolated
-            worker processes on this machine (the default);
+    local   partitions on this machine, one process per core (``pool.py``), model code in
+            isolated worker processes (the default);
     spark   partitions as Spark tasks in executors, each with its own isolated workers
             (``pip install 'steadycast[spark]'``; PySpark is imported only when it is chosen).
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 from steadycast.config import EngineConfig
 from steadycast.engines.base import Engine, EngineRun, Job, PartitionTask, TaskReport
 from steadycast.engines.local import LocalEngine
+from steadycast.engines.pool import PartitionPool
 
 __all__ = [
     "Engine",
@@ -38,10 +39,12 @@ def check_engine(config: EngineConfig, pipeline: str) -> None:
         check_available(pipeline)
 
 
-def create_engine(config: EngineConfig, pipeline: str) -> Engine:
-    """The engine a pipeline's run uses."""
+def create_engine(
+    config: EngineConfig, pipeline: str, pool: PartitionPool | None = None
+) -> Engine:
+    """The engine a pipeline's run uses; the local engine works in the run's ``pool``."""
     if config.name == "spark":
         from steadycast.engines.spark import SparkEngine
 
         return SparkEngine(config.spark_master, pipeline)
-    return LocalEngine()
+    return LocalEngine(pool)

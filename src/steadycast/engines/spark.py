@@ -28,12 +28,10 @@ PySpark is imported only here, and only when a run uses this engine.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import logging
 import os
 import re
-import resource
 import secrets
 import shutil
 import subprocess
@@ -58,8 +56,8 @@ from steadycast.engines.base import (
     usage_from_json,
     usage_to_json,
 )
+from steadycast.engines.process import own_cpu_s, peak_rss_mb, reset_peak_rss, warm_runner
 from steadycast.errors import ConfigError, SteadycastError
-from steadycast.models.isolation import IsolatedRunner
 from steadycast.ops.runlog import FAILPOINT_ENV
 
 if TYPE_CHECKING:
@@ -162,47 +160,6 @@ def _conform(rows: pd.DataFrame, published: _Published) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
-def _own_cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def _reset_peak_rss() -> None:
-    with contextlib.suppress(OSError), open("/proc/self/clear_refs", "w") as refs:
-        refs.write("5")
-
-
-def _peak_rss_mb() -> float:
-    with contextlib.suppress(OSError), open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-_runners: dict[tuple[int, float, int], IsolatedRunner] = {}
-
-
-def _warm_runner(workers: int, timeout_s: float, memory_mb: int) -> IsolatedRunner:
-    """This Python worker's pool of model workers, started by its first task and reused by the
-    next ones (Spark reuses Python workers), so their start-up (seconds: pandas and
-    statsforecast imports) is paid once per executor core, not once per partition.
-
-    Model workers end with the Python worker: they exit when its end of their socket closes,
-    however it dies. Tasks read usage as differences, so sharing the pool changes no figure.
-    """
-    key = (workers, timeout_s, memory_mb)
-    if key not in _runners:
-        for stale in _runners.values():
-            stale.close()
-        _runners.clear()
-        runner = IsolatedRunner(workers=workers, timeout_s=timeout_s, memory_mb=memory_mb)
-        runner.start()
-        atexit.register(runner.close)
-        _runners[key] = runner
-    return _runners[key]
-
-
 def _run_partition(
     payload: _Payload, key: tuple[Any, ...], history: pd.DataFrame, rows: pd.DataFrame | None
 ) -> pd.DataFrame:
@@ -213,8 +170,8 @@ def _run_partition(
     context = TaskContext.get()
     attempt = context.attemptNumber() if context else 0
     cores = context.cpus() if context else 1
-    _reset_peak_rss()
-    cpu = _own_cpu_s()
+    reset_peak_rss()
+    cpu = own_cpu_s()
     try:
         report = payload.task.committed(part)
         if report is None:
@@ -222,7 +179,7 @@ def _run_partition(
             if payload.published is not None and rows is not None:
                 published = _conform(rows, payload.published)
             limits = payload.limits
-            runner = _warm_runner(max(1, cores), limits.timeout_s, limits.memory_mb)
+            runner = warm_runner(max(1, cores), limits.timeout_s, limits.memory_mb)
             report = payload.task(part, history[HISTORY_COLUMNS], published, runner)
     except Exception as exc:
         # Spark shows the driver the last lines of a task's traceback; this one names the place.
@@ -230,7 +187,7 @@ def _run_partition(
             f"steadycast: pipeline {payload.pipeline!r}, partition {part}: "
             f"{type(exc).__name__}: {exc}"
         ) from exc
-    report = replace(report, attempt=attempt, cpu_s=_own_cpu_s() - cpu, peak_rss_mb=_peak_rss_mb())
+    report = replace(report, attempt=attempt, cpu_s=own_cpu_s() - cpu, peak_rss_mb=peak_rss_mb())
     return pd.DataFrame(
         {
             "part": [report.part],
