@@ -407,7 +407,7 @@ def rule_worse_than_naive(spec: GateSpec, inputs: GateInputs) -> GateResult:
             limit=spec.limit,
         )
     ok = scores[scores["status"] == "ok"] if "status" in scores.columns else scores
-    means = ok.groupby([ok[ID].astype(str), "model"])[metric].mean()
+    means = ok.groupby([ok[ID].astype(str), "model"], observed=True)[metric].mean()
     naive = (
         means.xs(baseline, level="model") if baseline in means.index.get_level_values(1) else None
     )

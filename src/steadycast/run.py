@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from steadycast import checks, control, gate, releases, store, tiers
@@ -47,6 +48,7 @@ from steadycast.engines.commit import (
     staging_dir,
 )
 from steadycast.engines.local import read_partition
+from steadycast.engines.pool import PartitionPool, processes_for
 from steadycast.errors import ConfigError, ParityError, SteadycastError, UsageError
 from steadycast.models.registry import SteadycastPluginWarning, available_models, create_model
 from steadycast.ops import alerts, incidents, runlog, sla
@@ -184,28 +186,30 @@ def _merged(results: list[PartitionResult]) -> PartitionResult:
     )
 
 
-def _scores_long(scores: pd.DataFrame, pipeline: str, run_id: str) -> pd.DataFrame:
-    if scores.empty:
+#: The backtest metrics kept per series, model and window (besides ``coverage_L`` per level).
+SCORE_METRICS = ("mase", "smape", "rmsse")
+
+
+def _score_metrics(files: list[Path]) -> list[str]:
+    names = {name for f in files for name in pq.read_schema(f).names}
+    return sorted(n for n in names if n in SCORE_METRICS or n.startswith("coverage_"))
+
+
+def _read_scores(files: list[Path]) -> pd.DataFrame:
+    """Every partition's backtest scores in one frame, strings as categories: about 60 bytes a
+    row, so the scores of a million series fit beside their forecasts."""
+    if not files:
         return pd.DataFrame()
-    metrics = [
-        c for c in scores.columns if c in ("mase", "smape", "rmsse") or c.startswith("coverage_")
-    ]
-    long = scores.melt(
-        id_vars=["unique_id", "model", "window", "status"],
-        value_vars=metrics,
-        var_name="metric",
-        value_name="value",
-    )
-    long.insert(0, "run_id", run_id)
-    long.insert(0, "pipeline", pipeline)
-    return long[["pipeline", "run_id", "unique_id", "model", "window", "status", "metric", "value"]]
+    table = pa.concat_tables([pq.read_table(f) for f in files], promote_options="default")
+    return table.to_pandas(strings_to_categorical=True)
 
 
 def _store_explanations(
-    ws: Workspace, pipeline: str, run_id: str, scores: pd.DataFrame, provenance: pd.DataFrame
+    ws: Workspace, pipeline: str, run_id: str, score_files: list[Path], provenance: pd.DataFrame
 ) -> None:
-    """Keep every backtest score and each series' provenance, so a choice can be explained."""
-    long = _scores_long(scores, pipeline, run_id)
+    """Keep every backtest score and each series' provenance, so a choice can be explained.
+    The scores go from the partitions' files to the store in long form (a metric a row)
+    without passing through this process."""
     prov = provenance.copy()
     if "tier" not in prov:
         prov["tier"] = None
@@ -230,10 +234,19 @@ def _store_explanations(
         con.execute("BEGIN TRANSACTION")
         con.execute("DELETE FROM backtest_scores WHERE run_id = ?", [run_id])
         con.execute("DELETE FROM series_provenance WHERE run_id = ?", [run_id])
-        if not long.empty:
-            con.register("scores_df", long)
-            con.execute("INSERT INTO backtest_scores SELECT * FROM scores_df")
-            con.unregister("scores_df")
+        metrics = _score_metrics(score_files)
+        if metrics:
+            wide = ", ".join(f'CAST("{m}" AS DOUBLE) AS "{m}"' for m in metrics)
+            con.execute(
+                "INSERT INTO backtest_scores "
+                'WITH wide AS (SELECT unique_id, model, "window", status, '
+                f"{wide} FROM read_parquet(?, union_by_name = true)) "
+                'SELECT ?, ?, unique_id, model, "window", status, metric, value FROM wide '
+                "UNPIVOT INCLUDE NULLS (value FOR metric IN ("
+                + ", ".join(f'"{m}"' for m in metrics)
+                + "))",
+                [[str(f) for f in score_files], pipeline, run_id],
+            )
         con.register("prov_df", prov)
         con.execute("INSERT INTO series_provenance SELECT * FROM prov_df")
         con.unregister("prov_df")
@@ -394,11 +407,49 @@ def _record_failure(
 
 @dataclass
 class _Checked:
+    """What the run keeps of its checks: the failed series-level results and every run-level
+    one (all series-level results, passed ones included, are stored from ``stored``)."""
+
     results: list[CheckResult]
     figures: RunFigures
     nonnegative: set[str]
     excluded: dict[str, list[str]]
     cuts: dict[str, pd.Timestamp]
+    stored: list[Path]  # Parquet files of every series-level result, one per partition
+
+
+@dataclass(frozen=True)
+class _PartitionChecks:
+    failed: list[CheckResult]
+    figures: RunFigures
+    nonnegative: set[str]
+    rows: int
+    series: int
+
+
+@dataclass(frozen=True)
+class _CheckPartition:
+    """The checks of one partition, as a partition process runs them (picklable). Every result
+    goes to ``out``; only the failed ones come back, so the run never holds a million series'
+    passed results."""
+
+    directory: Path
+    specs: dict[str, checks.CheckSpec]
+    ctx: checks.CheckContext
+    out: Path
+
+    def __call__(self) -> _PartitionChecks:
+        history = _read_partition(self.directory)
+        found, figures = checks.check_series(history, self.specs, self.ctx)
+        if found:
+            checks.results_frame(found).to_parquet(self.out, index=False)
+        return _PartitionChecks(
+            [r for r in found if not r.passed],
+            figures,
+            gate.nonnegative_series(history),
+            len(history),
+            int(history["unique_id"].nunique()),
+        )
 
 
 def _check_stage(
@@ -407,23 +458,36 @@ def _check_stage(
     newest: pd.Timestamp | None,
     previous: dict[str, Any] | None,
     rec: runlog.StageRecord,
+    pool: PartitionPool,
+    out_dir: Path,
 ) -> _Checked:
-    specs = checks.build_specs(cfg)
+    specs = dict(checks.build_specs(cfg))
     prev = (previous or {}).get("detail", {}).get("check_figures")
     ctx = checks.CheckContext.from_config(
         cfg, newest=newest, previous=checks.RunFigures.from_dict(prev) if prev else None
     )
+    shutil.rmtree(out_dir, ignore_errors=True)
+    out_dir.mkdir(parents=True)
     results: list[CheckResult] = []
     figures = checks.RunFigures()
     nonneg: set[str] = set()
-    for directory in sorted({p.parent for p in parts}):
-        history = _read_partition(directory)
-        rec.rows_in += len(history)
-        rec.series_in += history["unique_id"].nunique()
-        found, fig = checks.check_series(history, specs, ctx)
-        results += found
-        figures = figures + fig
-        nonneg |= gate.nonnegative_series(history)
+    directories = {d.name: d for d in sorted({p.parent for p in parts})}
+    peaks: dict[int, float] = {}
+    for done in pool.run(
+        directories,
+        lambda name: _CheckPartition(directories[name], specs, ctx, out_dir / f"{name}.parquet"),
+    ):
+        found = done.result
+        rec.rows_in += found.rows
+        rec.series_in += found.series
+        results += found.failed
+        figures = figures + found.figures
+        nonneg |= found.nonnegative
+        if pool.parallel:
+            rec.extra_cpu_s += done.cpu_s
+            peaks[done.pid] = max(peaks.get(done.pid, 0.0), done.peak_rss_mb)
+    # Partition processes run side by side: their peaks add up.
+    rec.extra_peak_mb = sum(peaks.values())
     results += checks.check_run(figures, specs, ctx)
     excluded = checks.excluded_series(results)
     rec.rows_out = rec.rows_in
@@ -432,20 +496,32 @@ def _check_stage(
         failed=sum(not r.passed for r in results),
         excluded_series=len(excluded),
         stop=[r.sentence for r in checks.stop_results(results)],
+        processes=pool.processes,
     )
-    return _Checked(results, figures, nonneg, excluded, checks.level_shift_cuts(results, specs))
+    cuts = checks.level_shift_cuts(results, specs)
+    return _Checked(results, figures, nonneg, excluded, cuts, sorted(out_dir.glob("*.parquet")))
 
 
-def _store_checks(ws: Workspace, pipeline: str, run_id: str, results: list[CheckResult]) -> None:
-    frame = checks.results_frame(results, pipeline=pipeline, run_id=run_id)
+def _store_checks(ws: Workspace, pipeline: str, run_id: str, checked: _Checked) -> None:
+    """Every result of the run's checks into the store: the partitions' files, then the
+    run-level results (kept in memory: a handful)."""
+    run_level = [r for r in checked.results if r.unique_id is None]
+    frame = checks.results_frame(run_level, pipeline=pipeline, run_id=run_id)
     with store.writing(ws.store_path) as con:
         con.execute("BEGIN TRANSACTION")
         con.execute("DELETE FROM check_results WHERE run_id = ?", [run_id])
+        if checked.stored:
+            con.execute(
+                "INSERT INTO check_results SELECT ?, ?, * FROM read_parquet(?)",
+                [pipeline, run_id, [str(f) for f in checked.stored]],
+            )
         if not frame.empty:
             con.register("checks_df", frame)
             con.execute("INSERT INTO check_results SELECT * FROM checks_df")
             con.unregister("checks_df")
         con.execute("COMMIT")
+    for path in checked.stored:
+        path.unlink(missing_ok=True)
 
 
 def _plugin_findings(pipeline: str, messages: list[str]) -> list[Finding]:
@@ -486,44 +562,57 @@ def _execute(
             f"(steadycast ingest {pipeline} FILE)"
         )
 
-    with runlog.stage(ws.control_path, run_id, "check", 2) as rec:
-        records.append(rec)
-        checked = _check_stage(parts, cfg, pd.Timestamp(newest) if newest else None, previous, rec)
-    series_checked, mean_points = rec.series_in, rec.rows_in / max(1, rec.series_in)
-    detail["check_figures"] = checked.figures.as_dict()
-    _store_checks(ws, pipeline, run_id, checked.results)
-    stopped = checks.stop_results(checked.results)
+    # One process per core works on partitions, for the checks and then the forecasts.
+    processes = processes_for(cfg.forecast.workers, len({p.parent for p in parts}))
+    with PartitionPool(processes) as pool:
+        with runlog.stage(ws.control_path, run_id, "check", 2) as rec:
+            records.append(rec)
+            checked = _check_stage(
+                parts,
+                cfg,
+                pd.Timestamp(newest) if newest else None,
+                previous,
+                rec,
+                pool,
+                run_dir / "checks",
+            )
+        series_checked, mean_points = rec.series_in, rec.rows_in / max(1, rec.series_in)
+        detail["check_figures"] = checked.figures.as_dict()
+        _store_checks(ws, pipeline, run_id, checked)
+        stopped = checks.stop_results(checked.results)
 
-    previous_release = releases.current(ws.releases_dir, pipeline)
-    last_published = releases.read_forecasts(previous_release) if previous_release else None
+        previous_release = releases.current(ws.releases_dir, pipeline)
+        last_published = releases.read_forecasts(previous_release) if previous_release else None
+        plugin_messages: list[str] = []
+        forecasts = pd.DataFrame(columns=["unique_id", "ds", "yhat", "model"])
+        provenance = pd.DataFrame(columns=["unique_id", "model", "source"])
+        scores = pd.DataFrame()
+        if not stopped:
+            resume_from = _resumable_run(
+                ws.control_path, pipeline, run_id, config_digest(cfg), snapshot_sha
+            )
+            tier_plan = tiers.plan(cfg, series_checked - len(checked.excluded), mean_points)
+            detail["tiers"] = tier_plan.as_dict()
+            forecasts, provenance, score_files, plugin_messages = _forecast_stage(
+                ws,
+                tiers.applied(cfg, tier_plan),
+                run_id,
+                parts,
+                checked,
+                last_published,
+                records,
+                progress,
+                pool,
+                resume_from,
+            )
+            if "tier" in provenance:
+                by_tier = provenance["tier"].value_counts().sort_index()
+                detail["tiers"]["series_by_tier"] = {str(k): int(v) for k, v in by_tier.items()}
+            result.series = int(provenance["unique_id"].nunique())
+            result.fallback_series = int(provenance["source"].isin(["fallback", "none"]).sum())
+            _store_explanations(ws, pipeline, run_id, score_files, provenance)
+            scores = _read_scores(score_files)
     levels = list(cfg.models.levels)
-    plugin_messages: list[str] = []
-    forecasts = pd.DataFrame(columns=["unique_id", "ds", "yhat", "model"])
-    provenance = pd.DataFrame(columns=["unique_id", "model", "source"])
-    scores = pd.DataFrame()
-    if not stopped:
-        resume_from = _resumable_run(
-            ws.control_path, pipeline, run_id, config_digest(cfg), snapshot_sha
-        )
-        tier_plan = tiers.plan(cfg, series_checked - len(checked.excluded), mean_points)
-        detail["tiers"] = tier_plan.as_dict()
-        forecasts, provenance, scores, plugin_messages = _forecast_stage(
-            ws,
-            tiers.applied(cfg, tier_plan),
-            run_id,
-            parts,
-            checked,
-            last_published,
-            records,
-            progress,
-            resume_from,
-        )
-        if "tier" in provenance:
-            by_tier = provenance["tier"].value_counts().sort_index()
-            detail["tiers"]["series_by_tier"] = {str(k): int(v) for k, v in by_tier.items()}
-        result.series = int(provenance["unique_id"].nunique())
-        result.fallback_series = int(provenance["source"].isin(["fallback", "none"]).sum())
-        _store_explanations(ws, pipeline, run_id, scores, provenance)
 
     with runlog.stage(ws.control_path, run_id, "gate", 4) as rec:
         records.append(rec)
@@ -651,6 +740,7 @@ HELD = "held"
 
 PARTS = "parts"
 TASK_FILE = "task.json"  # a committed partition's series and model usage
+SCORES = "scores.parquet"
 
 
 def _resumable_run(
@@ -683,7 +773,7 @@ def _save_partition(
     failpoint("partition:mid-write", out_dir.parent)
     result.provenance.to_parquet(staging / "provenance.parquet", index=False)
     if not result.scores.empty:
-        result.scores.to_parquet(staging / "scores.parquet", index=False)
+        result.scores.to_parquet(staging / SCORES, index=False)
     report.to_parquet(staging / "report.parquet", index=False)
     (staging / TASK_FILE).write_text(json.dumps(task))
     won = commit(staging, out_dir)
@@ -692,11 +782,9 @@ def _save_partition(
 
 
 def _load_partition(out_dir: Path) -> tuple[PartitionResult, pd.DataFrame]:
-    scores_path = out_dir / "scores.parquet"
     result = PartitionResult(
         forecasts=pd.read_parquet(out_dir / "forecasts.parquet"),
         provenance=pd.read_parquet(out_dir / "provenance.parquet"),
-        scores=pd.read_parquet(scores_path) if scores_path.exists() else pd.DataFrame(),
     )
     return result, pd.read_parquet(out_dir / "report.parquet")
 
@@ -797,9 +885,11 @@ def _forecast_stage(
     last_published: pd.DataFrame | None,
     records: list[runlog.StageRecord],
     progress: Progress | None,
+    pool: PartitionPool,
     resume_from: Path | None = None,
-) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, list[str]]:
-    """Forecast every partition on the pipeline's engine, then gather what was committed.
+) -> tuple[pd.DataFrame, pd.DataFrame, list[Path], list[str]]:
+    """Forecast every partition on the pipeline's engine, then gather what was committed: the
+    forecasts and provenance, and the paths of the backtest scores (read only where needed).
 
     The engine only runs ``_PartitionWork`` where it chooses; resumption, accounting, parity
     and the release's inputs are decided here, the same way for every engine.
@@ -821,7 +911,7 @@ def _forecast_stage(
             available_models(plugins=True, disabled=cfg.models.disabled_plugins)
         resumed = _resume_partitions(parts_root, resume_from, names)
         todo = [name for name in names if not is_committed(parts_root / name)]
-        engine = create_engine(cfg.engine, cfg.name)
+        engine = create_engine(cfg.engine, cfg.name, pool)
 
         def advance(done: int, total: int) -> None:
             if progress:  # resumed partitions count as done
@@ -831,6 +921,8 @@ def _forecast_stage(
         scratch = run_dir / "engine"
         job = Job(cfg.name, snapshot, todo, work, cfg.forecast, last_published, scratch)
         ran = engine.run(job, advance if progress else None)
+        # The partition processes are done: let their memory go before the outputs are gathered.
+        pool.close()
         clear_staging(parts_root)
         shutil.rmtree(scratch, ignore_errors=True)
         _check_committed(cfg.name, engine.name, todo, ran.reports, parts_root)
@@ -850,8 +942,7 @@ def _forecast_stage(
         reports = [report for _, report in loaded]
         forecasts = pd.concat([o.forecasts for o in outputs], ignore_index=True)
         provenance = pd.concat([o.provenance for o in outputs], ignore_index=True)
-        score_frames = [o.scores for o in outputs if not o.scores.empty]
-        scores = pd.concat(score_frames, ignore_index=True) if score_frames else pd.DataFrame()
+        score_files = [parts_root / n / SCORES for n in names if (parts_root / n / SCORES).exists()]
         rec.detail["clipped_to_range"] = clip_to_range(forecasts, cfg)
         plugin_messages = sorted(
             {str(w.message) for w in caught if issubclass(w.category, SteadycastPluginWarning)}
@@ -875,7 +966,7 @@ def _forecast_stage(
                 f"forecast stage: {rec.series_in} series in, but {rec.series_out} forecast and "
                 f"{excluded_in} excluded"
             )
-    return forecasts, provenance, scores, plugin_messages
+    return forecasts, provenance, score_files, plugin_messages
 
 
 def _apply_check_policies(

@@ -249,6 +249,7 @@ def test_check_stage_sees_a_series_whole_when_its_partition_has_several_files(
     import pyarrow.parquet as pq
 
     from steadycast.config import parse_pipeline
+    from steadycast.engines.pool import PartitionPool
     from steadycast.ops.runlog import StageRecord
     from steadycast.run import _check_stage
 
@@ -263,14 +264,16 @@ def test_check_stage_sees_a_series_whole_when_its_partition_has_several_files(
     rest = pd.concat([a.iloc[12:], b])
     pq.write_table(pa.Table.from_pandas(rest, preserve_index=False), part / "data_1.parquet")
     rec = StageRecord("check")
-    checked = _check_stage(sorted(part.glob("*.parquet")), cfg, hours[-1], None, rec)
+    with PartitionPool(1) as pool:
+        checked = _check_stage(
+            sorted(part.glob("*.parquet")), cfg, hours[-1], None, rec, pool, tmp_path / "checks"
+        )
     assert (rec.rows_in, rec.series_in) == (192, 2)
-    per_series = pd.Series([r.unique_id for r in checked.results if r.unique_id])
-    assert per_series.value_counts().to_dict() == {
-        "a": len(per_series) // 2,
-        "b": len(per_series) // 2,
+    # Every result of the partition is kept in its file (only failed ones stay in memory).
+    stored = pd.concat([pd.read_parquet(f) for f in checked.stored])
+    assert stored["unique_id"].value_counts().to_dict() == {
+        "a": len(stored) // 2,
+        "b": len(stored) // 2,
     }
-    outcomes = {
-        (r.check, r.unique_id): r.passed for r in checked.results if r.unique_id is not None
-    }
+    outcomes = {(r.check, r.unique_id): r.passed for r in stored.itertuples()}
     assert all(outcomes[c, "a"] == outcomes[c, "b"] for c, uid in outcomes if uid == "b")
