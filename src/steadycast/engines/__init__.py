@@ -39,9 +39,7 @@ def check_engine(config: EngineConfig, pipeline: str) -> None:
         check_available(pipeline)
 
 
-def create_engine(
-    config: EngineConfig, pipeline: str, pool: PartitionPool | None = None
-) -> Engine:
+def create_engine(config: EngineConfig, pipeline: str, pool: PartitionPool | None = None) -> Engine:
     """The engine a pipeline's run uses; the local engine works in the run's ``pool``."""
     if config.name == "spark":
         from steadycast.engines.spark import SparkEngine
