@@ -169,8 +169,31 @@ def end_to_end(
     summary["peak_mb"] = max(ingest.peak_rss_mb, run.peak_rss_mb)
     summary["tree_peak_mb"] = max(ingest.tree_peak_mb, run.tree_peak_mb)
     summary["checks"] = check_scores(ws, out)
+    summary["release_mb"] = release_memory(ws)
     shutil.rmtree(ws, ignore_errors=True)
     return summary
+
+
+RELEASE_MEMORY = """
+import json, sys
+from pathlib import Path
+from steadycast import releases
+def rss():
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+release = releases.current(Path(sys.argv[1]) / "releases", "fleet")
+before = rss()
+frame = releases.read_forecasts(release)
+print(json.dumps({"rows": len(frame), "mb": rss() - before}))
+"""
+
+
+def release_memory(ws: Path) -> dict[str, Any] | None:
+    """What the current release costs in memory once read: the next run holds it besides its
+    own forecasts (its gate compares them, its fallback uses them)."""
+    done = measure([sys.executable, "-c", RELEASE_MEMORY, str(ws)])
+    return json.loads(done.stdout) if done.returncode == 0 else None
 
 
 def check_scores(ws: Path, out: Path) -> list[dict[str, Any]]:
@@ -274,6 +297,19 @@ def markdown(args: argparse.Namespace, rows: list[dict[str, Any]]) -> str:
             "Marginal cost per series (the difference in end-to-end time over the difference in",
             f"series): {'; '.join(steps)}. Fixed cost of a run, extrapolated to zero series: "
             f"{fixed:.1f} s.",
+        ]
+    sized = [r for r in rows if r.get("release_mb")]
+    if sized:
+        lines += [
+            "",
+            "The published release read back into memory (what the next run holds besides its own",
+            "forecasts, for its gate and fallback): "
+            + "; ".join(
+                f"{r['series']:,} series, {r['release_mb']['rows']:,} rows: "
+                f"{r['release_mb']['mb']:,.0f} MB"
+                for r in sized
+            )
+            + ".",
         ]
     lines += ["", "Where the time goes (seconds, per stage of the run):", ""]
     names = list(rows[0]["stages"])

@@ -62,7 +62,7 @@ def _write_durable(path: Path, data: bytes) -> None:
 def content_hash(forecasts: pd.DataFrame) -> str:
     """A hash of what a release says, independent of row order and of when it was made."""
     cols = sorted(forecasts.columns)
-    frame = forecasts[cols].sort_values(["unique_id", "ds"]).reset_index(drop=True)
+    frame = forecasts[cols].sort_values(["unique_id", "ds"], ignore_index=True)
     digest = hashlib.sha256()
     digest.update(",".join(cols).encode())
     digest.update(pd.util.hash_pandas_object(frame, index=False).values.tobytes())
@@ -104,11 +104,11 @@ def write_release(
     }
     try:
         tmp.mkdir()
-        table = pa.Table.from_pandas(forecasts.reset_index(drop=True), preserve_index=False)
+        table = pa.Table.from_pandas(forecasts, preserve_index=False)
         pq.write_table(table, tmp / FORECASTS)
         for name, frame in (extras or {}).items():
             pq.write_table(
-                pa.Table.from_pandas(frame.reset_index(drop=True), preserve_index=False),
+                pa.Table.from_pandas(frame, preserve_index=False),
                 tmp / f"{name}.parquet",
             )
         for written in tmp.iterdir():

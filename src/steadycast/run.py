@@ -497,6 +497,7 @@ def _check_stage(
         excluded_series=len(excluded),
         stop=[r.sentence for r in checks.stop_results(results)],
         processes=pool.processes,
+        partition_processes_peak_rss_mb=round(sum(peaks.values()), 1),
     )
     cuts = checks.level_shift_cuts(results, specs)
     return _Checked(results, figures, nonneg, excluded, cuts, sorted(out_dir.glob("*.parquet")))
@@ -636,6 +637,9 @@ def _execute(
         if len(forecasts)
         else forecasts
     )
+    # Judged: the run's own copies can go before the release is written (gigabytes at a
+    # million series).
+    del forecasts, scores, last_published
     meta = {
         "levels": levels,
         "frequency": cfg.series.frequency,
