@@ -48,7 +48,7 @@ from steadycast.engines.commit import (
     staging_dir,
 )
 from steadycast.engines.local import read_partition
-from steadycast.engines.pool import PartitionPool, processes_for
+from steadycast.engines.pool import PartitionPool, ProcessesUsage, processes_for
 from steadycast.errors import ConfigError, ParityError, SteadycastError, UsageError
 from steadycast.models.registry import SteadycastPluginWarning, available_models, create_model
 from steadycast.ops import alerts, incidents, runlog, sla
@@ -472,7 +472,7 @@ def _check_stage(
     figures = checks.RunFigures()
     nonneg: set[str] = set()
     directories = {d.name: d for d in sorted({p.parent for p in parts})}
-    peaks: dict[int, float] = {}
+    used = ProcessesUsage()
     for done in pool.run(
         directories,
         lambda name: _CheckPartition(directories[name], specs, ctx, out_dir / f"{name}.parquet"),
@@ -483,11 +483,9 @@ def _check_stage(
         results += found.failed
         figures = figures + found.figures
         nonneg |= found.nonnegative
-        if pool.parallel:
-            rec.extra_cpu_s += done.cpu_s
-            peaks[done.pid] = max(peaks.get(done.pid, 0.0), done.peak_rss_mb)
-    # Partition processes run side by side: their peaks add up.
-    rec.extra_peak_mb = sum(peaks.values())
+        if pool.parallel:  # in this process, the stage measures it itself
+            used.add(done)
+    rec.extra_cpu_s, rec.extra_peak_mb = used.cpu_s, used.peak_rss_mb
     results += checks.check_run(figures, specs, ctx)
     excluded = checks.excluded_series(results)
     rec.rows_out = rec.rows_in
@@ -497,7 +495,7 @@ def _check_stage(
         excluded_series=len(excluded),
         stop=[r.sentence for r in checks.stop_results(results)],
         processes=pool.processes,
-        partition_processes_peak_rss_mb=round(sum(peaks.values()), 1),
+        partition_processes_peak_rss_mb=round(used.peak_rss_mb, 1),
     )
     cuts = checks.level_shift_cuts(results, specs)
     return _Checked(results, figures, nonneg, excluded, cuts, sorted(out_dir.glob("*.parquet")))

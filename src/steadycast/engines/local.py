@@ -29,7 +29,7 @@ from steadycast.engines.base import (
     Progress,
     TaskReport,
 )
-from steadycast.engines.pool import PartitionPool
+from steadycast.engines.pool import PartitionPool, ProcessesUsage
 from steadycast.engines.process import warm_runner
 from steadycast.models.isolation import IsolatedRunner
 
@@ -133,8 +133,7 @@ class LocalEngine:
             return _PartitionCall(job.task, directory, rows, job.limits, workers)
 
         reports: list[TaskReport] = []
-        peaks: dict[int, float] = {}
-        cpu_s = 0.0
+        used = ProcessesUsage()
         for done in pool.run(job.parts, call_for):
             reports.append(
                 TaskReport(
@@ -147,14 +146,12 @@ class LocalEngine:
                     peak_rss_mb=done.peak_rss_mb,
                 )
             )
-            cpu_s += done.cpu_s
-            peaks[done.pid] = max(peaks.get(done.pid, 0.0), done.peak_rss_mb)
+            used.add(done)
             if progress:
                 progress(len(reports), len(job.parts))
         detail = {
             "processes": pool.processes,
             "process_restarts": pool.restarts,
-            "partition_processes_peak_rss_mb": round(sum(peaks.values()), 1),
+            "partition_processes_peak_rss_mb": round(used.peak_rss_mb, 1),
         }
-        # The processes ran side by side: their peaks add up (an upper bound of what they held).
-        return EngineRun(reports, cpu_s=cpu_s, peak_rss_mb=sum(peaks.values()), detail=detail)
+        return EngineRun(reports, cpu_s=used.cpu_s, peak_rss_mb=used.peak_rss_mb, detail=detail)

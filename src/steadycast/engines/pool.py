@@ -28,8 +28,8 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
-from typing import Generic, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
 
 from steadycast.engines.process import own_cpu_s, peak_rss_mb, reset_peak_rss
 from steadycast.errors import SteadycastError
@@ -50,6 +50,23 @@ class Done(Generic[R]):
     cpu_s: float
     peak_rss_mb: float
     pid: int
+
+
+@dataclass
+class ProcessesUsage:
+    """What partition processes cost over one stage. CPU adds up; the processes run side by
+    side, so their peaks add up too (an upper bound of what they held at once)."""
+
+    cpu_s: float = 0.0
+    peaks: dict[int, float] = field(default_factory=dict)
+
+    def add(self, done: Done[Any]) -> None:
+        self.cpu_s += done.cpu_s
+        self.peaks[done.pid] = max(self.peaks.get(done.pid, 0.0), done.peak_rss_mb)
+
+    @property
+    def peak_rss_mb(self) -> float:
+        return sum(self.peaks.values())
 
 
 def processes_for(workers: int, partitions: int) -> int:
