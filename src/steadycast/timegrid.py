@@ -26,6 +26,17 @@ from pandas.tseries.offsets import BaseOffset, Tick
 
 DAY = pd.Timedelta(days=1)
 
+# The times a pipeline accepts. Forecasting works on nanosecond timestamps, which end in 1677 and
+# 2262; the margin leaves room for the horizon and the season arithmetic past the last time.
+EARLIEST = pd.Timestamp("1700-01-01")
+LATEST = pd.Timestamp("2200-01-01")  # exclusive
+TIME_RANGE = f"{EARLIEST:%Y-%m-%d} to {LATEST - DAY:%Y-%m-%d}"
+
+
+def in_range_sql(column: str) -> str:
+    """SQL test that a TIMESTAMP column holds a time a pipeline accepts."""
+    return f"({column} >= TIMESTAMP '{EARLIEST:%Y-%m-%d}' AND {column} < TIMESTAMP '{LATEST:%Y-%m-%d}')"
+
 
 def offset_of(frequency: str) -> BaseOffset:
     with warnings.catch_warnings():

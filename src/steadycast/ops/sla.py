@@ -64,6 +64,7 @@ from steadycast import control, store
 from steadycast.config import SlaConfig
 from steadycast.errors import StoreBusyError, WorkspaceError
 from steadycast.ops.incidents import Finding, fingerprint
+from steadycast.timegrid import in_range_sql
 from steadycast.workspace import Workspace
 
 __all__ = [
@@ -235,7 +236,8 @@ def newest_observation(store_path: Path, pipeline: str, *, wait_s: float = 2.0) 
     try:
         with store.reading(store_path, wait_s=wait_s) as con:
             row = con.execute(
-                "SELECT max(ds) FROM observations WHERE pipeline = ?", [pipeline]
+                f"SELECT max(ds) FROM observations WHERE pipeline = ? AND {in_range_sql('ds')}",
+                [pipeline],
             ).fetchone()
     except (StoreBusyError, WorkspaceError):
         return None

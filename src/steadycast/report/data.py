@@ -25,6 +25,7 @@ from steadycast import releases, store
 from steadycast.control import connect
 from steadycast.errors import NotFoundError, SteadycastError
 from steadycast.ops.runlog import get_run
+from steadycast.timegrid import in_range_sql
 from steadycast.workspace import Workspace
 
 SAMPLE_SERIES = 6
@@ -234,7 +235,7 @@ def collect(ws: Workspace, run_id: str) -> ReportData:
         if wanted:
             history = con.execute(
                 "SELECT unique_id, ds, y FROM observations WHERE pipeline = ? "
-                "AND list_contains(?, unique_id) "
+                f"AND list_contains(?, unique_id) AND {in_range_sql('ds')} "
                 "QUALIFY row_number() OVER (PARTITION BY unique_id ORDER BY ds DESC) <= ? "
                 "ORDER BY unique_id, ds",
                 [pipeline, wanted, _history_points(ws, pipeline, manifest)],

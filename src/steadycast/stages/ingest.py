@@ -13,6 +13,7 @@ import contextlib
 import gzip
 import hashlib
 import re
+import secrets
 import threading
 import zlib
 from collections.abc import Callable, Iterator
@@ -30,19 +31,31 @@ from steadycast import control, store
 from steadycast.config import PipelineConfig
 from steadycast.errors import InputFileError, ParityError
 from steadycast.ops.resources import Meter
-from steadycast.timegrid import grid_map, is_calendar, offset_of
+from steadycast.stages.rawlines import row_lines
+from steadycast.timegrid import TIME_RANGE, grid_map, in_range_sql, is_calendar, offset_of
 from steadycast.workspace import Workspace
 
 CHUNK = 1 << 20
+# A line longer than this (its end included) is not a row: it is quarantined alone, as
+# ``line_too_long``, and the rest of the file is read.
+MAX_LINE_BYTES = 1 << 20
+SHOWN_BYTES = 200  # of a line too long, what the quarantine keeps
+# In the copy read when a file has lines too long: what stands for such a line (one field, so
+# DuckDB rejects it on its own line) and what marks a blank line as a comment (a long run of blank
+# lines counts as one long line to DuckDB's reader).
+LONG_MARK = b"steadycast-line-too-long"
+COMMENT = b"\x01"
 DAY_US = 86_400_000_000
 # Above this many bits (256 MB) for all series' time grids, the exact duplicate check is cheaper.
 MAX_KEY_BITS = 1 << 31
 
 # Reason codes, in the order they are tested: a row gets the first that applies.
 REASONS = (
+    "line_too_long",
     "malformed_row",
     "missing_id",
     "unparseable_time",
+    "time_out_of_range",
     "nonexistent_local_time",
     "ambiguous_local_time",
     "misaligned",
@@ -152,6 +165,29 @@ def _text(handle: Any, fmt: str) -> Any:
     return gzip.GzipFile(fileobj=handle) if fmt == "csv.gz" else handle
 
 
+HEAD = 1 << 16  # bytes judged before any reading: the first decompressed block of a gzip
+
+BINARY = "expected CSV text (UTF-8), gzip-compressed CSV or Parquet"
+
+
+def refuse_junk(path: Path, fmt: str) -> None:
+    """Refuse a file that is not text from its first bytes, before the read and the hash start.
+
+    A gzip of a gigabyte of zeros is refused in milliseconds instead of after decompressing it.
+    """
+    if fmt == "parquet":
+        return
+    try:
+        with path.open("rb") as handle:
+            head = _text(handle, fmt).read(HEAD)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise InputFileError(str(path), f"corrupt gzip data ({exc})") from None
+    nul = head.find(b"\x00")
+    if nul >= 0:
+        line = head.count(b"\n", 0, nul) + 1
+        raise InputFileError(str(path), f"binary data (a NUL byte on line {line}); {BINARY}")
+
+
 def _line_at(path: Path, fmt: str, offset: int) -> int:
     """The 1-based line holding byte ``offset`` of the (decompressed) text; read again only
     when a file is refused, so the hashing pass does not count lines."""
@@ -198,7 +234,7 @@ def fingerprint(
                     raise InputFileError(
                         str(path),
                         f"binary data (a NUL byte on line {_line_at(path, fmt, offset + nul)}); "
-                        "expected CSV text (UTF-8), gzip-compressed CSV or Parquet",
+                        + BINARY,
                     )
                 try:
                     # Plain ASCII (most files) is UTF-8 already: skip the slower decode,
@@ -235,11 +271,17 @@ def _literal(text: str) -> str:
 
 
 def _reader(
-    path: Path, fmt: str, cfg: PipelineConfig, keep_rejects: bool, buffer: int | None = None
+    path: Path,
+    fmt: str,
+    cfg: PipelineConfig,
+    keep_rejects: bool,
+    buffer: int | None = None,
+    comments: bool = False,
 ) -> str:
     """The DuckDB table function that reads the file, every column as text.
 
-    Only the one full scan keeps its rejected lines, so each is counted once.
+    Only the one full scan keeps its rejected lines, so each is counted once. ``comments``: the
+    file is a copy whose blank lines were marked as comments (see ``_copy_short_lines``).
     """
     if fmt == "parquet":
         return f"read_parquet({_literal(str(path))})"
@@ -247,7 +289,10 @@ def _reader(
         "all_varchar = true",
         "header = true",
         "compression = " + ("'gzip'" if fmt == "csv.gz" else "'none'"),
+        f"max_line_size = {MAX_LINE_BYTES + 2}",
     ]
+    if comments:
+        options.append("comment = chr(1)")
     if keep_rejects:
         options += [
             "store_rejects = true",
@@ -290,6 +335,8 @@ def _mapped_columns(
     try:
         columns = [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {reader}").fetchall()]
     except duckdb.Error as exc:
+        if _line_too_long(exc):
+            raise _LongLines from None
         raise InputFileError(str(path), f"cannot be read as {fmt} ({_first_line(exc)})") from None
     missing = [c for c in wanted if c not in columns]
     if missing:
@@ -303,6 +350,61 @@ def _mapped_columns(
         f"CAST({_ident(c)} AS VARCHAR) AS {alias}"
         for c, alias in zip(wanted, ("id_raw", "t_raw", "v_raw"), strict=True)
     )
+
+
+class _LongLines(Exception):
+    """DuckDB met a line longer than a row may be (or a long run of blank lines)."""
+
+
+def _line_too_long(exc: Exception) -> bool:
+    return "Maximum line size" in str(exc)
+
+
+@dataclass(frozen=True)
+class _LongLine:
+    line: int
+    size: int
+    shown: str
+
+
+def _copy_short_lines(path: Path, fmt: str, target: Path) -> list[_LongLine]:
+    """Copy the file's text for DuckDB with each line too long replaced by ``LONG_MARK`` and each
+    blank line marked as a comment: every line keeps its number, nothing long is held in memory.
+
+    Returns the lines replaced (number, size, first bytes). Only a file DuckDB refused for a long
+    line pays for this copy.
+    """
+    found: list[_LongLine] = []
+    number = 0
+    with path.open("rb") as handle, target.open("wb") as out:
+        stream = _text(handle, fmt)
+        while line := stream.readline(MAX_LINE_BYTES + 1):
+            number += 1
+            if len(line) <= MAX_LINE_BYTES:
+                body = line.rstrip(b"\r\n")
+                if not body:
+                    out.write(COMMENT + line)
+                    continue
+                if COMMENT in body:
+                    raise InputFileError(
+                        str(path),
+                        f"line {number} holds a control character (\\x01) in a file with "
+                        "lines too long to read; remove it, or the lines too long",
+                    )
+                out.write(line)
+                continue
+            shown, size = line[:SHOWN_BYTES], len(line)
+            while not line.endswith(b"\n") and (line := stream.readline(CHUNK)):
+                size += len(line)
+            if number == 1:
+                raise InputFileError(
+                    str(path),
+                    f"the header line is {size:,} bytes long, more than the {MAX_LINE_BYTES:,} a "
+                    "line may have; expected a header row of column names",
+                )
+            found.append(_LongLine(number, size, shown.decode("utf-8", "replace")))
+            out.write(LONG_MARK + b"\n")
+    return found
 
 
 def _first_line(exc: Exception) -> str:
@@ -423,9 +525,10 @@ def _place(con: duckdb.DuckDBPyConnection, cfg: PipelineConfig) -> str:
     expression of ``checked``."""
     tz = _literal(cfg.source.timezone)
     local = f"coalesce(ts_local, timezone({tz}, timezone('UTC', ts_utc)))"
+    # Times out of range never reach pandas (they are quarantined, and pandas cannot hold them).
     locals_ = con.execute(
         f"SELECT DISTINCT {local} AS local FROM staged "
-        "WHERE ts_local IS NOT NULL OR ts_utc IS NOT NULL"
+        f"WHERE {in_range_sql('coalesce(ts_local, ts_utc)')}"
     ).fetchdf()["local"]
     gm = grid_map(locals_, cfg.series.frequency, cfg.source.timezone, cfg.ingest.snap_to_frequency)
     con.register("grid_df", gm)
@@ -536,6 +639,7 @@ def _create_checked(
                CASE code
                  WHEN {c("missing_id")} THEN 'the id column is empty'
                  WHEN {c("unparseable_time")} THEN 'cannot read ' || coalesce('''' || t_raw || '''', 'an empty value') || ' as a time'
+                 WHEN {c("time_out_of_range")} THEN 'time ' || t_text || ' is outside the times a pipeline accepts ({TIME_RANGE})'
                  WHEN {c("nonexistent_local_time")} THEN 'local time ' || t_text || ' does not exist in ' || {zone} || ' (daylight-saving change)'
                  WHEN {c("ambiguous_local_time")} THEN 'local time ' || t_text || ' occurs twice in ' || {zone} || ' and this series reports it ' || amb_cnt || ' time(s)'
                  WHEN {c("misaligned")} THEN 'time ' || t_text || ' is not on the ' || {freq} || ' grid'
@@ -555,6 +659,7 @@ def _create_checked(
                    CASE
                      WHEN s.unique_id IS NULL THEN {c("missing_id")}
                      WHEN s.ts_local IS NULL AND s.ts_utc IS NULL THEN {c("unparseable_time")}
+                     WHEN NOT {in_range_sql("coalesce(s.ts_local, s.ts_utc)")} THEN {c("time_out_of_range")}
                      {dst_reasons}
                      {grid_check}
                      WHEN s.y IS NULL AND (s.v_raw IS NULL OR trim(s.v_raw) = '') THEN {c("missing_value")}
@@ -633,6 +738,61 @@ def _dedupe(con: duckdb.DuckDBPyConnection, rec: str, cfg: PipelineConfig) -> No
     """)
 
 
+def _exact_fields(
+    con: duckdb.DuckDBPyConnection, cfg: PipelineConfig, path: Path, rec: str
+) -> pd.DataFrame | None:
+    """For Parquet (no lines): the quarantined rows' id, time and value as the file holds them,
+    as text joined by commas (before any parsing or conversion to UTC)."""
+    reader = f"read_parquet({_literal(str(path))}, file_row_number = true)"
+    columns = _mapped_columns(con, f"read_parquet({_literal(str(path))})", path, "parquet", cfg)
+    found = con.execute(f"""
+        SELECT p.file_row_number AS rec, p.file_row_number + 1 AS line,
+               concat_ws(',', coalesce(p.id_raw, ''), coalesce(p.t_raw, ''), coalesce(p.v_raw, ''))
+                 AS raw
+        FROM (SELECT file_row_number, {columns} FROM {reader}) p
+        WHERE p.file_row_number IN (SELECT {rec} FROM checked c WHERE c.code IS NOT NULL)
+    """).fetchdf()
+    return found if len(found) else None
+
+
+def _read_exact_lines(
+    con: duckdb.DuckDBPyConnection, path: Path, fp: _Fingerprint, rec: str, has_rejects: bool
+) -> Future[pd.DataFrame | None] | None:
+    """Start reading the line number and exact text of the quarantined rows of ``checked``
+    (``rec``: row index) back from the file, in a thread; None when no row is quarantined."""
+    recs = [
+        int(x[0])
+        for x in con.execute(f"SELECT {rec} FROM checked c WHERE c.code IS NOT NULL").fetchall()
+    ]
+    if not recs:
+        return None
+    rejected = (
+        [int(x[0]) for x in con.execute("SELECT line FROM rej").fetchall()] if has_rejects else []
+    )
+    [(rows,)] = con.execute("SELECT count(*) FROM checked").fetchall()
+    pool = ThreadPoolExecutor(1, thread_name_prefix="steadycast-raw")
+    reading = pool.submit(_exact_lines, path, fp.format, rejected, recs, int(rows))
+    pool.shutdown(wait=False)  # the thread ends with its one task
+    return reading
+
+
+def _exact_lines(
+    path: Path, fmt: str, rejected: list[int], recs: list[int], rows: int
+) -> pd.DataFrame | None:
+    """The quarantined rows' line numbers and text as a table to join; None when lines cannot
+    name rows."""
+    found = row_lines(path, fmt, rejected, recs, rows)
+    if found is None:
+        return None
+    return pd.DataFrame(
+        {
+            "rec": pd.Series(list(found), dtype="int64"),
+            "line": pd.Series([v[0] for v in found.values()], dtype="int64"),
+            "raw": pd.Series([v[1] for v in found.values()], dtype="object"),
+        }
+    )
+
+
 def _count(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> int:
     row = con.execute(sql, params or []).fetchone()
     return int(row[0]) if row and row[0] is not None else 0
@@ -647,6 +807,7 @@ def _write(
     has_rejects: bool,
     result: BatchResult,
     rec: str,
+    long_lines: list[_LongLine],
 ) -> None:
     """Quarantine the bad rows, apply the good ones (new, corrected, unchanged), record parity.
 
@@ -662,7 +823,9 @@ def _write(
             SELECT line, line - 2 - (row_number() OVER (ORDER BY line) - 1) AS threshold,
                    error_message, csv_line
             -- DuckDB may report several errors for one line; the line is one quarantined row.
-            FROM (SELECT line, min(error_message) AS error_message, any_value(csv_line) AS csv_line
+            -- Its text starts with the blank lines before it: the line is what follows them.
+            FROM (SELECT line, min(error_message) AS error_message,
+                         ltrim(any_value(csv_line), chr(13) || chr(10)) AS csv_line
                   FROM rejects GROUP BY line)
         """)
         line = f"{r} + 1 + {header} + (SELECT count(*) FROM rej WHERE rej.threshold <= {r})"
@@ -683,15 +846,38 @@ def _write(
     raw = (
         f"concat_ws(',', coalesce(c.unique_id, ''), coalesce({t_text}, ''), coalesce({v_text}, ''))"
     )
-    con.execute(
-        f"INSERT INTO quarantine SELECT ?, ?, ?, {line}, {names}[c.code], {detail}, c.unique_id, "
-        f"{raw} FROM checked c {dupes} WHERE c.code IS NOT NULL",
-        [pipeline, batch_id, file],
+    # The exact text of the quarantined lines is read back from the file in a thread while the
+    # good rows are written (DuckDB works in its own threads meanwhile).
+    reading = (
+        None if fp.format == "parquet" else _read_exact_lines(con, Path(file), fp, r, has_rejects)
     )
     if has_rejects:
+        reason, detail_text, raw_text, long_join = (
+            "'malformed_row'",
+            "error_message",
+            "csv_line",
+            "",
+        )
+        if long_lines:
+            # A line too long was read as a short stand-in; it is quarantined as what it was.
+            shown = pd.DataFrame(
+                {
+                    "line": [x.line for x in long_lines],
+                    "detail": [
+                        f"the line is {x.size:,} bytes long, more than the {MAX_LINE_BYTES:,} a "
+                        f"line may have; raw holds its first {SHOWN_BYTES} bytes"
+                        for x in long_lines
+                    ],
+                    "raw": [x.shown for x in long_lines],
+                }
+            )
+            con.register("long_lines_df", shown)
+            long_join = "LEFT JOIN long_lines_df l USING (line)"
+            reason = "CASE WHEN l.line IS NULL THEN 'malformed_row' ELSE 'line_too_long' END"
+            detail_text, raw_text = "coalesce(l.detail, error_message)", "coalesce(l.raw, csv_line)"
         con.execute(
-            "INSERT INTO quarantine SELECT ?, ?, ?, line, 'malformed_row', error_message, NULL, "
-            "csv_line FROM rej",
+            f"INSERT INTO quarantine SELECT ?, ?, ?, line, {reason}, {detail_text}, NULL, "
+            f"{raw_text} FROM rej {long_join}",
             [pipeline, batch_id, file],
         )
     batch_no = _count(con, "SELECT coalesce(max(batch_no), 0) + 1 FROM batches")
@@ -731,6 +917,21 @@ def _write(
         [pipeline, batch_no],
     )
 
+    if reading is None:
+        found = _exact_fields(con, cfg, Path(file), r) if fp.format == "parquet" else None
+    else:
+        found = reading.result()
+    exact = ""
+    if found is not None:
+        # The line as it is in the file, so a person grepping for it finds it.
+        con.register("exact_lines_df", found)
+        exact = f"LEFT JOIN exact_lines_df x ON x.rec = {r}"
+        line, raw = f"coalesce(x.line, {line})", f"coalesce(x.raw, {raw})"
+    con.execute(
+        f"INSERT INTO quarantine SELECT ?, ?, ?, {line}, {names}[c.code], {detail}, c.unique_id, "
+        f"{raw} FROM checked c {dupes} {exact} WHERE c.code IS NOT NULL",
+        [pipeline, batch_id, file],
+    )
     rejected = _count(con, "SELECT count(*) FROM rej") if has_rejects else 0
     result.rows_read = _count(con, "SELECT count(*) FROM checked") + rejected
     result.rows_stored = _count(con, "SELECT count(*) FROM checked WHERE code IS NULL")
@@ -812,6 +1013,7 @@ def ingest_file(
     meter = Meter()
     with meter:
         fmt = file_format(path)
+        refuse_junk(path, fmt)
         with store.writing(
             ws.store_path, memory_limit=cfg.ingest.memory_limit, temp_dir=ws.temp_dir
         ) as con:
@@ -826,7 +1028,9 @@ def ingest_file(
             with ThreadPoolExecutor(1, thread_name_prefix="steadycast-hash") as pool:
                 hashing = pool.submit(_hash_watching, path, fmt, known, con, stop)
                 try:
-                    result = _ingest_batch(con, cfg, path, fmt, hashing, known, progress)
+                    result = _ingest_batch(
+                        con, cfg, path, fmt, hashing, known, progress, ws.temp_dir
+                    )
                 except BaseException:
                     stop.set()
                     with contextlib.suppress(duckdb.Error):
@@ -879,11 +1083,14 @@ def _ingest_batch(
     hashing: Future[_Fingerprint],
     known: set[str],
     progress: Progress | None,
+    temp_dir: Path,
 ) -> BatchResult:
     """Read, check and write the batch inside the caller's transaction (committed here)."""
     display = str(path)
     try:
-        rec, has_rejects, time_format = _read_and_check(con, cfg, path, fmt, progress)
+        rec, has_rejects, time_format, long_lines = _read_and_check(
+            con, cfg, path, fmt, progress, temp_dir
+        )
     except Exception:  # not a Ctrl-C: that stops the hash and leaves at once
         fp = hashing.result()  # the hash's verdict on the file comes first
         if fp.sha256 in known:
@@ -898,7 +1105,7 @@ def _ingest_batch(
         return result
     result.time_format = time_format
     with _tracking(con, progress, f"storing {path.name}"):
-        _write(con, cfg, result.batch_id, display, fp, has_rejects, result, rec)
+        _write(con, cfg, result.batch_id, display, fp, has_rejects, result, rec, long_lines)
     con.execute("COMMIT")
     return result
 
@@ -909,21 +1116,56 @@ def _read_and_check(
     path: Path,
     fmt: str,
     progress: Progress | None,
-) -> tuple[str, bool, str]:
+    temp_dir: Path,
+) -> tuple[str, bool, str, list[_LongLine]]:
     """Parse, place and check every row into ``checked``, duplicates included.
 
-    Returns the row-number expression of ``checked``, whether DuckDB rejected lines, and the
-    time format used.
+    Returns the row-number expression of ``checked``, whether DuckDB rejected lines, the time
+    format used and the lines too long to be rows (each is quarantined alone).
     """
-    display = str(path)
+    try:
+        return (*_read_file(con, cfg, path, fmt, progress, str(path)), [])
+    except _LongLines:
+        pass
+    # A line too long to be a row (or a long run of blank lines) stops DuckDB's reader: read a
+    # copy where each such line is one short line, so only that line is lost to the batch.
+    con.execute("ROLLBACK")
+    con.execute("BEGIN TRANSACTION")
+    temp_dir.mkdir(parents=True, exist_ok=True)
+    copy = temp_dir / f"ingest-{secrets.token_hex(8)}.csv"
+    try:
+        long_lines = _copy_short_lines(path, fmt, copy)
+        try:
+            read = _read_file(con, cfg, copy, "csv", progress, str(path), comments=True)
+        except _LongLines:
+            raise InputFileError(
+                str(path),
+                f"a record runs over more than {MAX_LINE_BYTES:,} bytes (a quote left open?)",
+            ) from None
+    finally:
+        copy.unlink(missing_ok=True)
+    return (*read, long_lines)
+
+
+def _read_file(
+    con: duckdb.DuckDBPyConnection,
+    cfg: PipelineConfig,
+    path: Path,
+    fmt: str,
+    progress: Progress | None,
+    display: str,
+    comments: bool = False,
+) -> tuple[str, bool, str]:
+    """Read ``path`` (the file, or the copy of it named ``display``) into ``checked``."""
     buffer = _csv_buffer(con)
-    peek = _reader(path, fmt, cfg, keep_rejects=False, buffer=buffer)
-    columns = _mapped_columns(con, peek, path, fmt, cfg)
-    full = _reader(path, fmt, cfg, keep_rejects=True, buffer=buffer)
+    peek = _reader(path, fmt, cfg, keep_rejects=False, buffer=buffer, comments=comments)
+    columns = _mapped_columns(con, peek, Path(display), fmt, cfg)
+    full = _reader(path, fmt, cfg, keep_rejects=True, buffer=buffer, comments=comments)
+    name = Path(display).name
     try:
         parser = _choose_format(con, f"(SELECT {columns} FROM {peek})", cfg)
         parse = _staged_sql(f"(SELECT {columns} FROM {full})", cfg, parser)
-        with _tracking(con, progress, f"reading {path.name}"):
+        with _tracking(con, progress, f"reading {name}"):
             if _needs_grid_map(cfg):
                 con.execute(f"CREATE TEMP TABLE staged AS {parse}")
                 rec = _place(con, cfg)
@@ -936,12 +1178,14 @@ def _read_and_check(
             raise
         raise InputFileError(display, f"cannot be read as {fmt} ({_first_line(exc)})") from None
     except duckdb.Error as exc:
+        if _line_too_long(exc):
+            raise _LongLines from None
         raise InputFileError(display, f"cannot be read as {fmt} ({_first_line(exc)})") from None
     has_rejects = fmt != "parquet" and bool(_count(con, "SELECT count(*) FROM rejects"))
     # Each row's place in the file is fixed now; without keeping row order DuckDB groups and
     # writes in parallel.
     con.execute("SET preserve_insertion_order = false")
-    with _tracking(con, progress, f"checking {path.name}"):
+    with _tracking(con, progress, f"checking {name}"):
         _dedupe(con, rec, cfg)
     return rec, has_rejects, parser.name
 
