@@ -11,6 +11,7 @@ DIR/.tmp/               spill space for large ingests
 from __future__ import annotations
 
 import os
+import shlex
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +30,7 @@ format = 1
 
 [server]
 # The write token of the HTTP API is read from STEADYCAST_API_TOKEN, or from this file
-# (relative to the workspace), which should be readable by its owner only.
+# (relative to the workspace), which must be readable by its owner only (chmod 600).
 # token_file = "api-token"
 """
 
@@ -125,14 +126,21 @@ class Workspace:
         if not ws.settings_file.exists():
             raise WorkspaceError(
                 f"{path}: not a steadycast workspace (no {WORKSPACE_FILE}); "
-                f"create one with `steadycast init {path}` or pass -w DIR"
+                f"create one with `{shlex.join(['steadycast', 'init', str(path)])}` "
+                "or pass -w DIR"
             )
         try:
             settings = tomllib.loads(ws.settings_file.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{ws.settings_file}: not valid TOML ({exc})") from None
-        fmt = settings.get("workspace", {}).get("format", WORKSPACE_FORMAT)
-        if not isinstance(fmt, int) or fmt > WORKSPACE_FORMAT:
+        table = settings.get("workspace", {})
+        fmt = table.get("format", WORKSPACE_FORMAT) if isinstance(table, dict) else None
+        if not isinstance(fmt, int) or isinstance(fmt, bool) or fmt < 1:
+            raise ConfigError(
+                f"{ws.settings_file}: [workspace] format must be a whole number such as "
+                f"{WORKSPACE_FORMAT} (got {fmt!r})"
+            )
+        if fmt > WORKSPACE_FORMAT:
             raise WorkspaceError(
                 f"{ws.settings_file}: workspace.format {fmt!r} is newer than this steadycast "
                 f"supports ({WORKSPACE_FORMAT}); upgrade steadycast"

@@ -198,7 +198,8 @@ def test_releases_run_audit_quality_and_hogs(client: httpx.Client, served: Serve
     run = client.get(f"{API}/runs/{served.run_id}").json()
     assert run["status"] == "published"
     assert [s["name"] for s in run["stages"]][-1] == "publish"
-    entries = client.get(f"{API}/audit", params={"limit": 5}).json()["entries"]
+    assert_error(client.get(f"{API}/audit"), 401, "Authorization: Bearer")
+    entries = client.get(f"{API}/audit", params={"limit": 5}, headers=AUTH).json()["entries"]
     assert entries and {"at", "actor", "action"} <= set(entries[0])
     quality = client.get(f"{API}/pipelines/{PIPELINE}/quality").json()
     assert quality["store_readable"] and quality["quarantined_rows"] == 2
@@ -428,7 +429,7 @@ def test_token_file_read_token_and_world_readable_refusal(
         ws.settings_file.write_text(
             settings.replace("[server]", '[server]\ntoken_file = "api-token"', 1)
         )
-        with pytest.raises(ConfigError, match=r"readable by every user.*chmod 600"):
+        with pytest.raises(ConfigError, match=r"has mode 0644.*chmod 600"):
             create_app(ws)
         os.chmod(token_file, 0o600)
         ws.settings_file.write_text(

@@ -87,12 +87,15 @@ min_severity = "info"
 
 
 @contextmanager
-def serving(ws: Workspace, env: dict[str, str], log: Path) -> Iterator[int]:
+def serving(
+    ws: Workspace, env: dict[str, str], log: Path, log_format: str = "json"
+) -> Iterator[int]:
+    """``steadycast serve`` in a child process, its stdout and stderr appended to ``log``."""
     port = closed_port()
     with log.open("ab") as out:
         proc = subprocess.Popen(
             [
-                *(sys.executable, "-m", "steadycast.cli", "--log-format", "json"),
+                *(sys.executable, "-m", "steadycast.cli", "--log-format", log_format),
                 *("--log-level", "DEBUG", "serve", "--host", "127.0.0.1", "--port", str(port)),
                 *("-w", str(ws.root)),
             ],
@@ -310,7 +313,7 @@ def test_the_canary_never_leaks(tmp_path: Path, figure: Record) -> None:
     no_env = {k: v for k, v in env.items() if k != "STEADYCAST_API_TOKEN"}
     refused = cli("serve", "--port", str(closed_port()), env=no_env)
     keep("serve with a world-readable token file: output", refused.stderr + refused.stdout)
-    assert refused.returncode == 2 and "readable by every user" in refused.stderr, refused.stderr
+    assert refused.returncode == 2 and "chmod 600" in refused.stderr, refused.stderr
     token_file.chmod(stat.S_IRUSR | stat.S_IWUSR)
     keep("serve: log (JSON)", server_log.read_bytes())
 

@@ -1,10 +1,12 @@
 """The HTTP API and dashboard: ``create_app(ws)`` builds it, ``serve(ws)`` runs it with uvicorn.
 
-Reads are open unless ``[server] read_token_required = true``; writes (rollback, approve,
-acknowledge, resolve) need ``Authorization: Bearer TOKEN`` and are audited as
-``api:<token_name>``. Forecasts are served from an in-memory copy of each pipeline's current
-release (``cache.py``), never from DuckDB; the routes that need the store (a series' history,
-data quality) open it read-only for one query and say so when another process holds it.
+Reads are open unless ``[server] read_token_required = true``, and show no internals of the
+machine (``exposure.py``); the audit log, and writes (rollback, approve, acknowledge, resolve),
+need ``Authorization: Bearer TOKEN`` and writes are audited as ``api:<token_name>``. A
+credential in a URL is refused and redacted from the logs (``redact.py``). Forecasts are served
+from an in-memory copy of each pipeline's current release (``cache.py``), never from DuckDB;
+the routes that need the store (a series' history, data quality) open it read-only for one
+query and say so when another process holds it.
 
 Every error is ``{"error": ..., "detail": ...}`` with its status code documented in the OpenAPI
 document: 400 a bad parameter, 401 no token, 403 a wrong token (or none configured), 404 an
@@ -54,6 +56,8 @@ from steadycast.ops.metrics import render_metrics
 from steadycast.ops.runlog import get_run
 from steadycast.server import schemas
 from steadycast.server.cache import ReleaseCache, Snapshot
+from steadycast.server.exposure import PublicView
+from steadycast.server.redact import install_log_redaction, secret_params
 from steadycast.server.settings import HOW_TO_CONFIGURE, ServerSettings, load_settings
 from steadycast.workspace import Workspace
 
@@ -269,6 +273,34 @@ class _WritesNeedToken:
         await self.app(scope, receive, send)
 
 
+class _NoSecretsInUrl:
+    """Refuse a request that carries a credential in its query string, on every route.
+
+    A URL ends up in access logs, browser history and proxies; the token belongs in the
+    ``Authorization`` header. The refusal does not say whether the value was a valid token,
+    and the access log line of the request is redacted (``redact.py``).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope.get("query_string"):
+            found = secret_params(scope["query_string"].decode("latin-1"))
+            if found:
+                names = ", ".join(repr(n[:40]) for n in dict.fromkeys(found))
+                response = _error_response(
+                    400,
+                    "bad request",
+                    f"credentials are not accepted in the URL (query parameter {names}): URLs "
+                    "are written to logs and browser history. Send the token in the header "
+                    "`Authorization: Bearer TOKEN`, and replace it if it was a real one",
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     async def http_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)  # registered for HTTPException only
@@ -281,15 +313,17 @@ def _install_error_handlers(app: FastAPI) -> None:
             e.pop("ctx", None)
         return _error_response(422, "invalid request", errors)
 
-    async def steadycast_error(_: Request, exc: Exception) -> Response:
+    async def steadycast_error(request: Request, exc: Exception) -> Response:
+        # Messages name files by their path (the store's, when it is busy): not for open readers.
+        message = cast(PublicView, request.app.state.public).text(str(exc))
         if isinstance(exc, NotFoundError):
-            return _error_response(404, "not found", str(exc))
+            return _error_response(404, "not found", message)
         if isinstance(exc, UsageError | ConfigError):
-            return _error_response(400, "bad request", str(exc))
+            return _error_response(400, "bad request", message)
         if isinstance(exc, StoreBusyError):
-            return _error_response(503, "store busy", str(exc))
+            return _error_response(503, "store busy", message)
         log.error("request failed: %s", exc)
-        return _error_response(500, "internal error", str(exc))
+        return _error_response(500, "internal error", message)
 
     async def unexpected(_: Request, exc: Exception) -> Response:
         log.exception("unexpected error while serving a request", exc_info=exc)
@@ -484,11 +518,14 @@ def _quality(ws: Workspace, pipeline: str) -> dict[str, Any]:
 def create_app(ws: Workspace, *, token: str | None = None) -> FastAPI:
     """The API and dashboard for one workspace.
 
-    ``token`` overrides ``STEADYCAST_API_TOKEN`` and ``[server] token_file``; a world-readable
-    token file is a ``ConfigError`` here, at start-up, not at the first write.
+    ``token`` overrides ``STEADYCAST_API_TOKEN`` and ``[server] token_file``; a token file its
+    group or other users can read or write is a ``ConfigError`` here, at start-up, not at the
+    first write.
     """
     settings = load_settings(ws, token)
     api = _Api(ws, settings)
+    # Every read answers without the machine's details (paths, pids, hosts, OS users).
+    public = PublicView(ws.root)
     app = FastAPI(
         title="steadycast",
         version=_package_version(),
@@ -499,6 +536,7 @@ def create_app(ws: Workspace, *, token: str | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.api = api
+    app.state.public = public
     _install_error_handlers(app)
     bearer = HTTPBearer(auto_error=False, description="the API token (STEADYCAST_API_TOKEN)")
     Creds = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
@@ -520,6 +558,7 @@ def create_app(ws: Workspace, *, token: str | None = None) -> FastAPI:
 
     app.add_middleware(_ForecastFastPath, api=api)
     app.add_middleware(_WritesNeedToken, api=api, bearer=bearer)
+    app.add_middleware(_NoSecretsInUrl)
     app.add_middleware(_SecurityHeaders)
 
     # ------------------------------------------------------------------ health and metrics
@@ -569,12 +608,14 @@ def create_app(ws: Workspace, *, token: str | None = None) -> FastAPI:
             out.append(
                 {
                     "name": name,
-                    "last_run": jsonable_encoder(
-                        {k: v for k, v in last.items() if k not in ("stages", "detail")}
+                    "last_run": public(
+                        jsonable_encoder(
+                            {k: v for k, v in last.items() if k not in ("stages", "detail")}
+                        )
                     )
                     if last
                     else None,
-                    "gate": gate if isinstance(gate, list) else None,
+                    "gate": public(gate) if isinstance(gate, list) else None,
                     "current_release": releases.current_id(ws.releases_dir, name),
                     "open_incidents": counts["open"],
                     "acknowledged_incidents": counts["acknowledged"],
@@ -664,7 +705,7 @@ def create_app(ws: Workspace, *, token: str | None = None) -> FastAPI:
             hist, acts = _series_store(ws, pipeline, series_id, start, end, history)
         except (StoreBusyError, WorkspaceError) as exc:
             hist = acts = None
-            note = f"history not available right now: {exc}"
+            note = public.text(f"history not available right now: {exc}")
         levels = snap.manifest.get("levels") or sorted(
             int(c.rsplit("_", 1)[1]) for c in snap.columns if c.startswith("yhat_lo_")
         )
@@ -676,7 +717,7 @@ def create_app(ws: Workspace, *, token: str | None = None) -> FastAPI:
             "forecast": rows,
             "history": hist,
             "actuals": acts,
-            "provenance": jsonable_encoder(snap.provenance.get(series_id)),
+            "provenance": public(jsonable_encoder(snap.provenance.get(series_id))),
             "note": note,
         }
 
@@ -701,7 +742,9 @@ def create_app(ws: Workspace, *, token: str | None = None) -> FastAPI:
                     "current": rel.release_id == current_id,
                 }
             )
-        return _plain({"pipeline": name, "current_release": current_id, "releases": items})
+        return public.doc(
+            _plain({"pipeline": name, "current_release": current_id, "releases": items})
+        )
 
     @app.post(
         "/api/v1/pipelines/{pipeline}/rollback",
@@ -743,7 +786,7 @@ def create_app(ws: Workspace, *, token: str | None = None) -> FastAPI:
         if isinstance(run.get("detail"), str):
             with contextlib.suppress(ValueError):
                 run["detail"] = json.loads(run["detail"])
-        return _plain(run)
+        return public.doc(_plain(run))
 
     @app.post(
         "/api/v1/runs/{run_id}/approve",
@@ -798,7 +841,7 @@ def create_app(ws: Workspace, *, token: str | None = None) -> FastAPI:
         if pipeline is not None:
             api.pipeline(pipeline)
         found = incidents_mod.list_incidents(ws.control_path, state=state, pipeline=pipeline)
-        return {"incidents": [i.as_dict() for i in found]}
+        return {"incidents": [public(i.as_dict()) for i in found]}
 
     Note = Annotated[schemas.NoteRequest | None, Body()]
 
@@ -832,14 +875,17 @@ def create_app(ws: Workspace, *, token: str | None = None) -> FastAPI:
         "/api/v1/audit",
         response_model=schemas.AuditList,
         tags=["ops"],
-        dependencies=read,
-        responses=_errors(404, *read_errors),
+        responses=_errors(401, 403, 404),
     )
     def audit(
+        _: Actor,
         pipeline: Annotated[str | None, Query()] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> dict[str, Any]:
-        """The newest audit entries first: every change of state, who made it and why."""
+        """The newest audit entries first: every change of state, who made it and why.
+
+        Needs the token even when reads are open: the log names the machine's users and the
+        files they ingested."""
         if pipeline is not None:
             api.pipeline(pipeline)
         return {"entries": control.audit_entries(ws.control_path, pipeline, limit)}
@@ -855,7 +901,7 @@ def create_app(ws: Workspace, *, token: str | None = None) -> FastAPI:
     )
     def quality(pipeline: str) -> dict[str, Any]:
         """Quarantined rows by reason and the latest check results."""
-        return _quality(ws, api.pipeline(pipeline))
+        return public.doc(_quality(ws, api.pipeline(pipeline)))
 
     @app.get(
         "/api/v1/hogs",
@@ -875,7 +921,7 @@ def create_app(ws: Workspace, *, token: str | None = None) -> FastAPI:
         span = hogs_mod.parse_since(since)
         if span.days > 3650:
             raise UsageError(f"since {since[:20]!r} is longer than ten years")
-        return _plain(hogs_mod.hogs(ws, span, by=by, limit=limit))  # type: ignore[arg-type]
+        return public.doc(_plain(hogs_mod.hogs(ws, span, by=by, limit=limit)))  # type: ignore[arg-type]
 
     # ------------------------------------------------------------------ dashboard
 
@@ -898,10 +944,20 @@ def serve(ws: Workspace, host: str = "127.0.0.1", port: int = 8000, **uvicorn_op
     """Run the API and dashboard with uvicorn until interrupted (``steadycast serve``).
 
     uvicorn's access log records the request line and status only, never headers, so the
-    Authorization header (the token) never reaches a log.
+    Authorization header (the token) never reaches a log; a token put in the URL instead is
+    refused and redacted from every log line (``redact.py``).
     """
     import uvicorn
 
     app = create_app(ws)
     options: dict[str, Any] = {"log_level": "info", "server_header": False, **uvicorn_options}
-    uvicorn.run(app, host=host, port=port, **options)
+    config = uvicorn.Config(app, host=host, port=port, **options)
+    # After Config: it (re)configures uvicorn's loggers and handlers, which get the filter.
+    install_log_redaction(cast(_Api, app.state.api).settings.token)
+    server = uvicorn.Server(config)
+    server.run()
+    if not server.started:
+        raise SteadycastError(
+            f"the server could not start on {host}:{port} (the reason is logged above; is the "
+            "port in use? choose another with --port)"
+        )

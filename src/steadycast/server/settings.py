@@ -1,8 +1,10 @@
 """Server settings: the API token, its name, and whether reads need it too.
 
 The token comes from ``STEADYCAST_API_TOKEN`` or from the file named by ``[server] token_file``
-in ``steadycast.toml`` (relative to the workspace). A token file others can read is refused at
-start-up rather than used: a leaked write token is a way to roll back production forecasts.
+in ``steadycast.toml`` (relative to the workspace). A token file that its group or other users
+can read or write (any bit of ``0o077``) is refused at start-up rather than used: a leaked
+write token is a way to roll back production forecasts, and a writable one lets another user
+choose it.
 The token itself is never logged, echoed in an error, or put in the audit log; the audit log
 names it ``api:<token_name>``.
 """
@@ -19,6 +21,7 @@ from steadycast.workspace import Workspace
 
 TOKEN_ENV = "STEADYCAST_API_TOKEN"
 DEFAULT_TOKEN_NAME = "api-token"
+SERVER_KEYS = frozenset({"token_file", "token_name", "read_token_required"})
 HOW_TO_CONFIGURE = (
     f"no API token is configured, so write requests are refused; set {TOKEN_ENV} or "
     "[server] token_file in steadycast.toml (a file readable by its owner only) and restart "
@@ -60,12 +63,19 @@ def _read_token_file(ws: Workspace, name: str) -> str:
         st = path.stat()
     except FileNotFoundError:
         raise ConfigError(f"{where}: the file {path} does not exist") from None
-    if st.st_mode & stat.S_IROTH:
+    if not stat.S_ISREG(st.st_mode):
+        raise ConfigError(f"{where}: {path} is not a regular file")
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o077:
         raise ConfigError(
-            f"{where}: {path} is readable by every user of this machine; refusing to use it as "
-            f"the API token (run `chmod 600 {path}`)"
+            f"{where}: {path} has mode {mode:04o}, so other users of this machine can read or "
+            f"change it; the API token file must be readable by its owner only "
+            f"(run `chmod 600 {path}`)"
         )
-    token = path.read_text(encoding="utf-8").strip()
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{where}: {path} cannot be read ({type(exc).__name__})") from None
     if not token:
         raise ConfigError(f"{where}: {path} is empty")
     return token
@@ -74,6 +84,13 @@ def _read_token_file(ws: Workspace, name: str) -> str:
 def load_settings(ws: Workspace, token: str | None = None) -> ServerSettings:
     """Settings from ``steadycast.toml`` and the environment; an explicit ``token`` wins."""
     table = _server_table(ws)
+    unknown = sorted(set(table) - SERVER_KEYS)
+    if unknown:
+        # A misspelt token_file would otherwise leave the server without its token.
+        raise ConfigError(
+            f"{ws.settings_file}: [server] {unknown[0]}: unknown key (known: "
+            f"{', '.join(sorted(SERVER_KEYS))})"
+        )
     token_name = table.get("token_name", DEFAULT_TOKEN_NAME)
     if not isinstance(token_name, str) or not token_name.strip():
         raise ConfigError(f"{ws.settings_file}: [server] token_name must be a non-empty string")
