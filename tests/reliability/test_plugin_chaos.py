@@ -101,7 +101,8 @@ class TreeWatch:
 
     def alive(self, keep: Collection[int] = ()) -> list[psutil.Process]:
         """Seen processes still running (the same process: pid and start time match), except
-        the pids in ``keep`` (the runner's current workers)."""
+        the pids in ``keep`` (the runner's current workers) and their guards (part of a
+        worker: they end its session when it dies)."""
         out = []
         for proc in self.seen.values():
             try:
@@ -109,6 +110,7 @@ class TreeWatch:
                     proc.pid not in keep
                     and proc.is_running()
                     and proc.status() != psutil.STATUS_ZOMBIE
+                    and not (proc.ppid() in keep and "_guard.py" in " ".join(proc.cmdline()))
                 ):
                     out.append(proc)
             except psutil.Error:

@@ -5,13 +5,17 @@ one process per core, one partition at a time each. A partition is never split, 
 bounded by the partition size times the number of processes, whatever the fleet size.
 
 Processes are started with ``spawn`` (the run process has threads: ``fork`` would be unsafe) and
-kept for the whole run, so their start-up is paid once; each dies with the run process (Linux
-parent-death signal), and its model workers die with it. A process that dies while it holds a
-partition (the kernel's OOM killer, a crash in native code, a kill) loses only that attempt:
-the pool is started again and the partitions that were in flight are given out again, up to
-``MAX_ATTEMPTS`` times each, as Spark does with its tasks. So the work must be idempotent per
-partition: the forecast task commits a partition once (``commit.py``), the check task rewrites
-its own file.
+kept for the whole run, so their start-up is paid once. Each dies with the run process, whatever
+kills it (Linux parent-death signal, armed before the process imports anything: ``lifeline.py``),
+and its model workers die with it. Processes are started by the thread that runs the pool (the
+signal follows the thread that started a process); multiprocessing's resource tracker, which
+removes the pool's semaphores if the run is killed, ends when the last of them has gone.
+
+A process that dies while it holds a partition (the kernel's OOM killer, a crash in native
+code, a kill) loses only that attempt: the pool is started again and the partitions that were in
+flight are given out again, up to ``MAX_ATTEMPTS`` times each, as Spark does with its tasks. So
+the work must be idempotent per partition: the forecast task commits a partition once
+(``commit.py``), the check task rewrites its own file.
 
 With one process (``forecast.workers = 1``, or a fleet of one partition) nothing is started:
 the work runs in the run process itself, one partition after another.
@@ -19,12 +23,8 @@ the work runs in the run process itself, one partition after another.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import multiprocessing
 import os
 import signal
-import sys
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -33,6 +33,7 @@ from typing import Any, Generic, TypeVar
 
 from steadycast.engines.process import own_cpu_s, peak_rss_mb, reset_peak_rss
 from steadycast.errors import SteadycastError
+from steadycast.lifeline import spawn_context
 
 R = TypeVar("R")
 
@@ -75,13 +76,10 @@ def processes_for(workers: int, partitions: int) -> int:
     return max(1, min(workers or os.cpu_count() or 1, partitions))
 
 
-def _die_with_parent() -> None:
-    """Initializer of a partition process: end when the run process ends, however it ends."""
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            pr_set_pdeathsig = 1
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
-    # Ctrl-C reaches the whole process group; the run process decides what happens.
+def _ignore_ctrl_c() -> None:
+    """Initializer of a partition process. Ctrl-C reaches the whole process group; the run
+    process decides what happens. (Dying with the run is armed earlier, before the process
+    imports anything: ``lifeline.spawn_context``.)"""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
@@ -124,8 +122,8 @@ class PartitionPool:
         if self._executor is None:
             self._executor = ProcessPoolExecutor(
                 self.processes,
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=_die_with_parent,
+                mp_context=spawn_context(),
+                initializer=_ignore_ctrl_c,
             )
         return self._executor
 

@@ -23,6 +23,10 @@ How, and why this way:
   the worker keeps as their sub-reaper (Linux ``PR_SET_CHILD_SUBREAPER``) and the parent lists
   before the kill. Between tasks the worker kills whatever model code left running. Nothing is
   left behind either way (on Linux; elsewhere a descendant that calls ``setsid`` can escape).
+- **Workers die with the process that started them**, however it dies (``lifeline.py``): the
+  parent-death signal is armed before the worker imports anything, and a small guard process
+  forked by the worker ends the worker's whole session when the worker dies, so model code
+  running in a child of the worker stops too instead of computing until its time limit.
 - **The memory limit is RLIMIT_AS on top of the warm worker** (about 520 MB of address space for
   Python, pandas and statsforecast): ``memory_mb`` is what model code may add. An address-space
   limit counts virtual memory, so it is conservative; it is what turns a 10 GB allocation into a
@@ -66,6 +70,7 @@ from typing import Any
 import pandas as pd
 import psutil
 
+from steadycast import lifeline
 from steadycast.errors import ModelError, ModelOutputError, SteadycastError
 from steadycast.models.base import ForecastTask
 
@@ -83,6 +88,10 @@ WORKER_ENV = {
 }
 #: Seconds a new worker may take to import pandas and statsforecast.
 START_TIMEOUT_S = 120.0
+# Run with the module's name as its first argument, so the process is recognisable by it.
+_WORKER_MAIN = (
+    "import sys\nfrom steadycast.models._worker import main\nsys.exit(main(sys.argv[1:]))\n"
+)
 
 
 class RemoteTraceback(Exception):
@@ -154,10 +163,14 @@ class _Worker:
         )
         env = {**os.environ, **WORKER_ENV}
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [_source_root(), env.get("PYTHONPATH")]))
+        # ``-c`` rather than ``-m``: the worker is armed to die with this process before it
+        # imports anything (``lifeline.prelude``), not seconds later.
+        program = lifeline.prelude(os.getpid()) + _WORKER_MAIN
         self.proc = subprocess.Popen(
             [
                 sys.executable,
-                "-m",
+                "-c",
+                program,
                 "steadycast.models._worker",
                 str(child_sock.fileno()),
                 str(memory_mb),

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
@@ -251,3 +253,59 @@ def test_limits_are_checked() -> None:
         IsolatedRunner(workers=1, timeout_s=0, memory_mb=MEMORY_MB)
     with pytest.raises(ValueError, match="memory_mb must be at least 64"):
         IsolatedRunner(workers=1, timeout_s=1, memory_mb=10)
+
+
+# A process that starts a runner, hands a worker a model that forks a child and waits for it
+# (a model busy for minutes), prints the worker pids and then waits to be killed.
+_DRIVER = """
+import sys, threading
+from steadycast.models.isolation import IsolatedRunner
+from tests.unit.models.series import HOURLY, batch, seasonal, series
+runner = IsolatedRunner(workers=1, timeout_s=600, memory_mb=1024)
+runner.start()
+runner.wait_ready()
+print(*runner.worker_pids(), flush=True)
+runner.run("ChaosFork", {}, batch(series("a", seasonal(72))), HOURLY)
+"""
+
+
+def test_workers_and_what_model_code_forked_die_with_the_process_that_started_them() -> None:
+    """SIGKILL of the process driving a runner, mid-task: nothing of it computes on."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+    driver = subprocess.Popen(
+        [sys.executable, "-c", _DRIVER], cwd=root, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert driver.stdout is not None
+        (worker,) = (int(p) for p in driver.stdout.readline().split())
+        deadline = time.monotonic() + 60
+        busy: list[psutil.Process] = []
+        while not busy and time.monotonic() < deadline:  # the model's child is running
+            busy = [
+                p
+                for p in psutil.Process(worker).children()
+                if "steadycast.models._worker" in p.cmdline()
+            ]
+            time.sleep(0.05)
+        assert busy, "the model never forked"
+        everything = [psutil.Process(worker), *psutil.Process(worker).children(recursive=True)]
+    finally:
+        driver.kill()
+        driver.wait()
+        if driver.stdout is not None:
+            driver.stdout.close()
+    deadline = time.monotonic() + 1.0
+    while True:
+        alive = [p.pid for p in everything if _running(p)]
+        if not alive or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    assert not alive, f"alive 1 s after the driver was killed: {alive}"
+
+
+def _running(proc: psutil.Process) -> bool:
+    """Alive and not a zombie (a dead orphan waits for whoever adopted it to reap it)."""
+    try:
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
