@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 import sys
 from collections.abc import Callable
@@ -14,7 +15,7 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from steadycast import releases
+from steadycast import advice, releases
 from steadycast.ops.incidents import list_incidents
 from steadycast.report import write_report
 from steadycast.run import RunResult, run_pipeline
@@ -113,27 +114,28 @@ def run_demo(directory: Path, console: Console, json_out: bool = False) -> dict[
     report = ws.root / f"report-{run2.run_id}.html"
     write_report(ws, run2.run_id, report)
     say(f"\nReport:    {report}")
-    w = f"-w {ws.root}"
     if shutil.which("steadycast") is None:
         bin_dir = Path(sys.executable).parent
+        activate = shlex.quote(str(bin_dir / "activate"))
         say(
-            f"(The commands below are in {bin_dir}: run `source {bin_dir}/activate` first.)",
+            f"(The commands below are in {bin_dir}: run `source {activate}` first.)",
             markup=False,
         )
-    say("Levers (one command each):")
-    say(
-        f"  steadycast approve {run2.run_id} --reason 'meters were decommissioned' {w}",
-        markup=False,
-    )
-    say(f"  steadycast rollback {DEMO_PIPELINE} --reason 'go back one release' {w}", markup=False)
+    root = ws.root
+    if run2.status == "held":
+        say("Levers (one command each):")
+        say("  publish the held run anyway (the vanished meters were decommissioned):")
+        say(f"    {advice.approve(root, run2.run_id, 'meters were decommissioned')}", markup=False)
+        say("  then, to go back to the release before it:")
+        say(f"    {advice.rollback(root, DEMO_PIPELINE, 'undo the approval')}", markup=False)
     say("Look around:")
     for command in (
-        f"steadycast status {DEMO_PIPELINE} {w}",
-        f"steadycast incidents --state open {w}",
-        f"steadycast forecast {DEMO_PIPELINE} {w} | head",
-        f"steadycast runs {DEMO_PIPELINE} {w}",
-        f"steadycast hogs --since 1d {w}",
-        f"steadycast serve {w}   # then open http://127.0.0.1:8000/",
+        advice.command(root, "status", DEMO_PIPELINE),
+        advice.command(root, "incidents", "--state", "open"),
+        advice.command(root, "forecast", DEMO_PIPELINE) + " | head",
+        advice.command(root, "runs", DEMO_PIPELINE),
+        advice.command(root, "hogs", "--since", "1d"),
+        advice.command(root, "serve") + "   # then open http://127.0.0.1:8000/",
     ):
         say(f"  {command}", markup=False)
     summary: dict[str, Any] = {

@@ -1,6 +1,8 @@
 """The two levers a person pulls when a run needs them: roll back and approve.
 
-Both are one command, both go to the audit log with who pulled them and why.
+Both are one command, both go to the audit log with who pulled them and why. ``approve`` works
+on any held run: one held by the output gate is published as it is; one its data checks stopped
+before forecasting is continued past the stop (``run.continue_stopped_run``) and published.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import pandas as pd
 from steadycast import control, releases
 from steadycast.errors import NotFoundError, UsageError
 from steadycast.ops import incidents, runlog
-from steadycast.run import HELD
+from steadycast.run import HELD, continue_stopped_run
 from steadycast.workspace import Workspace
 
 
@@ -90,8 +92,12 @@ def rollback(
 
 
 def approve(ws: Workspace, run_id: str, reason: str, *, actor: str | None = None) -> str:
-    """Publish a held run as it is (the manual override); returns the new release id.
-    ``actor`` overrides who the audit log names (default: ``control.current_actor()``)."""
+    """Publish a held run (the manual override); returns the new release id.
+
+    A run held by its output gate is published as it is. A run its data checks stopped before
+    forecasting is continued from its own snapshot past the stop, forecast, judged by the
+    output gate for the record (not held by it), and published. ``actor`` overrides who the
+    audit log names (default: ``control.current_actor()``)."""
     if not reason.strip():
         raise UsageError("an approval needs a reason (--reason TEXT); it goes to the audit log")
     run = runlog.get_run(ws.control_path, run_id)
@@ -110,10 +116,7 @@ def approve(ws: Workspace, run_id: str, reason: str, *, actor: str | None = None
     except FileNotFoundError:
         raise NotFoundError(f"the forecasts of held run {run_id} are gone from {held}") from None
     if forecasts.empty:
-        raise UsageError(
-            f"run {run_id} was stopped by its data checks before forecasting; there is nothing to "
-            "approve (fix the data or the check policy and run again)"
-        )
+        return _approve_stopped(ws, run_id, reason, actor)
     meta = {**meta, "approved": True, "approved_reason": reason}
     release = releases.write_release(
         ws.releases_dir, pipeline, run_id, forecasts, meta, extras={"provenance": provenance}
@@ -132,10 +135,58 @@ def approve(ws: Workspace, run_id: str, reason: str, *, actor: str | None = None
             "content_sha256": release.manifest["content_sha256"],
         },
     )
-    held_print = incidents.fingerprint("held", pipeline)
+    _resolve(ws, pipeline, {incidents.fingerprint("held", pipeline)}, run_id, reason, actor)
+    return release.release_id
+
+
+def _approve_stopped(ws: Workspace, run_id: str, reason: str, actor: str | None) -> str:
+    """Continue a run its data checks stopped, publish it, and say so: audit log (who, why,
+    which checks were overridden, what the output gate found) and the stop's incidents."""
+    result, override = continue_stopped_run(ws, run_id, reason, actor=actor)
+    pipeline = result.pipeline
+    if result.release_id is None:  # never expected: the continuation publishes or raises
+        raise UsageError(f"run {run_id} was continued but not published ({result.status})")
+    release = releases.read_release(ws.releases_dir, pipeline, result.release_id)
+    runlog.update_run(ws.control_path, run_id, error=None)
+    _audit(
+        ws,
+        "run.approved",
+        actor,
+        pipeline=pipeline,
+        subject=run_id,
+        reason=reason,
+        detail={
+            "release_id": release.release_id,
+            "content_sha256": release.manifest["content_sha256"],
+            "override": "data checks",
+            "overridden_checks": list(override.checks),
+            "lifted_results": len(override.lifted),
+            "series": result.series,
+            "gate_failed": [g["check"] for g in result.gate if not g["passed"]],
+        },
+    )
+    stop_prints = {
+        incidents.fingerprint("held", pipeline),
+        incidents.fingerprint("gate", "blocking_checks", pipeline),
+    }
+    stop_prints |= {
+        incidents.fingerprint("check", r.check, pipeline, r.unique_id) for r in override.lifted
+    }
+    _resolve(ws, pipeline, stop_prints, run_id, reason, actor)
+    return release.release_id
+
+
+def _resolve(
+    ws: Workspace,
+    pipeline: str,
+    fingerprints: set[str],
+    run_id: str,
+    reason: str,
+    actor: str | None,
+) -> None:
+    """Resolve the live incidents with these fingerprints, the approval as the note."""
     for incident in incidents.list_incidents(ws.control_path, pipeline=pipeline):
-        if incident.fingerprint == held_print and incident.state != "resolved":
+        if incident.fingerprint in fingerprints and incident.state != "resolved":
             incidents.resolve(
                 ws.control_path, incident.id, actor=actor, note=f"run {run_id} approved: {reason}"
             )
-    return release.release_id

@@ -9,6 +9,7 @@ clear message. Runs read what they need at their start and let go (see docs/ARCH
 from __future__ import annotations
 
 import os
+import shlex
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -235,7 +236,8 @@ def reading(
     """A short-lived read-only connection; a large query spills to ``temp_dir`` past
     ``memory_limit`` (a whole-fleet snapshot must not take the machine's memory)."""
     if not path.exists():
-        raise WorkspaceError(f"{path}: no store here; run `steadycast init` first")
+        init = shlex.join(["steadycast", "init", str(path.parent)])
+        raise WorkspaceError(f"{path}: no store here; run `{init}` first")
     con = _open(path, read_only=True, wait_s=wait_s, memory_limit=memory_limit)
     try:
         # fetchall consumes the result: a pending one would block the caller's next call.
