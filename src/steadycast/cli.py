@@ -8,6 +8,7 @@ directory); commands that report take ``--json`` for machine-readable output on 
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -207,14 +208,18 @@ def run(
     if json_out:
         _emit_json(result.as_dict())
     else:
-        _print_run(result)
+        _print_run(result, ws.root)
     if result.status == "held":
         raise typer.Exit(3)
     if result.status != "published":
+        # One line on stderr for whoever runs it from cron: what failed and why.
+        err.print("error: ", style="bold red", end="")
+        problem = " ".join(str(result.error).split())
+        err.print(f"run {result.run_id} failed: {problem}", markup=False, highlight=False)
         raise typer.Exit(1)
 
 
-def _print_run(result: Any) -> None:
+def _print_run(result: Any, root: Path) -> None:
     colour = {"published": "green", "held": "yellow"}.get(result.status, "red")
     out.print(f"run [bold]{result.run_id}[/bold]: [{colour}]{result.status}[/{colour}]")
     if result.release_id:
@@ -237,6 +242,23 @@ def _print_run(result: Any) -> None:
             f"{s['rows_out']:,}",
         )
     out.print(table)
+    if result.status == "held":
+        _print_levers(result.run_id, result.pipeline, root)
+
+
+def _print_levers(run_id: str, pipeline: str, root: Path) -> None:
+    """What a person can do about a held run, as commands that work when pasted."""
+    from steadycast import advice
+
+    out.print(
+        "  The last good release stays current. To publish this run anyway, say why "
+        "(it goes to the audit log):",
+        markup=False,
+        highlight=False,
+    )
+    out.print(f"    {advice.approve(root, run_id)}", markup=False, highlight=False)
+    incidents = advice.command(root, "incidents", "--state", "open", "--pipeline", pipeline)
+    out.print(f"  See what held it: {incidents}", markup=False, highlight=False)
 
 
 class _progress:
@@ -321,7 +343,11 @@ def releases(
         _emit_json({"pipeline": pipeline, "current": current, "releases": rows})
         return
     if not rows:
-        out.print(f"No releases of {pipeline} yet; run `steadycast run {pipeline}`.")
+        from steadycast import advice
+
+        out.print(
+            f"No releases of {pipeline} yet; run `{advice.command(ws.root, 'run', pipeline)}`."
+        )
         return
     table = Table(title=f"releases of {pipeline}")
     for col in ("", "release", "created", "series", "rows", "content"):
@@ -478,16 +504,38 @@ def approve(
     workspace: WorkspaceOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Publish a held run as it is (the manual override)."""
+    """Publish a held run (the manual override). A run its data checks stopped before
+    forecasting is continued past the stop from its own snapshot, then published."""
     from steadycast.levers import approve as do_approve
+    from steadycast.ops.runlog import get_run
     from steadycast.workspace import Workspace
 
     ws = Workspace.open(workspace)
     release_id = do_approve(ws, run_id, reason)
+    record = get_run(ws.control_path, run_id) or {}
+    detail = json.loads(record.get("detail") or "{}")
+    overridden = (detail.get("approval") or {}).get("overridden_checks")
     if json_out:
-        _emit_json({"run_id": run_id, "release_id": release_id})
-    else:
-        out.print(f"run {run_id} approved: release {release_id} is current")
+        doc: dict[str, Any] = {"run_id": run_id, "release_id": release_id}
+        if overridden:
+            doc["overridden_checks"] = overridden
+        _emit_json(doc)
+        return
+    out.print(f"run {run_id} approved: release {release_id} is current", markup=False)
+    if overridden:
+        out.print(
+            f"  continued past its data checks ({', '.join(overridden)}) from its own snapshot: "
+            f"{record.get('series') or 0:,} series forecast",
+            markup=False,
+            highlight=False,
+        )
+        for g in detail.get("gate", []):
+            if not g.get("passed"):
+                out.print(
+                    f"  output gate (recorded, not holding) {g['check']}: {g['detail']}",
+                    markup=False,
+                    highlight=False,
+                )
 
 
 StateOpt = Annotated[
@@ -608,6 +656,14 @@ def status(
             markup=False,
         )
         out.print(f"  open incidents:  {st['open_incidents']}")
+        if last.get("status") == "held":
+            from steadycast import advice
+
+            out.print(
+                f"  to publish it:   {advice.approve(ws.root, last['run_id'])}",
+                markup=False,
+                highlight=False,
+            )
         for entry in st["audit"][:5]:
             out.print(
                 f"    {entry['at'][:19]} {entry['actor']}: {entry['action']} {entry.get('subject') or ''}"
@@ -687,8 +743,10 @@ def synth(
     out.print(f"wrote {doc.get('rows', 0):,} rows of {series:,} series to {output}", markup=False)
     out.print(f"  pipeline:     {output / 'pipeline.toml'}", markup=False)
     out.print(f"  ground truth: {output / 'ground_truth.parquet'}", markup=False)
+    # The directory quoted, the file pattern not: the shell expands it.
+    files = f"{shlex.quote(str(output / 'data'))}/*.parquet"
     out.print(
-        f"  ingest with:  steadycast ingest NAME {output}/data/*.parquet (after copying pipeline.toml)",
+        f"  ingest with:  steadycast ingest NAME {files} (after copying pipeline.toml)",
         markup=False,
     )
 
@@ -905,7 +963,9 @@ def main(argv: list[str] | None = None) -> int:
 
     Usage errors (unknown option, missing argument) are reported by the CLI library itself,
     with exit code 2. A full disk is reported in one line too (exit code 1): what was
-    committed before it stays, and the same command finishes once there is space again.
+    committed before it stays, and the same command finishes once there is space again. Any
+    other unexpected error is one line as well (exit code 1), never a traceback unless asked
+    for (``--log-level DEBUG``).
     """
     try:
         app(args=argv, standalone_mode=True)
@@ -917,13 +977,32 @@ def main(argv: list[str] | None = None) -> int:
         code = exc.code
         return code if isinstance(code, int) else (0 if code is None else 1)
     except Exception as exc:
-        problem = _disk_problem(exc)
-        if problem is None:
-            raise
+        problem = _disk_problem(exc) or _internal_problem(exc)
         err.print("error: ", style="bold red", end="")
         err.print(problem, markup=False, highlight=False)
         return 1
     return 0
+
+
+def _internal_problem(exc: Exception) -> str:
+    """An unexpected error (a bug of steadycast, or of the machine) in one line, exit code 1.
+
+    Its traceback is for the person debugging, not for a cron mail: printed above the line with
+    ``--log-level DEBUG``, and kept in the run's record when it happened in a run.
+    """
+    import logging
+    import traceback
+
+    if logging.getLogger("steadycast").isEnabledFor(logging.DEBUG):
+        traceback.print_exception(exc, file=sys.stderr)
+    text = " ".join(str(exc).split())
+    text = text if len(text) <= 300 else text[:300] + "…"
+    where = "; ".join(" ".join(n.split()) for n in getattr(exc, "__notes__", []))
+    return (
+        f"internal error: {type(exc).__name__}{': ' + text if text else ''}"
+        + (f" ({where})" if where else "")
+        + "; run the command with --log-level DEBUG to print its traceback"
+    )
 
 
 if __name__ == "__main__":

@@ -21,10 +21,20 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from steadycast.errors import ConfigError
 
 PIPELINE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_SIZE = re.compile(r"^\s*\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KIB|MIB|GIB|TIB)\s*$", re.IGNORECASE)
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class _Table(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Files are validated in strict mode (see ``parse_pipeline``); NaN and infinity, which TOML
+    # can spell, are never a sensible limit.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+def _name(value: str, what: str) -> str:
+    if not value.strip():
+        raise ValueError(f"{what} must not be empty")
+    return value
 
 
 class SourceConfig(_Table):
@@ -46,6 +56,31 @@ class SourceConfig(_Table):
                 f"{value!r} is not a time zone; use an IANA name such as UTC, Europe/London"
             ) from None
         return value
+
+    @field_validator("id_column", "time_column", "value_column")
+    @classmethod
+    def _column(cls, value: str) -> str:
+        return _name(value, "a column name")
+
+    @field_validator("time_format")
+    @classmethod
+    def _strftime(cls, value: str) -> str:
+        if value and "%" not in value:
+            raise ValueError(
+                f"{value!r} has no strftime directive; write it like '%Y-%m-%d %H:%M', "
+                "or leave it empty to infer the format"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _distinct(self) -> SourceConfig:
+        columns = [self.id_column, self.time_column, self.value_column]
+        if len(set(columns)) < 3:
+            raise ValueError(
+                f"id_column, time_column and value_column must be three different columns "
+                f"(got {columns!r})"
+            )
+        return self
 
 
 class SeriesConfig(_Table):
@@ -69,6 +104,11 @@ class SeriesConfig(_Table):
         if offset is None or " " in value:
             raise ValueError(
                 f"{value!r} is not a frequency; use a pandas offset alias such as 30min, 1h, 1D"
+            )
+        if offset.n <= 0:
+            raise ValueError(
+                f"{value!r} is not a positive frequency; use a step forward in time such as "
+                "30min, 1h, 1D"
             )
         return value
 
@@ -100,6 +140,23 @@ class IngestConfig(_Table):
     # Rows per DuckDB memory budget; files larger than memory stream through DuckDB's spilling.
     memory_limit: str = "1GB"
 
+    @field_validator("delimiter")
+    @classmethod
+    def _one_character(cls, value: str) -> str:
+        if len(value) > 1:
+            raise ValueError(
+                f"{value!r}: a delimiter is one character, such as ',' ';' or '\\t'; "
+                "leave it empty to detect it"
+            )
+        return value
+
+    @field_validator("memory_limit")
+    @classmethod
+    def _size(cls, value: str) -> str:
+        if not _SIZE.match(value):
+            raise ValueError(f"{value!r} is not a memory size; write it like '512MB' or '2GB'")
+        return value
+
 
 class ModelsConfig(_Table):
     """Which models compete for each series, and which tier of them (see steadycast.tiers)."""
@@ -124,6 +181,15 @@ class ModelsConfig(_Table):
     )
     time_budget: str = ""
     full_share: float | None = Field(default=None, ge=0, le=1)
+
+    @field_validator("candidates", "fast_candidates")
+    @classmethod
+    def _some_models(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("name at least one model (steadycast models lists them)")
+        for name in value:
+            _name(name, "a model name")
+        return value
 
     @field_validator("levels")
     @classmethod
@@ -167,6 +233,11 @@ class ForecastConfig(_Table):
 class EngineConfig(_Table):
     name: Literal["local", "spark"] = "local"
     spark_master: str = "local[2]"
+
+    @field_validator("spark_master")
+    @classmethod
+    def _master(cls, value: str) -> str:
+        return _name(value, "spark_master")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -264,6 +335,24 @@ class LevelShiftCheckConfig(_CheckTable):
     cut_training: bool = True
 
 
+class FeedFaultCheckConfig(_CheckTable):
+    """The newest delivery broken the way real feeds break (a unit change, zeros, a meter's
+    cumulative register, a stuck or sign-flipped feed, a time-zone shift), judged against the
+    series' own recent history. A faulty series is excluded (its last good forecast stays
+    served); faults in more than ``max_share`` of the fleet hold the run."""
+
+    severity: Severity = "error"
+    policy: Policy = "exclude"
+    max_ratio: float = Field(default=50.0, gt=1.0)  # scale: new typical magnitude vs history
+    max_share: float = Field(default=0.3, ge=0.0, le=1.0)  # fleet share that holds the run
+    min_series: int = Field(default=2, ge=1)  # ...and at least this many faulty series
+    periods: int = Field(default=4, ge=1)  # reference periods (e.g. weeks) of history
+    min_steps: int = Field(default=0, ge=0)  # 0: auto, max(4, main season / 4)
+    window_steps: int = Field(default=0, ge=0)  # 0: auto, data newer than the last publish
+    max_shift_hours: int = Field(default=12, ge=0)  # time-zone shifts tried, each way
+    shift_gain: float = Field(default=0.5, gt=0.0, lt=1.0)  # best shift's error / unshifted
+
+
 class VolumeParityCheckConfig(_RunLevelCheckTable):
     """Series or rows that vanished or appeared in bulk since the previous run."""
 
@@ -291,6 +380,7 @@ class ChecksConfig(_Table):
     flat_line: FlatLineCheckConfig = FlatLineCheckConfig()
     spikes: SpikesCheckConfig = SpikesCheckConfig()
     level_shift: LevelShiftCheckConfig = LevelShiftCheckConfig()
+    feed_fault: FeedFaultCheckConfig = FeedFaultCheckConfig()
     volume_parity: VolumeParityCheckConfig = VolumeParityCheckConfig()
     pass_share: PassShareCheckConfig = PassShareCheckConfig()
 
@@ -316,6 +406,25 @@ class WorseThanNaiveRule(GateRuleConfig):
     tolerance: float = Field(default=0.1, ge=0.0)
     baseline: str = "SeasonalNaive"
 
+    @field_validator("baseline")
+    @classmethod
+    def _baseline(cls, value: str) -> str:
+        return _name(value, "baseline")
+
+
+class SharedRemedyRule(GateRuleConfig):
+    """A per-series problem the run fixes series by series (steadycast.stages.remedy); the run
+    is held only when more than ``limit`` of the series needed the fix."""
+
+    limit: float = Field(default=0.2, ge=0.0, le=1.0)
+
+
+class LevelVsHistoryRule(SharedRemedyRule):
+    """A forecast whose typical magnitude is more than ``max_ratio`` times above or below its
+    own history at the same positions."""
+
+    max_ratio: float = Field(default=50.0, gt=1.0)
+
 
 class SeriesWithoutForecastRule(GateRuleConfig):
     limit: float = Field(default=0.0, ge=0.0, le=1.0)
@@ -326,8 +435,9 @@ class GateConfig(_Table):
 
     blocking_checks: GateRuleConfig = GateRuleConfig()
     fallback_share: FallbackShareRule = FallbackShareRule()
-    non_finite: GateRuleConfig = GateRuleConfig()
-    negative: GateRuleConfig = GateRuleConfig()
+    non_finite: SharedRemedyRule = SharedRemedyRule()
+    negative: SharedRemedyRule = SharedRemedyRule()
+    level_vs_history: LevelVsHistoryRule = LevelVsHistoryRule()
     total_jump: TotalJumpRule = TotalJumpRule()
     worse_than_naive: WorseThanNaiveRule = WorseThanNaiveRule()
     series_without_forecast: SeriesWithoutForecastRule = SeriesWithoutForecastRule()
@@ -366,6 +476,17 @@ class AlertsConfig(_Table):
                     f"webhook URL number {number} must start with http:// or https:// and name "
                     "a host (the value is not shown: webhook URLs carry secrets)"
                 )
+        return value
+
+    @field_validator("webhook_url_env")
+    @classmethod
+    def _env_name(cls, value: str) -> str:
+        if value and not _ENV_NAME.match(value):
+            # Not quoted: a URL pasted here by mistake is a secret.
+            raise ValueError(
+                "must be the name of an environment variable (such as 'STEADYCAST_WEBHOOK'), "
+                "not its value (the value is not shown: it may be a secret)"
+            )
         return value
 
     @field_validator("command")
@@ -473,11 +594,59 @@ def _describe(error: Mapping[str, Any]) -> str:
         return f"{where}: required key is missing"
     if kind == "extra_forbidden":
         return f"{where}: unknown key (check its spelling and the table it is in)"
+    if kind in _EXPECTED:
+        value = error.get("input")
+        hint = " (write it without quotes)" if isinstance(value, str) and kind in _NUMBERS else ""
+        return (
+            f"{where}: {_shown(value)} is {_toml_type(value)}, but this key needs "
+            f"{_EXPECTED[kind]}{hint}"
+        )
     message = str(error["msg"])
     message = message.removeprefix("Value error, ")
     if kind not in ("value_error",):
-        message = f"{error.get('input')!r}: {message}"
+        message = f"{_shown(error.get('input'))}: {message}"
     return f"{where}: {message}"
+
+
+# What a key of each type needs, in TOML's words (strict validation: no silent coercion).
+_EXPECTED = {
+    "int_type": "a whole number",
+    "float_type": "a number",
+    "bool_type": "true or false",
+    "string_type": "a quoted string",
+    "list_type": "a list such as [1, 2]",
+    "dict_type": "a table",
+    "model_type": "a table",
+    "model_attributes_type": "a table",
+    "finite_number": "a finite number",
+}
+_NUMBERS = frozenset({"int_type", "float_type", "finite_number"})
+
+
+def _toml_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, int):
+        return "a whole number"
+    if isinstance(value, float):
+        return "a number" if value == value and abs(value) != float("inf") else "not finite"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a table"
+    return f"a {type(value).__name__}"
+
+
+def _shown(value: Any) -> str:
+    """The offending value, cut short (a table or list is described, not dumped)."""
+    if isinstance(value, dict):
+        return "the table"
+    if isinstance(value, bool):
+        return str(value).lower()
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def parse_pipeline(data: dict[str, Any], name: str, origin: str) -> PipelineConfig:
@@ -487,7 +656,9 @@ def parse_pipeline(data: dict[str, Any], name: str, origin: str) -> PipelineConf
             f"{origin}: {name!r} is not a pipeline name; use letters, digits, '_', '-', '.'"
         )
     try:
-        return PipelineConfig.model_validate({"name": name, **data})
+        # Strict: TOML already gives every value its natural type, so "24" where a number
+        # belongs (or 1 where true/false does) is a mistake to report, not to coerce.
+        return PipelineConfig.model_validate({"name": name, **data}, strict=True)
     except ValidationError as exc:
         lines = [f"{origin}: {_describe(err)}" for err in exc.errors()]
         raise ConfigError("\n".join(lines)) from None

@@ -8,8 +8,13 @@ whoever reads a held run knows what tripped and by how much.
 
     blocking_checks          a data-quality check with policy "stop" failed
     fallback_share           share of series on a fallback (or with no forecast) above a limit
-    non_finite               a forecast or interval bound is NaN or infinite
+    non_finite               a forecast or interval bound is NaN or infinite (after the
+                             per-series remedy), or more than ``limit`` of the series needed it
     negative                 a negative forecast for a series never negative in its history
+                             (after clipping), or more than ``limit`` of the series clipped
+    level_vs_history         forecasts out of line with their own history (median ratio at the
+                             same positions beyond ``max_ratio``), left or replaced per series;
+                             held when more than ``limit`` of the series were
     total_jump               the forecast total moved against the current release beyond a limit
     worse_than_naive         share of series whose model backtests worse than seasonal naive
     series_without_forecast  share of series that got no forecast at all above a limit
@@ -158,8 +163,22 @@ def build_gate_specs(config: GateConfig) -> list[GateSpec]:
             config.fallback_share.blocking,
             config.fallback_share.limit,
         ),
-        GateSpec("non_finite", config.non_finite.enabled, config.non_finite.blocking),
-        GateSpec("negative", config.negative.enabled, config.negative.blocking),
+        GateSpec(
+            "non_finite",
+            config.non_finite.enabled,
+            config.non_finite.blocking,
+            config.non_finite.limit,
+        ),
+        GateSpec(
+            "negative", config.negative.enabled, config.negative.blocking, config.negative.limit
+        ),
+        GateSpec(
+            "level_vs_history",
+            config.level_vs_history.enabled,
+            config.level_vs_history.blocking,
+            config.level_vs_history.limit,
+            {"max_ratio": config.level_vs_history.max_ratio},
+        ),
         GateSpec(
             "total_jump",
             config.total_jump.enabled,
@@ -272,16 +291,53 @@ def _value_columns(frame: pd.DataFrame) -> list[str]:
     return [c for c in frame.columns if c == "yhat" or c.startswith(("yhat_lo_", "yhat_hi_"))]
 
 
+def _remedied(inputs: GateInputs, rule: str) -> list[str]:
+    """Series whose forecast the run fixed for ``rule`` (provenance ``remedy``)."""
+    prov = inputs.provenance
+    if prov.empty or "remedy" not in prov.columns:
+        return []
+    acted = prov["remedy"].fillna("").astype(str).str.split(",")
+    return sorted(prov.loc[acted.map(lambda r: rule in r), ID].astype(str).unique())
+
+
+def _share_result(
+    spec: GateSpec, inputs: GateInputs, fixed: list[str], what: str, fix: str
+) -> GateResult:
+    """Pass when the share of series fixed for this rule is within the limit; name them."""
+    total = len(_series_ids(inputs))
+    share = len(fixed) / total if total else 0.0
+    passed = share <= spec.limit
+    verb = "within" if passed else "above"
+    if not fixed:
+        return _result(spec, True, f"no {what}", value=0.0, limit=spec.limit)
+    return _result(
+        spec,
+        passed,
+        f"{len(fixed):,} of {total:,} series ({share:.1%}) had {what}, {fix} series by series; "
+        f"{verb} the limit of {spec.limit:.0%} of the fleet: {_names(fixed)}",
+        value=share,
+        limit=spec.limit,
+        series=tuple(fixed),
+        severity="error" if not passed else "warning",
+    )
+
+
 def rule_non_finite(spec: GateSpec, inputs: GateInputs) -> GateResult:
-    """Hold the run when any forecast or interval bound is NaN or infinite."""
+    """Hold the run when any forecast or interval bound is still NaN or infinite, or when more
+    than ``limit`` of the series needed a fallback for it (``stages.remedy``)."""
     fc = inputs.forecasts
     cols = _value_columns(fc)
     if fc.empty or not cols:
         return _result(spec, True, "no forecast values to check", value=0.0, limit=0.0)
+    fixed = _remedied(inputs, "non_finite")
     values = fc[cols].to_numpy(dtype=np.float64, na_value=np.nan)
     bad_cells = ~np.isfinite(values)
     n_bad = int(bad_cells.sum())
     if n_bad == 0:
+        if fixed:
+            return _share_result(
+                spec, inputs, fixed, "NaN or infinite forecasts", "replaced by a fallback"
+            )
         return _result(
             spec,
             True,
@@ -302,17 +358,28 @@ def rule_non_finite(spec: GateSpec, inputs: GateInputs) -> GateResult:
 
 
 def rule_negative(spec: GateSpec, inputs: GateInputs) -> GateResult:
-    """Hold the run when a series that was never negative gets a negative point forecast."""
+    """Negative point forecasts for series never negative in their history: the run clips
+    them per series (``stages.remedy``); hold when more than ``limit`` of the series needed
+    it, or when any is left unclipped in more than ``limit`` of the series."""
     if inputs.nonnegative is None:
         return _result(spec, True, "no history statistics given; rule not evaluated")
     fc = inputs.forecasts
     if fc.empty:
         return _result(spec, True, "no forecast values to check", value=0.0, limit=0.0)
+    fixed = _remedied(inputs, "negative")
     allowed = set(map(str, inputs.nonnegative))
     ids_col = fc[ID].astype(str)
     mask = ids_col.isin(allowed).to_numpy() & (fc["yhat"].to_numpy(dtype=np.float64) < 0)
     n_bad = int(mask.sum())
     if n_bad == 0:
+        if fixed:
+            return _share_result(
+                spec,
+                inputs,
+                fixed,
+                "negative forecasts although never negative in history",
+                "clipped to 0",
+            )
         return _result(
             spec,
             True,
@@ -322,14 +389,65 @@ def rule_negative(spec: GateSpec, inputs: GateInputs) -> GateResult:
         )
     ids = sorted(ids_col[mask].unique())
     low = float(fc.loc[mask, "yhat"].min())
+    total = len(_series_ids(inputs))
+    affected = sorted(set(ids) | set(fixed))
+    share = len(affected) / total if total else 0.0
+    passed = share <= spec.limit
+    verb = "within" if passed else "above"
     return _result(
         spec,
-        False,
+        passed,
         f"{n_bad:,} negative forecasts (lowest {low:.4g}) in {len(ids):,} series that were never "
-        f"negative in their history (limit 0): {_names(ids)}",
-        value=float(n_bad),
-        limit=0.0,
+        f"negative in their history; {len(affected):,} of {total:,} series ({share:.1%}) "
+        f"affected, {verb} the limit of {spec.limit:.0%}: {_names(ids)}",
+        value=share,
+        limit=spec.limit,
         series=tuple(ids),
+        severity="error" if not passed else "warning",
+    )
+
+
+def rule_level_vs_history(spec: GateSpec, inputs: GateInputs) -> GateResult:
+    """Judge each series' forecast level against its own history at the same positions (the
+    provenance's ``level_ratio``, see ``stages.remedy.level_ratio``), whatever the forecast's
+    overlap with the current release: a series still out of line, or more than ``limit`` of
+    the fleet replaced for it, holds the run."""
+    prov = inputs.provenance
+    max_ratio = float(spec.params.get("max_ratio", 50.0))
+    if prov.empty or "level_ratio" not in prov.columns:
+        return _result(spec, True, "no history levels given; rule not evaluated", limit=spec.limit)
+    ratio = prov["level_ratio"].to_numpy(dtype=np.float64, na_value=np.nan)
+    out = np.isfinite(ratio) & ((ratio > max_ratio) | (ratio < 1.0 / max_ratio))
+    left = sorted(prov.loc[out, ID].astype(str).unique())
+    fixed = _remedied(inputs, "level_vs_history")
+    if left:
+        worst = float(np.nanmax(np.abs(np.log(ratio[out]))))
+        return _result(
+            spec,
+            False,
+            f"{len(left):,} series have forecasts out of line with their own history (up to "
+            f"{math.exp(worst):,.3g}x above or below it at the same positions, limit "
+            f"{max_ratio:g}x) and no remedy: {_names(left)}",
+            value=float(len(left)),
+            limit=0.0,
+            series=tuple(left),
+        )
+    if fixed:
+        return _share_result(
+            spec,
+            inputs,
+            fixed,
+            f"forecasts more than {max_ratio:g}x above or below their own history",
+            "replaced by their seasonal naive forecast",
+        )
+    judged = int(np.isfinite(ratio).sum())
+    return _result(
+        spec,
+        True,
+        f"every forecast of the {judged:,} series judged is within {max_ratio:g}x of its own "
+        "history at the same positions",
+        value=0.0,
+        limit=spec.limit,
     )
 
 
@@ -490,6 +608,7 @@ RULES: dict[str, Rule] = {
     "fallback_share": rule_fallback_share,
     "non_finite": rule_non_finite,
     "negative": rule_negative,
+    "level_vs_history": rule_level_vs_history,
     "total_jump": rule_total_jump,
     "worse_than_naive": rule_worse_than_naive,
     "series_without_forecast": rule_series_without_forecast,

@@ -28,9 +28,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from steadycast import checks, control, gate, releases, store, tiers
+from steadycast import advice, checks, control, gate, releases, store, tiers
 from steadycast.checks import CheckResult, RunFigures
-from steadycast.config import EngineConfig, PipelineConfig
+from steadycast.config import AlertsConfig, EngineConfig, PipelineConfig
 from steadycast.engines import Job, TaskReport, check_engine, create_engine
 from steadycast.engines.base import (
     ModelRunner,
@@ -49,14 +49,22 @@ from steadycast.engines.commit import (
 )
 from steadycast.engines.local import read_partition
 from steadycast.engines.pool import PartitionPool, ProcessesUsage, processes_for
-from steadycast.errors import ConfigError, ParityError, SteadycastError, UsageError
+from steadycast.errors import (
+    ConfigError,
+    NotFoundError,
+    ParityError,
+    SteadycastError,
+    UsageError,
+)
 from steadycast.models.registry import SteadycastPluginWarning, available_models, create_model
 from steadycast.ops import alerts, incidents, runlog, sla
 from steadycast.ops.incidents import Finding
 from steadycast.ops.logging import run_context
+from steadycast.stages import carry, remedy
 from steadycast.stages import monitor as monitor_stage
 from steadycast.stages.forecast import PartitionResult, run_partition
 from steadycast.stages.prepare import regularize
+from steadycast.timegrid import TIME_RANGE, in_range_sql
 from steadycast.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -120,12 +128,37 @@ def _snapshot(
     with store.reading(
         ws.store_path, memory_limit=cfg.ingest.memory_limit, temp_dir=ws.temp_dir
     ) as con:
+        # Rows stored by an older version with a time the forecast cannot hold (year 1, 9999)
+        # are left out, counted and named, instead of failing every run.
+        ok = in_range_sql("ds")
+        usable = f"pipeline = ? AND {ok}"
         row = con.execute(
-            "SELECT count(*), count(DISTINCT unique_id), max(ds) FROM observations WHERE pipeline = ?",
+            f"SELECT count(*) FILTER (WHERE NOT {ok}), count(*) FILTER (WHERE {ok}), "
+            f"count(DISTINCT unique_id) FILTER (WHERE {ok}), max(ds) FILTER (WHERE {ok}) "
+            "FROM observations WHERE pipeline = ?",
             [cfg.name],
         ).fetchone()
-        rows, series = (int(row[0]), int(row[1])) if row else (0, 0)
-        record.detail["newest"] = str(row[2]) if row and row[2] is not None else None
+        excluded, rows, series = (int(row[0]), int(row[1]), int(row[2])) if row else (0, 0, 0)
+        record.detail["newest"] = str(row[3]) if row and row[3] is not None else None
+        if excluded:
+            named = [
+                str(r[0])
+                for r in con.execute(
+                    f"SELECT DISTINCT unique_id FROM observations WHERE pipeline = ? AND NOT {ok} "
+                    "ORDER BY 1 LIMIT 5",
+                    [cfg.name],
+                ).fetchall()
+            ]
+            record.rows_rejected = excluded
+            record.detail["excluded"] = {
+                "reason": "time_out_of_range",
+                "rows": excluded,
+                "series": named,
+                "why": f"{excluded} stored row(s) (series {', '.join(named)}) have a time outside "
+                f"{TIME_RANGE}, which a forecast cannot hold; they are left out of the run and "
+                "the rest of each series is used",
+            }
+            log.warning("%s: %s", cfg.name, record.detail["excluded"]["why"])
         batches = con.execute(
             "SELECT batch_id FROM batches WHERE pipeline = ? ORDER BY batch_id", [cfg.name]
         ).fetchall()
@@ -135,11 +168,11 @@ def _snapshot(
             # hash() is deterministic, so a series lands in the same partition on every engine.
             con.execute(
                 f"COPY (SELECT unique_id, ds, y, CAST(hash(unique_id) % {parts} AS INTEGER) AS part "
-                "FROM observations WHERE pipeline = ? ORDER BY part, unique_id, ds) "
+                f"FROM observations WHERE {usable} ORDER BY part, unique_id, ds) "
                 f"TO '{target}' (FORMAT parquet, PARTITION_BY (part))",
                 [cfg.name],
             )
-    record.rows_in = record.rows_out = rows
+    record.rows_in, record.rows_out = rows + excluded, rows
     record.series_in = record.series_out = series
     record.detail["snapshot_sha256"] = hashlib.sha256(
         ",".join(b[0] for b in batches).encode()
@@ -166,7 +199,7 @@ def forecast_one_partition(
     for tier, tier_cfg, subset in tiers.split(prepared, cfg):
         out = run_partition(subset, tier_cfg, runner, last_published)
         results.append(replace(out, provenance=out.provenance.assign(tier=tier)))
-    return _merged(results), report
+    return remedy.remedy(_merged(results), prepared, cfg), report
 
 
 def _merged(results: list[PartitionResult]) -> PartitionResult:
@@ -340,12 +373,19 @@ def run_pipeline(
             result.error = str(exc)
         except Exception as exc:
             result.error = f"internal error: {type(exc).__name__}: {exc}"
-            _record_failure(ws, pipeline, run_id, result, traceback.format_exc(limit=20))
+            trace = traceback.format_exc(limit=20)
+            _record_failure(ws, pipeline, run_id, result, trace, alerts_config=cfg.alerts)
+            exc.add_note(
+                f"in run {run_id}; its traceback is kept in the run's record: "
+                f"{advice.command(ws.root, 'runs', pipeline, '--json')}"
+            )
             raise
         finally:
             result.stages = [r.as_dict() for r in records if r.usage is not None]
         if result.error is not None and result.status != "held":
-            _record_failure(ws, pipeline, run_id, result)
+            _record_failure(ws, pipeline, run_id, result, alerts_config=cfg.alerts)
+        else:
+            _failure_over(ws, cfg, run_id)
     return result
 
 
@@ -386,10 +426,18 @@ def _check_candidates(cfg: PipelineConfig) -> None:
 
 
 def _record_failure(
-    ws: Workspace, pipeline: str, run_id: str, result: RunResult, trace: str | None = None
+    ws: Workspace,
+    pipeline: str,
+    run_id: str,
+    result: RunResult,
+    trace: str | None = None,
+    *,
+    alerts_config: AlertsConfig | None = None,
 ) -> None:
     """A failed run says so in its record and in the audit log, with the error (and, for an
-    internal error, the traceback), so nobody has to re-run it to learn what happened."""
+    internal error, the traceback), so nobody has to re-run it to learn what happened; and it
+    opens (or updates) the pipeline's ``failed`` incident and alerts through the pipeline's
+    channels, so a failure at 3 a.m. reaches a person."""
     result.status = "failed"
     fields: dict[str, Any] = {"detail": {"traceback": trace}} if trace else {}
     runlog.update_run(
@@ -403,6 +451,26 @@ def _record_failure(
     control.audit(
         ws.control_path, "run.failed", pipeline=pipeline, subject=run_id, reason=result.error
     )
+    error = result.error or "unknown error"
+    try:
+        finding = incidents.failed_finding(pipeline, run_id, error)
+        changes = incidents.record_findings(ws.control_path, pipeline, run_id, [finding], [])
+        if alerts_config is not None:
+            alerts.notify(alerts_config, changes, ws.control_path, pipeline, run_id)
+    except Exception as exc:  # the run's own error is what must be reported; this is secondary
+        log.warning("run %s: could not open its incident: %s: %s", run_id, type(exc).__name__, exc)
+
+
+def _failure_over(ws: Workspace, cfg: PipelineConfig, run_id: str) -> None:
+    """A run that finished (published or held) resolves the pipeline's ``failed`` incident;
+    the run's own outcome stands even if that cannot be recorded."""
+    try:
+        changes = incidents.record_findings(ws.control_path, cfg.name, run_id, [], ["failed"])
+    except Exception as exc:
+        log.warning("run %s: could not resolve the failed incident: %s", run_id, exc)
+        return
+    if changes.resolved:
+        alerts.notify(cfg.alerts, changes, ws.control_path, cfg.name, run_id)
 
 
 @dataclass
@@ -452,6 +520,16 @@ class _CheckPartition:
         )
 
 
+def _delivered_after(previous: dict[str, Any] | None) -> pd.Timestamp | None:
+    """Where the newest delivery starts, for the feed-fault check: after the newest data of the
+    last published run. After a held run, the same point as that run used, so a delivery that
+    held a run is judged again until a run publishes."""
+    detail = (previous or {}).get("detail", {})
+    at = detail.get("newest") if (previous or {}).get("status") == "published" else None
+    at = at or detail.get("delivered_after")
+    return pd.Timestamp(at) if at else None
+
+
 def _check_stage(
     parts: list[Path],
     cfg: PipelineConfig,
@@ -463,8 +541,13 @@ def _check_stage(
 ) -> _Checked:
     specs = dict(checks.build_specs(cfg))
     prev = (previous or {}).get("detail", {}).get("check_figures")
+    delivered_after = _delivered_after(previous)
+    rec.detail["delivered_after"] = delivered_after.isoformat() if delivered_after else None
     ctx = checks.CheckContext.from_config(
-        cfg, newest=newest, previous=checks.RunFigures.from_dict(prev) if prev else None
+        cfg,
+        newest=newest,
+        previous=checks.RunFigures.from_dict(prev) if prev else None,
+        delivered_after=delivered_after,
     )
     shutil.rmtree(out_dir, ignore_errors=True)
     out_dir.mkdir(parents=True)
@@ -486,7 +569,7 @@ def _check_stage(
         if pool.parallel:  # in this process, the stage measures it itself
             used.add(done)
     rec.extra_cpu_s, rec.extra_peak_mb = used.cpu_s, used.peak_rss_mb
-    results += checks.check_run(figures, specs, ctx)
+    results += checks.check_run(figures, specs, ctx, results)
     excluded = checks.excluded_series(results)
     rec.rows_out = rec.rows_in
     rec.series_out = rec.series_in - len(excluded)
@@ -541,43 +624,56 @@ def _execute(
     result: RunResult,
     records: list[runlog.StageRecord],
     progress: Progress | None,
+    override: Override | None = None,
 ) -> None:
+    """The stages of one run. With ``override`` (an approval of a run its data checks stopped),
+    the run goes on from its own snapshot and checks, past the stop, and publishes whatever the
+    output gate says (its results are recorded)."""
     pipeline = cfg.name
     run_dir.mkdir(parents=True, exist_ok=True)
-    previous = _previous_run(ws.control_path, pipeline, run_id)
-    _audit_config_change(ws, cfg, previous, run_id)
-    detail: dict[str, Any] = {"config": config_lines(cfg)}
-    detail["monitor"] = _watch_accuracy(ws, cfg, run_id)
+    if override is None:
+        previous = _previous_run(ws.control_path, pipeline, run_id)
+        _audit_config_change(ws, cfg, previous, run_id)
+        detail: dict[str, Any] = {"config": config_lines(cfg)}
+        detail["monitor"] = _watch_accuracy(ws, cfg, run_id)
 
-    with runlog.stage(ws.control_path, run_id, "snapshot", 1) as rec:
-        records.append(rec)
-        parts = _snapshot(ws, cfg, run_dir, rec)
-    newest = rec.detail.get("newest")
-    snapshot_sha = rec.detail["snapshot_sha256"]
-    runlog.update_run(ws.control_path, run_id, snapshot_sha256=snapshot_sha)
-    if not parts:
-        raise SteadycastError(
-            f"pipeline {pipeline!r} has no stored observations; ingest data first "
-            f"(steadycast ingest {pipeline} FILE)"
-        )
+        with runlog.stage(ws.control_path, run_id, "snapshot", 1) as rec:
+            records.append(rec)
+            parts = _snapshot(ws, cfg, run_dir, rec)
+        newest = rec.detail.get("newest")
+        snapshot_sha = rec.detail["snapshot_sha256"]
+        runlog.update_run(ws.control_path, run_id, snapshot_sha256=snapshot_sha)
+        if not parts:
+            raise SteadycastError(
+                f"pipeline {pipeline!r} has no stored observations; ingest data first: "
+                f"`{advice.command(ws.root, 'ingest', pipeline, 'FILE')}`"
+            )
+    else:
+        detail, parts, newest = override.detail, override.parts, override.newest
 
     # One process per core works on partitions, for the checks and then the forecasts.
     processes = processes_for(cfg.forecast.workers, len({p.parent for p in parts}))
     with PartitionPool(processes) as pool:
-        with runlog.stage(ws.control_path, run_id, "check", 2) as rec:
-            records.append(rec)
-            checked = _check_stage(
-                parts,
-                cfg,
-                pd.Timestamp(newest) if newest else None,
-                previous,
-                rec,
-                pool,
-                run_dir / "checks",
-            )
-        series_checked, mean_points = rec.series_in, rec.rows_in / max(1, rec.series_in)
-        detail["check_figures"] = checked.figures.as_dict()
-        _store_checks(ws, pipeline, run_id, checked)
+        if override is None:
+            with runlog.stage(ws.control_path, run_id, "check", 2) as rec:
+                records.append(rec)
+                checked = _check_stage(
+                    parts,
+                    cfg,
+                    pd.Timestamp(newest) if newest else None,
+                    previous,
+                    rec,
+                    pool,
+                    run_dir / "checks",
+                )
+            series_checked, mean_points = rec.series_in, rec.rows_in / max(1, rec.series_in)
+            detail["check_figures"] = checked.figures.as_dict()
+            detail["newest"] = str(newest) if newest else None
+            detail["delivered_after"] = rec.detail.get("delivered_after")
+            _store_checks(ws, pipeline, run_id, checked)
+        else:
+            checked = override.checked
+            series_checked, mean_points = override.series_checked, override.mean_points
         stopped = checks.stop_results(checked.results)
 
         previous_release = releases.current(ws.releases_dir, pipeline)
@@ -587,8 +683,10 @@ def _execute(
         provenance = pd.DataFrame(columns=["unique_id", "model", "source"])
         scores = pd.DataFrame()
         if not stopped:
-            resume_from = _resumable_run(
-                ws.control_path, pipeline, run_id, config_digest(cfg), snapshot_sha
+            resume_from = (
+                _resumable_run(ws.control_path, pipeline, run_id, config_digest(cfg), snapshot_sha)
+                if override is None
+                else None  # an approved run resumes from its own committed partitions
             )
             tier_plan = tiers.plan(cfg, series_checked - len(checked.excluded), mean_points)
             detail["tiers"] = tier_plan.as_dict()
@@ -607,6 +705,9 @@ def _execute(
             if "tier" in provenance:
                 by_tier = provenance["tier"].value_counts().sort_index()
                 detail["tiers"]["series_by_tier"] = {str(k): int(v) for k, v in by_tier.items()}
+            forecasts, provenance, detail["excluded_without_forecast"] = carry.carry_over(
+                forecasts, provenance, checked.excluded, last_published
+            )
             result.series = int(provenance["unique_id"].nunique())
             result.fallback_series = int(provenance["source"].isin(["fallback", "none"]).sum())
             _store_explanations(ws, pipeline, run_id, score_files, provenance)
@@ -649,7 +750,16 @@ def _execute(
     findings += incidents.gate_findings(pipeline, decision)
     findings += _plugin_findings(pipeline, plugin_messages)
     kinds = ["check", "gate", "held", "plugin"]
-    if decision.passed:
+    if override is not None:
+        # The checks' incidents were raised by the stop; the approval resolves those of the
+        # stop itself (``continue_stopped_run``). What the output gate finds now is recorded.
+        meta.update(approved=True, approved_reason=override.reason)
+        stop_rule = incidents.fingerprint("gate", "blocking_checks", pipeline)
+        findings = [
+            f for f in findings if f.kind in ("gate", "plugin") and f.fingerprint != stop_rule
+        ]
+        kinds = []
+    if decision.passed or override is not None:
         with runlog.stage(ws.control_path, run_id, "publish", 5) as rec:
             records.append(rec)
             rec.rows_in = rec.rows_out = len(export)
@@ -983,3 +1093,180 @@ def _apply_check_policies(
         starts = history["unique_id"].map(cuts)
         history = history[~(starts.notna() & (history["ds"] < starts))]
     return history.reset_index(drop=True), before - len(history)
+
+
+# ----------------------------------------------------------------------------------------------
+# Approval of a run its data checks stopped: the run goes on past the stop
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Override:
+    """A person's approval of a run its data checks stopped, with what the run needs to go on
+    from where the stop left it: its own snapshot, its checks' results with the stop lifted,
+    and its record.
+
+    Lifted: every failed result of the checks that stopped the run (``checks``), so those
+    checks neither hold the run nor exclude series; other checks' exclusions stay."""
+
+    reason: str
+    actor: str | None
+    checks: tuple[str, ...]
+    lifted: tuple[CheckResult, ...]  # the failed results whose stop or exclusion is lifted
+    checked: _Checked
+    parts: list[Path]
+    newest: str | None
+    series_checked: int
+    mean_points: float
+    detail: dict[str, Any]
+
+
+def _stored_check_results(ws: Workspace, run_id: str) -> list[CheckResult]:
+    """What a run's checks found, as the run recorded it: every failed result and every
+    run-level one (the same results the run judged, not the checks run again today)."""
+    with store.reading(ws.store_path, temp_dir=ws.temp_dir) as con:
+        rows = con.execute(
+            'SELECT "check", passed, severity, blocking, policy, unique_id, sentence, value, '
+            'threshold, "at" FROM check_results '
+            "WHERE run_id = ? AND (NOT passed OR unique_id IS NULL)",
+            [run_id],
+        ).fetchall()
+    return [
+        CheckResult(
+            str(name),
+            bool(passed),
+            severity,
+            bool(blocking),
+            policy,
+            None if uid is None else str(uid),
+            str(sentence),
+            value,
+            threshold,
+            None if at is None else pd.Timestamp(at),
+        )
+        for name, passed, severity, blocking, policy, uid, sentence, value, threshold, at in rows
+    ]
+
+
+def _snapshot_of(ws: Workspace, run: dict[str, Any]) -> tuple[list[Path], str | None]:
+    """The snapshot partitions a run read, checked whole against its record, and its newest
+    time; a snapshot that is gone (or incomplete) cannot be continued."""
+    run_id = run["run_id"]
+    target = ws.root / "runs" / run_id / "snapshot"
+    stages = {s["name"]: s for s in run.get("stages", [])}
+    snap = stages.get("snapshot") or {}
+    parts = sorted(target.glob("part=*/*.parquet"))
+    rows = sum(pq.ParquetFile(p).metadata.num_rows for p in parts)
+    if not parts or rows != int(snap.get("rows_out") or 0):
+        state = "incomplete" if parts else "gone"
+        raise NotFoundError(
+            f"the snapshot of run {run_id} is {state} ({target}), so the run cannot be continued "
+            f"past its data checks; run the pipeline again ({advice.command(ws.root, 'run', run['pipeline'])})"
+        )
+    snap_detail = json.loads(snap.get("detail") or "{}")
+    return parts, snap_detail.get("newest")
+
+
+def _override(
+    ws: Workspace, cfg: PipelineConfig, run: dict[str, Any], reason: str, actor: str | None
+) -> Override:
+    """Everything a run stopped by its data checks needs to go on past the stop."""
+    run_id = run["run_id"]
+    parts, newest = _snapshot_of(ws, run)
+    detail = json.loads(run["detail"]) if run.get("detail") else {}
+    results = _stored_check_results(ws, run_id)
+    stops = checks.stop_results(results)
+    if not stops:
+        raise UsageError(
+            f"run {run_id} was held before forecasting, but no data check with policy 'stop' "
+            "failed in its record; there is no stop to lift (run the pipeline again: "
+            f"{advice.command(ws.root, 'run', run['pipeline'])})"
+        )
+    names = tuple(sorted({r.check for r in stops}))
+    lifted = tuple(r for r in results if r.check in names and not r.passed and r.policy != "warn")
+    lifted_ids = {id(r) for r in lifted}
+    judged = [
+        replace(r, policy="warn", blocking=False) if id(r) in lifted_ids else r for r in results
+    ]
+    nonnegative: set[str] = set()
+    for directory in sorted({p.parent for p in parts}):
+        nonnegative |= gate.nonnegative_series(_read_partition(directory))
+    checked = _Checked(
+        judged,
+        checks.RunFigures.from_dict(detail.get("check_figures") or {}),
+        nonnegative,
+        checks.excluded_series(judged),
+        checks.level_shift_cuts(judged, checks.build_specs(cfg)),
+        [],
+    )
+    stage = {s["name"]: s for s in run.get("stages", [])}.get("check") or {}
+    series_in = int(stage.get("series_in") or checked.figures.series)
+    mean_points = int(stage.get("rows_in") or checked.figures.rows) / max(1, series_in)
+    detail["approval"] = {
+        "actor": actor or control.current_actor(),
+        "reason": reason,
+        "overridden_checks": list(names),
+        "lifted_results": len(lifted),
+        "lifted_series": sorted({r.unique_id for r in lifted if r.unique_id is not None})[:100],
+        "held_because": run.get("error"),
+        "held_gate": detail.get("gate"),
+        "config_changed_since_run": run.get("config_sha256") != config_digest(cfg),
+    }
+    return Override(
+        reason, actor, names, lifted, checked, parts, newest, series_in, mean_points, detail
+    )
+
+
+def continue_stopped_run(
+    ws: Workspace, run_id: str, reason: str, *, actor: str | None = None
+) -> tuple[RunResult, Override]:
+    """Continue a run its data checks stopped, past the stop, as a person approved it: from
+    its own snapshot (not the store as it is now), with the checks that stopped it lifted;
+    forecast, run the output gate for the record (it does not hold), publish.
+
+    The run keeps its id and record and stays held until it publishes: an approval that fails
+    part-way (killed, out of memory) leaves it held, and approving it again resumes from the
+    partitions it finished. Auditing the approval is the caller's (``levers.approve``).
+    """
+    run = runlog.get_run(ws.control_path, run_id)
+    if run is None:
+        raise NotFoundError(f"no run {run_id!r} in {ws.root}")
+    pipeline = run["pipeline"]
+    cfg = ws.pipeline(pipeline)
+    _check_candidates(cfg)
+    check_engine(cfg.engine, cfg.name)
+    result = RunResult(run_id=run_id, pipeline=pipeline, status="held")
+    with runlog.pipeline_lock(ws.control_path, pipeline, run_id):
+        run = runlog.get_run(ws.control_path, run_id) or run  # again, under the lock
+        if run["status"] != "held":
+            raise UsageError(
+                f"run {run_id} is {run['status']}, not held; only a held run can be approved"
+            )
+        override = _override(ws, cfg, run, reason, actor)
+        records: list[runlog.StageRecord] = []
+        try:
+            with run_context(run_id, pipeline):
+                log.info(
+                    "approved past its data checks (%s): continuing", ", ".join(override.checks)
+                )
+                _execute(
+                    ws, cfg, run_id, ws.root / "runs" / run_id, result, records, None, override
+                )
+                log.info("run finished: %s", result.status)
+        except SteadycastError as exc:
+            # Same error (type, exit code), saying what it means for the run.
+            exc.args = (
+                f"approving run {run_id} failed while continuing it: {exc}; the run is still "
+                "held and the current release is unchanged",
+            )
+            raise
+        except Exception as exc:
+            log.exception("approving run %s failed", run_id)
+            raise SteadycastError(
+                f"approving run {run_id} failed while continuing it (internal error: "
+                f"{type(exc).__name__}: {exc}); the run is still held and the current release "
+                "is unchanged"
+            ) from exc
+        finally:
+            result.stages = [r.as_dict() for r in records if r.usage is not None]
+    return result, override

@@ -22,6 +22,14 @@ ROWS = {
         "SIGKILL of `run` at every stage, then re-run",
         "same release content (hash) as a clean run; no half release visible",
     ),
+    "kill-run-processes": (
+        "SIGKILL of `run` just started, during the checks, as partition processes start, mid-forecast (a model forking), as it publishes",
+        "every process the run started gone within 1 s (counted for 2 s); the next run publishes",
+    ),
+    "failed-run-alerts": (
+        "a run that fails: an internal error (injected), no data yet",
+        "one stderr line, no traceback, exit 1; one incident per pipeline, alerted; resolved by the next finished run",
+    ),
     "concurrent-runs": (
         "two `run`s of the same pipeline started together",
         "one runs, the other is refused with a clear message; one release",
@@ -37,6 +45,10 @@ ROWS = {
     "malformed-rows": (
         "bad rows: bad dates, NaN/inf, text, 1e308, empty or unicode ids, ids with quotes and SQL",
         "stored + quarantined = read; every quarantined row has a reason code",
+    ),
+    "hostile-ingest": (
+        "times in year 1/1677/2263/9999, a 2,000,000-character line, 3,000,000 blank lines, a gzip of 1 GB of zeros",
+        "out-of-range times quarantined and never fail a run; a long line quarantined alone; junk refused in under 1 s; raw is the line as in the file",
     ),
     "time-edges": (
         "DST gaps and overlaps, leap days, mixed naive and aware timestamps, epoch integers",
@@ -66,7 +78,26 @@ ROWS = {
         "ingest + run + serve together",
         "memory of each process stays bounded; no error",
     ),
+    "feed-faults": (
+        "real feeds (GEFCom zones, SGSC meters, CTA ridership) whose next delivery is x1000, /1000, zeros, a cumulative register, stuck, sign-flipped or shifted by hours, in the whole fleet or a few series",
+        "held or the faulty series excluded; an incident names the fault and the series; served levels within x2 of history; the clean control publishes",
+    ),
+    "clean-sweep": (
+        "every real dataset replayed as clean deliveries, hard periods included (holidays, COVID, 2008)",
+        "no run held; series excluded per delivery reported",
+    ),
 }
+
+# Rows whose figures are summarised in the main table and laid out in a section of their own.
+FAULT_ORDER = [
+    "scale_x1000",
+    "scale_div1000",
+    "zeros",
+    "cumulative",
+    "stuck",
+    "sign_flip",
+    "time_shift",
+]
 
 
 def _machine() -> str:
@@ -80,6 +111,102 @@ def _machine() -> str:
         pass
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GB RAM, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+
+
+def _detail(entry: dict[str, object]) -> dict[str, object]:
+    detail = entry.get("detail")
+    return detail if isinstance(detail, dict) else {}
+
+
+def _summary(row: str, found: list[dict[str, object]]) -> str:
+    """One line for rows with many cases (the sections below lay them out)."""
+    if row == "feed-faults":
+        faults = [e for e in found if _detail(e).get("fault") != "control"]
+        counts = {k: 0 for k in ("held", "excluded", "missed")}
+        for e in faults:
+            outcome = str(_detail(e).get("outcome"))
+            counts[outcome if outcome in counts else "missed"] += 1
+        controls = [e for e in found if _detail(e).get("fault") == "control"]
+        published = sum(_detail(e).get("outcome") == "published" for e in controls)
+        return (
+            f"{len(faults)} faulty deliveries: {counts['held']} held, {counts['excluded']} "
+            f"excluded, {counts['missed']} missed; clean controls published {published} of "
+            f"{len(controls)} (see the detection table)"
+        )
+    if row == "clean-sweep":
+        deliveries = sum(int(str(_detail(e).get("deliveries", 0))) for e in found)
+        held = sum(len(list(_detail(e).get("held") or [])) for e in found)  # type: ignore[call-overload]
+        excluded = sum(sum(_detail(e).get("excluded") or []) for e in found)  # type: ignore[call-overload]
+        return (
+            f"{len(found)} datasets, {deliveries} clean deliveries: {held} held, "
+            f"{excluded} series excluded in all (see the clean-data table)"
+        )
+    return ""
+
+
+def _detection_table(found: list[dict[str, object]]) -> list[str]:
+    """Fault x scope against each dataset: held, excluded or missed (the last recorded run)."""
+    if not found:
+        return []
+    cells: dict[tuple[str, str, str], str] = {}
+    datasets: list[str] = []
+    for e in found:
+        d = _detail(e)
+        dataset = str(d.get("dataset"))
+        if dataset not in datasets:
+            datasets.append(dataset)
+        outcome = str(d.get("outcome"))
+        if d.get("unnamed"):
+            outcome += " (incident does not name it)"
+        if d.get("garbage"):
+            outcome += f" (garbage served: {len(d['garbage'])} series)"  # type: ignore[arg-type]
+        cells[(str(d.get("fault")), str(d.get("scope")), dataset)] = outcome
+    lines = [
+        "",
+        "## Feed faults: detection table",
+        "",
+        "Each real feed is published on clean history, then its next delivery arrives broken.",
+        "*held*: the run is held (exit 3), the current release stays served; *excluded*: the",
+        "faulty series keep their previous forecast and the rest is published; *missed*: the",
+        "faulty data was forecast and published. *fleet*: every series is faulty; *few*: a few.",
+        "A dash: not run (a time-zone shift applies to sub-daily feeds only; the quick version",
+        "runs a subset).",
+        "",
+        "| fault | scope | " + " | ".join(datasets) + " |",
+        "| --- | --- | " + " | ".join("---" for _ in datasets) + " |",
+    ]
+    faults = ["control", *FAULT_ORDER]
+    faults += sorted({k[0] for k in cells} - set(faults))
+    for fault in faults:
+        for scope in ("fleet", "few"):
+            row = [cells.get((fault, scope, ds), "") for ds in datasets]
+            if any(row):
+                shown = [c or "-" for c in row]
+                lines.append(f"| {fault} | {scope} | " + " | ".join(shown) + " |")
+    return lines
+
+
+def _clean_table(found: list[dict[str, object]]) -> list[str]:
+    """Clean real data: false holds and series excluded per delivery, per dataset."""
+    if not found:
+        return []
+    lines = [
+        "",
+        "## Clean real data: false holds and exclusions",
+        "",
+        "| dataset | series | deliveries | models | false holds | failed runs | series excluded per delivery |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for e in found:
+        d = _detail(e)
+        held = list(d.get("held") or [])  # type: ignore[call-overload]
+        failed = list(d.get("failed") or [])  # type: ignore[call-overload]
+        lines.append(
+            f"| {d.get('dataset')} | {d.get('series')} | {d.get('deliveries')} | "
+            f"{d.get('models')} | {len(held)}{': ' + '; '.join(map(str, held)) if held else ''} | "
+            f"{len(failed)} | {d.get('excluded')} |"
+        )
+    return lines
 
 
 def render(entries: list[dict[str, object]]) -> str:
@@ -108,13 +235,15 @@ def render(entries: list[dict[str, object]]) -> str:
             lines.append(f"| {row} | {injected} | {promise} | not run | |")
             continue
         violations = sum(int(str(e["violations"])) for e in found)
-        figures = "; ".join(str(e["value"]) for e in found)
+        figures = _summary(row, found) or "; ".join(str(e["value"]) for e in found)
         lines.append(f"| {row} | {injected} | {promise} | {violations} | {figures} |")
     extra = sorted(set(by_row) - set(ROWS))
     for row in extra:
         found = by_row[row]
         violations = sum(int(str(e["violations"])) for e in found)
         lines.append(f"| {row} | | | {violations} | {'; '.join(str(e['value']) for e in found)} |")
+    lines += _detection_table(by_row.get("feed-faults", []))
+    lines += _clean_table(by_row.get("clean-sweep", []))
     lines += ["", "## Details", ""]
     for row in [*ROWS, *extra]:
         for entry in by_row.get(row, []):

@@ -11,6 +11,7 @@ import pytest
 
 from steadycast.checks import (
     RESULT_COLUMNS,
+    SERIES_CHECKS,
     CheckContext,
     CheckResult,
     RunFigures,
@@ -77,8 +78,12 @@ def test_clean_fleet_passes_every_check_with_one_result_per_series_and_check() -
     results, figures = run_checks(frame, build_specs(cfg), context(cfg, frame))
     assert [r for r in results if not r.passed] == []
     per_series = [r for r in results if r.unique_id is not None]
-    assert len(per_series) == 4 * 5
-    assert {r.check for r in results if r.unique_id is None} == {"volume_parity", "pass_share"}
+    assert len(per_series) == 4 * len(SERIES_CHECKS)
+    assert {r.check for r in results if r.unique_id is None} == {
+        "volume_parity",
+        "pass_share",
+        "feed_fault",
+    }
     assert figures == RunFigures(series=4, rows=len(frame), active_series=4, passing_series=4)
     assert all(r.sentence.startswith(f"series {r.unique_id!r}") for r in per_series)
 
@@ -387,5 +392,5 @@ def test_checks_are_fast_on_a_large_fleet() -> None:
     results, figures = run_checks(frame, build_specs(cfg), context(cfg, frame))
     elapsed = time.perf_counter() - started
     assert figures.series == n_series
-    assert len(results) == 5 * n_series + 2
+    assert len(results) == len(SERIES_CHECKS) * n_series + 3  # and three run-level
     assert elapsed < 60, f"checks took {elapsed:.1f} s on 10,000 x 700"

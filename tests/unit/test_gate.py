@@ -88,13 +88,14 @@ def test_clean_run_passes_every_rule_and_has_the_run_json_shape() -> None:
         "fallback_share",
         "non_finite",
         "negative",
+        "level_vs_history",
         "total_jump",
         "worse_than_naive",
         "series_without_forecast",
     ]
     assert all(r.passed for r in decision.results)
     assert decision.as_json()[0].keys() == {"check", "passed", "detail"}
-    assert decision.summary() == "gate passed: 7 rules"
+    assert decision.summary() == "gate passed: 8 rules"
 
 
 def test_blocking_checks_holds_on_a_failed_stop_check_and_ignores_warn_and_exclude() -> None:
@@ -158,15 +159,18 @@ def test_negative_holds_only_for_series_never_negative_in_history() -> None:
     nonneg = nonnegative_series(history) | set(IDS[2:])
     assert "s1" not in nonneg and "s0" in nonneg
     fc = forecasts()
-    fc.loc[fc.unique_id.isin(["s0", "s1"]), "yhat"] = -0.5
+    # Three series never negative in history get negative forecasts: 30% of the fleet, above
+    # the 20% limit, holds the run; s1 was negative before and does not count.
+    fc.loc[fc.unique_id.isin(["s0", "s1", "s2", "s3"]), "yhat"] = -0.5
     result = rule(clean_decision(forecasts=fc, nonnegative=nonneg).results, "negative")
     assert not result.passed
     assert result.detail == (
-        "4 negative forecasts (lowest -0.5) in 1 series that were never negative in their "
-        "history (limit 0): 's0'"
+        "12 negative forecasts (lowest -0.5) in 3 series that were never negative in their "
+        "history; 3 of 10 series (30.0%) affected, above the limit of 20%: 's0', 's2', 's3'"
     )
-    fc.loc[fc.unique_id == "s0", "yhat"] = 0.0
-    assert rule(clean_decision(forecasts=fc, nonnegative=nonneg).results, "negative").passed
+    fc.loc[fc.unique_id.isin(["s2", "s3"]), "yhat"] = 0.0
+    one = rule(clean_decision(forecasts=fc, nonnegative=nonneg).results, "negative")
+    assert one.passed and one.series == ("s0",)  # one series of ten: not a fleet problem
 
 
 def test_total_jump_holds_when_the_total_moves_beyond_the_limit() -> None:
@@ -233,5 +237,5 @@ def test_rules_can_be_turned_off_or_made_non_blocking() -> None:
     jump = rule(decision.results, "total_jump")
     assert not jump.passed and not jump.blocking
     assert decision.passed
-    assert decision.summary() == "gate passed: 6 rules (not blocking: total_jump)"
+    assert decision.summary() == "gate passed: 7 rules (not blocking: total_jump)"
     assert "negative" not in [r.check for r in decision.results]

@@ -1,7 +1,7 @@
 """Incidents: what needs a person, de-duplicated, with a state a person can move.
 
-An incident is opened by a failed check, a held run, a gate rule, an SLA miss or a plugin
-failure. Its *fingerprint* names the cause (``check:flat_line:meters:m42``,
+An incident is opened by a failed check, a held run, a gate rule, an SLA miss, a plugin
+failure or a failed run. Its *fingerprint* names the cause (``check:flat_line:meters:m42``,
 ``gate:fallback_share:meters``, ``held:meters``), so the same stuck meter seen run after run is
 one incident whose ``occurrences`` and ``last_seen`` grow, not a new incident every run.
 
@@ -48,6 +48,7 @@ __all__ = [
     "IncidentChanges",
     "acknowledge",
     "check_findings",
+    "failed_finding",
     "fingerprint",
     "gate_findings",
     "get_incident",
@@ -60,8 +61,8 @@ __all__ = [
     "resolve",
 ]
 
-Kind = Literal["check", "gate", "held", "sla", "drift", "plugin"]
-KINDS: tuple[str, ...] = ("check", "gate", "held", "sla", "drift", "plugin")
+Kind = Literal["check", "gate", "held", "sla", "drift", "plugin", "failed"]
+KINDS: tuple[str, ...] = ("check", "gate", "held", "sla", "drift", "plugin", "failed")
 STATES: tuple[str, ...] = ("open", "acknowledged", "resolved")
 SEVERITIES: tuple[str, ...] = ("info", "warning", "error")
 _RANK = {s: i for i, s in enumerate(SEVERITIES)}
@@ -171,6 +172,19 @@ def held_finding(pipeline: str, run_id: str, reason: str) -> Finding:
         "error",
         f"pipeline {pipeline!r} is held: run {run_id} was not published",
         reason,
+    )
+
+
+def failed_finding(pipeline: str, run_id: str, error: str) -> Finding:
+    """The run failed: it could not finish (no data yet, an engine that broke, an internal
+    error), so the pipeline published nothing new. ``failed:PIPELINE``: one incident however
+    many runs fail in a row, resolved by the next run that finishes."""
+    return Finding(
+        fingerprint("failed", pipeline),
+        "failed",
+        "error",
+        f"pipeline {pipeline!r} failed: run {run_id} did not finish",
+        error,
     )
 
 

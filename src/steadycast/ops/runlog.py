@@ -122,10 +122,14 @@ FAILPOINT_ENV = "STEADYCAST_FAILPOINT"
 
 def _failpoint(point: str) -> None:
     """Fault injection for the reliability tests: ``STEADYCAST_FAILPOINT=stage:forecast`` makes
-    the process kill itself (SIGKILL, nothing cleaned up) as that stage starts. Unset in
-    production, where this is one dictionary lookup."""
-    if os.environ.get(FAILPOINT_ENV) == point:
+    the process kill itself (SIGKILL, nothing cleaned up) as that stage starts;
+    ``STEADYCAST_FAILPOINT=raise:stage:forecast`` raises an unexpected error there instead (a
+    bug, as the run sees it). Unset in production, where this is one dictionary lookup."""
+    wanted = os.environ.get(FAILPOINT_ENV)
+    if wanted == point:
         os.kill(os.getpid(), signal.SIGKILL)
+    if wanted == f"raise:{point}":
+        raise RuntimeError(f"fault injected at {point} ({FAILPOINT_ENV})")
 
 
 @contextmanager
