@@ -123,19 +123,8 @@ def approve(ws: Workspace, run_id: str, reason: str, *, actor: str | None = None
     )
     releases.make_current(ws.releases_dir, pipeline, release.release_id)
     runlog.update_run(ws.control_path, run_id, status="published", release_id=release.release_id)
-    _audit(
-        ws,
-        "run.approved",
-        actor,
-        pipeline=pipeline,
-        subject=run_id,
-        reason=reason,
-        detail={
-            "release_id": release.release_id,
-            "content_sha256": release.manifest["content_sha256"],
-        },
-    )
-    _resolve(ws, pipeline, {incidents.fingerprint("held", pipeline)}, run_id, reason, actor)
+    fingerprints = {incidents.fingerprint("held", pipeline)}
+    _record_approval(ws, pipeline, run_id, reason, actor, release, fingerprints, {})
     return release.release_id
 
 
@@ -148,6 +137,37 @@ def _approve_stopped(ws: Workspace, run_id: str, reason: str, actor: str | None)
         raise UsageError(f"run {run_id} was continued but not published ({result.status})")
     release = releases.read_release(ws.releases_dir, pipeline, result.release_id)
     runlog.update_run(ws.control_path, run_id, error=None)
+    stop_prints = {
+        incidents.fingerprint("held", pipeline),
+        incidents.fingerprint("gate", "blocking_checks", pipeline),
+    }
+    stop_prints |= {
+        incidents.fingerprint("check", r.check, pipeline, r.unique_id) for r in override.lifted
+    }
+    detail = {
+        "override": "data checks",
+        "overridden_checks": list(override.checks),
+        "lifted_results": len(override.lifted),
+        "series": result.series,
+        "gate_failed": [g["check"] for g in result.gate if not g["passed"]],
+    }
+    _record_approval(ws, pipeline, run_id, reason, actor, release, stop_prints, detail)
+    return release.release_id
+
+
+def _record_approval(
+    ws: Workspace,
+    pipeline: str,
+    run_id: str,
+    reason: str,
+    actor: str | None,
+    release: releases.Release,
+    fingerprints: set[str],
+    detail: dict[str, Any],
+) -> None:
+    """Audit the approval (the release it published plus ``detail``), then resolve the live
+    incidents with these fingerprints, the approval as the note: one record however the run was
+    held."""
     _audit(
         ws,
         "run.approved",
@@ -158,33 +178,9 @@ def _approve_stopped(ws: Workspace, run_id: str, reason: str, actor: str | None)
         detail={
             "release_id": release.release_id,
             "content_sha256": release.manifest["content_sha256"],
-            "override": "data checks",
-            "overridden_checks": list(override.checks),
-            "lifted_results": len(override.lifted),
-            "series": result.series,
-            "gate_failed": [g["check"] for g in result.gate if not g["passed"]],
+            **detail,
         },
     )
-    stop_prints = {
-        incidents.fingerprint("held", pipeline),
-        incidents.fingerprint("gate", "blocking_checks", pipeline),
-    }
-    stop_prints |= {
-        incidents.fingerprint("check", r.check, pipeline, r.unique_id) for r in override.lifted
-    }
-    _resolve(ws, pipeline, stop_prints, run_id, reason, actor)
-    return release.release_id
-
-
-def _resolve(
-    ws: Workspace,
-    pipeline: str,
-    fingerprints: set[str],
-    run_id: str,
-    reason: str,
-    actor: str | None,
-) -> None:
-    """Resolve the live incidents with these fingerprints, the approval as the note."""
     for incident in incidents.list_incidents(ws.control_path, pipeline=pipeline):
         if incident.fingerprint in fingerprints and incident.state != "resolved":
             incidents.resolve(

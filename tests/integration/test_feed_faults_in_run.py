@@ -20,26 +20,18 @@ from steadycast.ops.incidents import list_incidents
 from steadycast.run import run_pipeline
 from steadycast.stages.ingest import ingest
 from steadycast.workspace import Workspace
-from tests.conftest import run_cli, shared_data
+from tests.conftest import run_cli
+from tests.reliability import feeds
 
 CUT = pd.Timestamp("2006-03-01")
-ZONES = [f"zone{z}" for z in (1, 2, 4, 5, 6, 8, 9)]
+ZONE_NUMBERS = (1, 2, 4, 5, 6, 8, 9)
+ZONES = [f"zone{z}" for z in ZONE_NUMBERS]
 
 
 def gefcom() -> pd.DataFrame:
-    raw = pd.read_csv(shared_data("gefcom2012_load", "Load_history.csv.gz"), thousands=",")
-    long = raw.melt(id_vars=["zone_id", "year", "month", "day"], var_name="h", value_name="y")
-    long = long.dropna(subset=["y"])
-    day = pd.to_datetime(long[["year", "month", "day"]])
-    hour = pd.to_timedelta(long["h"].str[1:].astype(int) - 1, unit="h")
-    frame = pd.DataFrame(
-        {"unique_id": "zone" + long["zone_id"].astype(str), "ds": day + hour, "y": long["y"]}
-    )
-    frame = frame[frame["unique_id"].isin(ZONES)]
-    window = (frame["ds"] >= CUT - pd.Timedelta(weeks=8)) & (
-        frame["ds"] < CUT + pd.Timedelta(hours=48)
-    )
-    return frame[window].sort_values(["unique_id", "ds"]).reset_index(drop=True)
+    """Eight weeks of history and the next 48-hour delivery of seven real load zones."""
+    feed = feeds.gefcom(ZONE_NUMBERS)
+    return feed.between(CUT - pd.Timedelta(weeks=8), CUT + pd.Timedelta(hours=48))
 
 
 def write(frame: pd.DataFrame, path: Path) -> Path:

@@ -205,21 +205,31 @@ def test_open_reads_show_no_paths_pids_hosts_or_users(
 # ------------------------------------------------------------------ token file must be 0600
 
 
-@pytest.mark.parametrize("mode", [0o640, 0o660, 0o604, 0o620, 0o602, 0o644, 0o700 | 0o040])
-def test_a_token_file_others_can_read_or_write_is_refused(tmp_path: Path, mode: int) -> None:
-    ws = Workspace.init(tmp_path / "ws")
-    token_file = ws.root / "api-token"
-    token_file.write_text(f"TOKEN-{secrets.token_hex(8)}\n")
-    token_file.chmod(mode)
+def _server_setting(ws: Workspace, line: str) -> None:
+    """Add ``line`` to the workspace's ``[server]`` table."""
     settings = ws.settings_file.read_text()
-    ws.settings_file.write_text(settings.replace("[server]", '[server]\ntoken_file = "api-token"'))
-    done = subprocess.run(
+    ws.settings_file.write_text(settings.replace("[server]", f"[server]\n{line}"))
+
+
+def _serve(ws: Workspace) -> subprocess.CompletedProcess[str]:
+    """``steadycast serve`` as a user starts it, for a refusal at start-up."""
+    return subprocess.run(
         [sys.executable, "-m", "steadycast.cli", "serve", "--port", str(closed_port())],
         capture_output=True,
         text=True,
         env=_env(ws, None),
         timeout=120,
     )
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o660, 0o604, 0o620, 0o602, 0o644, 0o700 | 0o040])
+def test_a_token_file_others_can_read_or_write_is_refused(tmp_path: Path, mode: int) -> None:
+    ws = Workspace.init(tmp_path / "ws")
+    token_file = ws.root / "api-token"
+    token_file.write_text(f"TOKEN-{secrets.token_hex(8)}\n")
+    token_file.chmod(mode)
+    _server_setting(ws, 'token_file = "api-token"')
+    done = _serve(ws)
     assert done.returncode == 2, done.stderr
     assert str(token_file) in done.stderr and f"mode {mode:04o}" in done.stderr, done.stderr
     assert f"chmod 600 {token_file}" in done.stderr, done.stderr
@@ -236,21 +246,13 @@ def test_an_owner_only_token_file_is_used(
     token_file = ws.root / "api-token"
     token_file.write_text("owner-only-token\n")
     token_file.chmod(mode)
-    settings = ws.settings_file.read_text()
-    ws.settings_file.write_text(settings.replace("[server]", '[server]\ntoken_file = "api-token"'))
+    _server_setting(ws, 'token_file = "api-token"')
     assert load_settings(ws).token == "owner-only-token"
 
 
 def test_a_misspelt_server_key_is_refused(tmp_path: Path) -> None:
     ws = Workspace.init(tmp_path / "ws")
-    settings = ws.settings_file.read_text()
-    ws.settings_file.write_text(settings.replace("[server]", '[server]\ntoken-file = "api-token"'))
-    done = subprocess.run(
-        [sys.executable, "-m", "steadycast.cli", "serve", "--port", str(closed_port())],
-        capture_output=True,
-        text=True,
-        env=_env(ws, None),
-        timeout=120,
-    )
+    _server_setting(ws, 'token-file = "api-token"')
+    done = _serve(ws)
     assert done.returncode == 2, done.stderr
     assert "[server] token-file: unknown key" in done.stderr, done.stderr

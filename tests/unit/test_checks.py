@@ -31,6 +31,7 @@ from steadycast.checks import (
 )
 from steadycast.config import PipelineConfig, parse_pipeline
 from tests.conftest import shared_data
+from tests.reliability import feeds
 
 START = pd.Timestamp("2024-01-01")
 
@@ -264,15 +265,8 @@ def test_level_shift_ignores_a_temporary_outage() -> None:
 
 
 def gefcom_load() -> pd.DataFrame:
-    """GEFCom2012 hourly zonal load as a long frame (h1 = the hour from 00:00)."""
-    raw = pd.read_csv(shared_data("gefcom2012_load", "Load_history.csv.gz"), thousands=",")
-    long = raw.melt(id_vars=["zone_id", "year", "month", "day"], var_name="h", value_name="y")
-    long = long.dropna(subset=["y"])
-    day = pd.to_datetime(long[["year", "month", "day"]])
-    hour = pd.to_timedelta(long["h"].str[1:].astype(int) - 1, unit="h")
-    return pd.DataFrame(
-        {"unique_id": "zone" + long["zone_id"].astype(str), "ds": day + hour, "y": long["y"]}
-    ).reset_index(drop=True)
+    """GEFCom2012 hourly zonal load as a long frame, all 20 zones."""
+    return feeds.gefcom(range(1, 21)).frame
 
 
 def cta_ridership() -> pd.DataFrame:

@@ -21,12 +21,12 @@ from steadycast.checks import (
     stop_results,
 )
 from steadycast.config import PipelineConfig
-from tests.conftest import shared_data
 from tests.reliability import feeds
 
 CUT = pd.Timestamp("2006-03-01")  # first hour of the newest delivery
 LAST_RUN = CUT - pd.Timedelta("1h")  # the newest data at the last published run
-ZONES = ("zone1", "zone2", "zone4", "zone5", "zone6", "zone8")
+ZONE_NUMBERS = (1, 2, 4, 5, 6, 8)
+ZONES = tuple(f"zone{z}" for z in ZONE_NUMBERS)
 
 
 def config(frequency: str = "1h", horizon: int = 48, seasons: list[int] | None = None):  # type: ignore[no-untyped-def]
@@ -44,24 +44,10 @@ def config(frequency: str = "1h", horizon: int = 48, seasons: list[int] | None =
 
 
 @cache
-def _gefcom_all_zones() -> pd.DataFrame:
-    raw = pd.read_csv(shared_data("gefcom2012_load", "Load_history.csv.gz"), thousands=",")
-    long = raw.melt(id_vars=["zone_id", "year", "month", "day"], var_name="h", value_name="y")
-    long = long.dropna(subset=["y"])
-    day = pd.to_datetime(long[["year", "month", "day"]])
-    hour = pd.to_timedelta(long["h"].str[1:].astype(int) - 1, unit="h")
-    frame = pd.DataFrame(
-        {"unique_id": "zone" + long["zone_id"].astype(str), "ds": day + hour, "y": long["y"]}
-    )
-    frame = frame[frame["unique_id"].isin(ZONES)]
-    return frame.sort_values(["unique_id", "ds"]).reset_index(drop=True)
-
-
-@cache
 def _gefcom() -> pd.DataFrame:
-    frame = _gefcom_all_zones()
-    keep = (frame["ds"] >= CUT - pd.Timedelta(weeks=6)) & (frame["ds"] < CUT + pd.Timedelta("48h"))
-    return frame[keep].sort_values(["unique_id", "ds"]).reset_index(drop=True)
+    return feeds.gefcom(ZONE_NUMBERS).between(
+        CUT - pd.Timedelta(weeks=6), CUT + pd.Timedelta("48h")
+    )
 
 
 def gefcom() -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -274,7 +260,7 @@ def test_clean_weekly_deliveries_are_never_excluded_as_shifted() -> None:
     # Five months of real weekly deliveries each, utility zones and households (in UTC, so the
     # households' profiles move by an hour at each daylight-saving change).
     hourly, half_hourly = config(), config("30min", 48, [48, 336])
-    zones = _gefcom_all_zones()
+    zones = feeds.gefcom(ZONE_NUMBERS).frame
     cases = [
         (zones, hourly, "2005-09-04", pd.Timedelta("1h")),
         (_sgsc_utc(), half_hourly, "2012-09-02", pd.Timedelta("30min")),
@@ -326,12 +312,8 @@ def test_the_fleet_share_limit_is_configurable() -> None:
 
 
 def test_real_breaks_are_not_feed_faults_covid_ridership_and_rates_near_zero() -> None:
-    raw = pd.read_csv(
-        shared_data("cta_ridership_daily", "CTA_-_Ridership_-_Daily_Boarding_Totals_20240528.csv")
-    ).drop_duplicates()
-    raw["ds"] = pd.to_datetime(raw["service_date"], format="%m/%d/%Y")
-    cta = raw.melt(id_vars=["ds"], value_vars=["bus", "rail_boardings"], var_name="unique_id")
-    cta = cta.rename(columns={"value": "y"}).astype({"y": float})
+    cta = feeds.cta().frame
+    cta = cta[cta["unique_id"].isin(["bus", "rail_boardings"])]
     daily = config("1D", 14, [7])
     for start in ("2020-03-15", "2020-03-29"):  # ridership falling five- to eightfold
         at = pd.Timestamp(start)
@@ -341,11 +323,8 @@ def test_real_breaks_are_not_feed_faults_covid_ridership_and_rates_near_zero() -
         found = judge(part, daily, at - pd.Timedelta("1D"))
         assert all(r.passed for r in found.values()), [r.sentence for r in found.values()]
 
-    fred = pd.read_csv(shared_data("fred_md", "FRED-MD.csv"))
-    fred = fred[fred["sasdate"] != "Transform:"].dropna(subset=["sasdate"])
-    fred["ds"] = pd.to_datetime(fred["sasdate"], format="%m/%d/%Y")
-    rates = fred.melt(id_vars=["ds"], value_vars=["FEDFUNDS", "TB3MS", "GS1", "T10YFFM"])
-    rates = rates.rename(columns={"variable": "unique_id", "value": "y"}).dropna()
+    rates = feeds.fred_md().frame
+    rates = rates[rates["unique_id"].isin(["FEDFUNDS", "TB3MS", "GS1", "T10YFFM"])]
     monthly = config("MS", 12, [12])
     for start in ("2008-12-01", "2009-01-01", "2020-04-01", "2020-05-01"):
         at = pd.Timestamp(start)
