@@ -393,8 +393,17 @@ class GateRuleConfig(_Table):
     blocking: bool = True
 
 
-class FallbackShareRule(GateRuleConfig):
+class FleetShareRule(GateRuleConfig):
+    """A rule that holds the run when a large part of the fleet is affected: more than
+    ``limit`` of the series, and at least ``min_series`` of them (a share of a handful of
+    series says nothing about the fleet; a per-series problem gets a per-series remedy)."""
+
     limit: float = Field(default=0.2, ge=0.0, le=1.0)
+    min_series: int = Field(default=3, ge=1)
+
+
+class FallbackShareRule(FleetShareRule):
+    pass
 
 
 class TotalJumpRule(GateRuleConfig):
@@ -412,11 +421,10 @@ class WorseThanNaiveRule(GateRuleConfig):
         return _name(value, "baseline")
 
 
-class SharedRemedyRule(GateRuleConfig):
+class SharedRemedyRule(FleetShareRule):
     """A per-series problem the run fixes series by series (steadycast.stages.remedy); the run
-    is held only when more than ``limit`` of the series needed the fix."""
-
-    limit: float = Field(default=0.2, ge=0.0, le=1.0)
+    is held only when more than ``limit`` of the series (and ``min_series`` or more) needed
+    the fix."""
 
 
 class LevelVsHistoryRule(SharedRemedyRule):

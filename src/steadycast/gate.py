@@ -162,22 +162,31 @@ def build_gate_specs(config: GateConfig) -> list[GateSpec]:
             config.fallback_share.enabled,
             config.fallback_share.blocking,
             config.fallback_share.limit,
+            {"min_series": config.fallback_share.min_series},
         ),
         GateSpec(
             "non_finite",
             config.non_finite.enabled,
             config.non_finite.blocking,
             config.non_finite.limit,
+            {"min_series": config.non_finite.min_series},
         ),
         GateSpec(
-            "negative", config.negative.enabled, config.negative.blocking, config.negative.limit
+            "negative",
+            config.negative.enabled,
+            config.negative.blocking,
+            config.negative.limit,
+            {"min_series": config.negative.min_series},
         ),
         GateSpec(
             "level_vs_history",
             config.level_vs_history.enabled,
             config.level_vs_history.blocking,
             config.level_vs_history.limit,
-            {"max_ratio": config.level_vs_history.max_ratio},
+            {
+                "max_ratio": config.level_vs_history.max_ratio,
+                "min_series": config.level_vs_history.min_series,
+            },
         ),
         GateSpec(
             "total_jump",
@@ -212,6 +221,27 @@ def _names(series: Sequence[str]) -> str:
 
 def _result(spec: GateSpec, passed: bool, detail: str, **kw: Any) -> GateResult:
     return GateResult(spec.name, passed, detail, blocking=spec.blocking, **kw)
+
+
+def _within_fleet_limit(spec: GateSpec, affected: int, total: int) -> bool:
+    """A share rule passes unless more than ``limit`` of the series, and at least
+    ``min_series`` of them, are affected: a few series are a per-series matter."""
+    share = affected / total if total else 0.0
+    return share <= spec.limit or affected < int(spec.params.get("min_series", 1))
+
+
+def _against_limit(spec: GateSpec, affected: int, total: int) -> str:
+    """How a count stands against a share rule's limit, in words for the result's sentence."""
+    share = affected / total if total else 0.0
+    if share <= spec.limit:
+        return f"within the limit of {spec.limit:.0%} of the fleet"
+    least = int(spec.params.get("min_series", 1))
+    if affected < least:
+        return (
+            f"above {spec.limit:.0%} of the fleet but fewer than {least} series, so a per-series "
+            "matter"
+        )
+    return f"above the limit of {spec.limit:.0%} of the fleet"
 
 
 def _series_ids(inputs: GateInputs) -> list[str]:
@@ -267,7 +297,7 @@ def rule_fallback_share(spec: GateSpec, inputs: GateInputs) -> GateResult:
     on_fallback = prov[prov["source"].isin(["fallback", "none"])]
     ids = sorted(on_fallback[ID].astype(str).unique())
     share = len(ids) / total
-    passed = share <= spec.limit
+    passed = _within_fleet_limit(spec, len(ids), total)
     reason = ""
     if ids and "fallback_reason" in prov.columns:
         reasons = on_fallback["fallback_reason"].fillna("").astype(str)
@@ -275,12 +305,11 @@ def rule_fallback_share(spec: GateSpec, inputs: GateInputs) -> GateResult:
         if len(reasons):
             top, count = reasons.value_counts().index[0], int(reasons.value_counts().iloc[0])
             reason = f"; most often because {top!r} ({count})"
-    verb = "is above" if not passed else "is within"
     return _result(
         spec,
         passed,
         f"{len(ids):,} of {total:,} series ({share:.1%}) are on a fallback or have no forecast, "
-        f"which {verb} the limit of {spec.limit:.1%}{reason}",
+        f"{_against_limit(spec, len(ids), total)}{reason}",
         value=share,
         limit=spec.limit,
         series=tuple(ids) if not passed else (),
@@ -306,15 +335,14 @@ def _share_result(
     """Pass when the share of series fixed for this rule is within the limit; name them."""
     total = len(_series_ids(inputs))
     share = len(fixed) / total if total else 0.0
-    passed = share <= spec.limit
-    verb = "within" if passed else "above"
+    passed = _within_fleet_limit(spec, len(fixed), total)
     if not fixed:
         return _result(spec, True, f"no {what}", value=0.0, limit=spec.limit)
     return _result(
         spec,
         passed,
         f"{len(fixed):,} of {total:,} series ({share:.1%}) had {what}, {fix} series by series; "
-        f"{verb} the limit of {spec.limit:.0%} of the fleet: {_names(fixed)}",
+        f"{_against_limit(spec, len(fixed), total)}: {_names(fixed)}",
         value=share,
         limit=spec.limit,
         series=tuple(fixed),
@@ -392,14 +420,13 @@ def rule_negative(spec: GateSpec, inputs: GateInputs) -> GateResult:
     total = len(_series_ids(inputs))
     affected = sorted(set(ids) | set(fixed))
     share = len(affected) / total if total else 0.0
-    passed = share <= spec.limit
-    verb = "within" if passed else "above"
+    passed = _within_fleet_limit(spec, len(affected), total)
     return _result(
         spec,
         passed,
         f"{n_bad:,} negative forecasts (lowest {low:.4g}) in {len(ids):,} series that were never "
         f"negative in their history; {len(affected):,} of {total:,} series ({share:.1%}) "
-        f"affected, {verb} the limit of {spec.limit:.0%}: {_names(ids)}",
+        f"affected, {_against_limit(spec, len(affected), total)}: {_names(ids)}",
         value=share,
         limit=spec.limit,
         series=tuple(ids),

@@ -128,8 +128,8 @@ def test_fallback_share_holds_above_its_limit_and_names_the_main_reason() -> Non
     result = rule(decision.results, "fallback_share")
     assert not result.passed
     assert result.detail == (
-        "3 of 10 series (30.0%) are on a fallback or have no forecast, which is above the limit "
-        "of 20.0%; most often because 'AutoETS failed: timeout' (2)"
+        "3 of 10 series (30.0%) are on a fallback or have no forecast, above the limit of 20% "
+        "of the fleet; most often because 'AutoETS failed: timeout' (2)"
     )
     assert result.value == pytest.approx(0.3) and result.limit == 0.2
     assert result.series == ("s0", "s1", "s2")
@@ -166,11 +166,38 @@ def test_negative_holds_only_for_series_never_negative_in_history() -> None:
     assert not result.passed
     assert result.detail == (
         "12 negative forecasts (lowest -0.5) in 3 series that were never negative in their "
-        "history; 3 of 10 series (30.0%) affected, above the limit of 20%: 's0', 's2', 's3'"
+        "history; 3 of 10 series (30.0%) affected, above the limit of 20% of the fleet: 's0', "
+        "'s2', 's3'"
     )
     fc.loc[fc.unique_id.isin(["s2", "s3"]), "yhat"] = 0.0
     one = rule(clean_decision(forecasts=fc, nonnegative=nonneg).results, "negative")
     assert one.passed and one.series == ("s0",)  # one series of ten: not a fleet problem
+
+
+def test_a_few_series_of_a_small_fleet_are_a_per_series_matter() -> None:
+    """1 or 2 series of 3 are above the share limit, but fewer than ``min_series``: the remedy
+    series by series is enough; all 3 hold the run (a small real fleet, e.g. bus, rail and
+    total ridership, where one series' model goes negative at a real break)."""
+    small = ["s0", "s1", "s2"]
+    fc = forecasts(small)
+    fc.loc[fc.unique_id.isin(["s0", "s1"]), "yhat"] = -0.5
+    two = rule(
+        clean_decision(forecasts=fc, provenance=provenance(small), nonnegative=set(small)).results,
+        "negative",
+    )
+    assert two.passed
+    assert "above 20% of the fleet but fewer than 3 series, so a per-series matter" in two.detail
+    fc.loc[fc.unique_id == "s2", "yhat"] = -0.5
+    three = rule(
+        clean_decision(forecasts=fc, provenance=provenance(small), nonnegative=set(small)).results,
+        "negative",
+    )
+    assert not three.passed
+    on_fallback = provenance(small, sources={"s0": "fallback", "s1": "fallback"})
+    share = rule(
+        clean_decision(forecasts=forecasts(small), provenance=on_fallback).results, "fallback_share"
+    )
+    assert share.passed and "fewer than 3 series" in share.detail
 
 
 def test_total_jump_holds_when_the_total_moves_beyond_the_limit() -> None:
