@@ -1176,7 +1176,18 @@ def _feed_fault(f: _Frame, spec: CheckSpec, ctx: CheckContext) -> list[CheckResu
             if profiles is not None:
                 profiled[lo:hi] = np.isfinite(profiles[0]).any(axis=1)
                 _add_profiles(sums, seam[lo:hi], alone[lo:hi], profiles, profiled[lo:hi])
-        shifted = _fleet_shifts(sums, seam, alone, profiled, n_new, kind, steps_per_hour, day, p)
+        shifted = _fleet_shifts(
+            sums,
+            seam,
+            alone,
+            profiled,
+            n_new,
+            kind,
+            steps_per_hour,
+            day,
+            p,
+            delivered=ctx.delivered_after is not None,
+        )
         for r, hours, note in shifted:
             kind[r], value[r], detail[r], firm[r] = "shift", float(hours), note, True
     first_new = f.step_time(f.newest_idx - d + 1) if d > 0 else None
@@ -1338,6 +1349,8 @@ def _fleet_shifts(
     steps_per_hour: int,
     day: int,
     p: Mapping[str, Any],
+    *,
+    delivered: bool,
 ) -> list[tuple[int, int, str]]:
     """Series whose shift shows in the fleet's summed daily profile, far less noisy than one
     household's: (row, hours, sentence tail) for each. A group of series displaced at the seam
@@ -1346,7 +1359,10 @@ def _fleet_shifts(
     asks (a clean fleet-wide gap of a few hours: 1.7 and up). Series with no displacement are
     shifted together (a time-zone mistake of the whole fleet moving its data earlier hides the
     seam) only when they are more than ``max_share`` of the fleet, both references agree on
-    the best move within an hour, and it matches far better than none."""
+    the best move within an hour, and it matches far better than none; and only when there is a
+    delivery to judge (``delivered``: a published run marks where it starts). On a first run
+    the "newest delivery" is only the tail of the history, and a cycle that is not daily (a
+    37-hour one, say) moves the tail's daily profile with nothing wrong in the feed."""
     gain, max_hours = float(p["shift_gain"]), int(p["max_shift_hours"])
     out: list[tuple[int, int, str]] = []
     total = int((n_new > 0).sum())
@@ -1386,6 +1402,8 @@ def _fleet_shifts(
                 f"limit {_SEAM_GAIN:.0%}; a time-zone mistake?)"
             )
         else:
+            if not delivered:
+                continue
             if len(rows) < max(int(p["min_series"]), 2) or len(rows) <= p["max_share"] * total:
                 continue
             best = [min(moves, key=moves.__getitem__) for _, moves in errors if moves]

@@ -346,3 +346,19 @@ def test_household_zeros_and_short_history_are_left_alone() -> None:
     found = judge(pd.concat([frame, new]), cfg, ds[-337])
     assert found["h1"].passed and found["young"].passed
     assert RunFigures.from_dict({"series": 2}).feed_faults == 0
+
+
+def test_a_first_run_is_not_a_delivery_and_a_cycle_that_is_not_daily_is_no_shift() -> None:
+    """On a first run there is no delivery boundary: the judged "delivery" is the tail of the
+    history, and a fleet alike with a 37.3-hour cycle moves that tail's daily profile with
+    nothing wrong in the feed: no series is flagged."""
+    ds = pd.date_range("2024-01-01", periods=24 * 10, freq="h")
+    t = np.arange(len(ds), dtype=float)
+    pattern = 0.002 * t + np.sin(2 * np.pi * t / 24) + 0.8 * np.sin(2 * np.pi * t / 37.3)
+    frame = pd.concat(
+        pd.DataFrame({"unique_id": f"s{i}", "ds": ds, "y": 10 + i + (1 + i) * pattern})
+        for i in range(4)
+    )
+    cfg = config(horizon=12)
+    first = judge(frame, cfg, after=None)
+    assert all(r.passed for r in first.values()), [r.sentence for r in first.values()]
