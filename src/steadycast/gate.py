@@ -225,9 +225,14 @@ def _result(spec: GateSpec, passed: bool, detail: str, **kw: Any) -> GateResult:
 
 def _within_fleet_limit(spec: GateSpec, affected: int, total: int) -> bool:
     """A share rule passes unless more than ``limit`` of the series, and at least
-    ``min_series`` of them, are affected: a few series are a per-series matter."""
+    ``min_series`` of them (or all of a smaller fleet), are affected: a few series of a larger
+    fleet are a per-series matter, every series of a small one is not."""
     share = affected / total if total else 0.0
-    return share <= spec.limit or affected < int(spec.params.get("min_series", 1))
+    return share <= spec.limit or affected < _least(spec, total)
+
+
+def _least(spec: GateSpec, total: int) -> int:
+    return min(int(spec.params.get("min_series", 1)), max(total, 1))
 
 
 def _against_limit(spec: GateSpec, affected: int, total: int) -> str:
@@ -235,7 +240,7 @@ def _against_limit(spec: GateSpec, affected: int, total: int) -> str:
     share = affected / total if total else 0.0
     if share <= spec.limit:
         return f"within the limit of {spec.limit:.0%} of the fleet"
-    least = int(spec.params.get("min_series", 1))
+    least = _least(spec, total)
     if affected < least:
         return (
             f"above {spec.limit:.0%} of the fleet but fewer than {least} series, so a per-series "

@@ -177,7 +177,8 @@ def test_negative_holds_only_for_series_never_negative_in_history() -> None:
 def test_a_few_series_of_a_small_fleet_are_a_per_series_matter() -> None:
     """1 or 2 series of 3 are above the share limit, but fewer than ``min_series``: the remedy
     series by series is enough; all 3 hold the run (a small real fleet, e.g. bus, rail and
-    total ridership, where one series' model goes negative at a real break)."""
+    total ridership, where one series' model goes negative at a real break). Every series of a
+    fleet smaller than ``min_series`` holds it too."""
     small = ["s0", "s1", "s2"]
     fc = forecasts(small)
     fc.loc[fc.unique_id.isin(["s0", "s1"]), "yhat"] = -0.5
@@ -198,6 +199,11 @@ def test_a_few_series_of_a_small_fleet_are_a_per_series_matter() -> None:
         clean_decision(forecasts=forecasts(small), provenance=on_fallback).results, "fallback_share"
     )
     assert share.passed and "fewer than 3 series" in share.detail
+    pair = ["s0", "s1"]
+    both = provenance(pair, sources={"s0": "fallback", "s1": "fallback"})
+    assert not rule(
+        clean_decision(forecasts=forecasts(pair), provenance=both).results, "fallback_share"
+    ).passed
 
 
 def test_total_jump_holds_when_the_total_moves_beyond_the_limit() -> None:
