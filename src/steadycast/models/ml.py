@@ -15,9 +15,14 @@ about 2.6 s). Choices, and why:
 - ``num_threads=1`` and ``verbosity=-1``: the platform parallelises across processes, and
   LightGBM's OpenMP threads spin on a 2-core machine (about 40x slower, see STACK-NOTES);
 - **intervals** are mlforecast's conformal intervals (two calibration windows of one horizon).
-  They need ``2 * horizon + 1`` points per series, so a group of shorter series gets point
-  forecasts only: ``capabilities.intervals`` is True, but intervals are returned only where the
-  history allows, and the platform fills the rest (see ``validate_forecast``).
+  Calibration fits the model on the history without those windows, so that shorter history must
+  itself pass the lag rule above (``windows * horizon + 2 * max lag`` points; with fewer, every
+  calibration row is dropped for its lags and LightGBM refuses the empty frame). A shorter series
+  gets point forecasts only: ``capabilities.intervals`` is True, but intervals are returned only
+  where the history allows, and the platform fills the rest (see ``validate_forecast``). This
+  matters most right after a level shift cuts the training window: the backtest then fits on too
+  few points to calibrate, and the final fit, a horizon longer, must not take a path it cannot
+  finish.
 
 Parameters: ``lags`` (list of positive ints), ``date_features`` (names of ``ds`` attributes),
 ``interval_windows`` (calibration windows, >= 2); everything else goes to ``LGBMRegressor``
@@ -109,13 +114,19 @@ class LightGBM:
         usable = tuple(lag for lag in lags if n >= 2 * lag)
         return usable or (1,)
 
+    def _can_calibrate(self, n: int, lags: tuple[int, ...], task: ForecastTask) -> bool:
+        """Whether the history left before the calibration windows trains with ``lags``."""
+        calibration = n - self.interval_windows * task.horizon
+        return bool(task.levels) and calibration >= 2 * max(lags)
+
     def forecast(self, history: pd.DataFrame, task: ForecastTask) -> pd.DataFrame:
         history = history[["unique_id", "ds", "y"]]
         lengths = history.groupby("unique_id", sort=False, observed=True).size()
         groups: dict[tuple[tuple[int, ...], bool], list[Any]] = {}
         for uid, n in lengths.items():
-            with_intervals = bool(task.levels) and n >= self.interval_windows * task.horizon + 1
-            groups.setdefault((self._lags_for(int(n), task), with_intervals), []).append(uid)
+            lags = self._lags_for(int(n), task)
+            with_intervals = self._can_calibrate(int(n), lags, task)
+            groups.setdefault((lags, with_intervals), []).append(uid)
         frames = []
         for (lags, with_intervals), ids in groups.items():
             part = history if len(groups) == 1 else history[history["unique_id"].isin(ids)]

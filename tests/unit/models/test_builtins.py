@@ -167,7 +167,7 @@ def test_lightgbm_features_follow_the_frequency() -> None:
 
 
 def test_lightgbm_gives_intervals_only_where_the_history_allows() -> None:
-    # Conformal intervals need 2 * horizon + 1 points; "short" has fewer.
+    # Conformal intervals need 2 * horizon points plus twice the largest lag; "short" has fewer.
     history = batch(series("long", seasonal(24 * 6)), series("short", seasonal(20)))
     valid, failures = validate_forecast(
         LightGBM().forecast(history, HOURLY), history, HOURLY, "LightGBM"
@@ -176,6 +176,34 @@ def test_lightgbm_gives_intervals_only_where_the_history_allows() -> None:
     by_id = valid.set_index("unique_id")
     assert np.isfinite(by_id.loc["long", "yhat_lo_95"]).all()
     assert by_id.loc["short", "yhat_lo_95"].isna().all()
+
+
+DAILY = ForecastTask(
+    horizon=14, frequency="D", season_length=7, season_lengths=(7,), levels=(80, 95)
+)
+
+
+@pytest.mark.parametrize(
+    ("length", "intervals"), [(29, False), (37, False), (42, False), (56, True)]
+)
+def test_lightgbm_forecasts_a_history_too_short_to_calibrate_its_intervals(
+    length: int, intervals: bool
+) -> None:
+    # Daily data cut at a level shift: 37 points, horizon 14, lags 1, 7 and 14. The two
+    # calibration windows leave 9 points, fewer than lag 14, so calibrating would train on
+    # nothing; the series gets point forecasts (the platform fills the intervals) instead of
+    # failing the final fit that its shorter backtest never reached.
+    history = batch(
+        series("wide", seasonal(length, season=7), freq="D"),
+        series("narrow", seasonal(length, season=7, level=5.0, seed=1), freq="D"),
+    )
+    valid, failures = validate_forecast(
+        LightGBM().forecast(history, DAILY), history, DAILY, "LightGBM"
+    )
+    assert failures == {}
+    assert valid.groupby("unique_id").size().to_dict() == {"wide": 14, "narrow": 14}
+    assert np.isfinite(valid["yhat"]).all()
+    assert np.isfinite(valid["yhat_lo_95"]).all() == intervals
 
 
 def test_lightgbm_is_one_threaded_whatever_it_is_given() -> None:
