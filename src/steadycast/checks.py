@@ -75,6 +75,7 @@ __all__ = [
     "excluded_series",
     "level_shift_cuts",
     "measure",
+    "reference_period",
     "results_frame",
     "run_checks",
     "severity_at_least",
@@ -285,7 +286,7 @@ def build_specs(cfg: PipelineConfig) -> dict[str, CheckSpec]:
             min_steps=c.feed_fault.min_steps or max(4, m // 4),
             window_steps=c.feed_fault.window_steps or horizon_or_season,
             max_window_steps=max(
-                2 * _feed_period(m), c.feed_fault.window_steps or horizon_or_season
+                2 * reference_period(m), c.feed_fault.window_steps or horizon_or_season
             ),
             max_shift_hours=c.feed_fault.max_shift_hours,
             shift_gain=c.feed_fault.shift_gain,
@@ -1027,7 +1028,7 @@ def _refine(f: _Frame, s: int, boundary_block: int, w: int, m: int) -> pd.Timest
 FEED_FAULT_KINDS = ("zeros", "stuck", "register", "sign", "scale", "shift")
 
 
-def _feed_period(m: int) -> int:
+def reference_period(m: int) -> int:
     """The reference period: a week for sub-daily data with a daily season (same hour, same
     weekday), else the main season (same weekday of daily data, same month of monthly)."""
     return 7 * m if m >= 24 else max(1, m)
@@ -1116,7 +1117,7 @@ def _nanquantiles(a: np.ndarray, qs: Sequence[float], axis: int = -1) -> list[np
 def _feed_fault(f: _Frame, spec: CheckSpec, ctx: CheckContext) -> list[CheckResult]:
     p = spec.params
     m = max(1, ctx.season_length)
-    period = _feed_period(m)
+    period = reference_period(m)
     k_periods = int(p["periods"])
     min_steps = int(p["min_steps"])
     max_ratio = float(p["max_ratio"])

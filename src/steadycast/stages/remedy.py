@@ -28,6 +28,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
+from steadycast.checks import reference_period
 from steadycast.config import PipelineConfig
 from steadycast.stages.forecast import PartitionResult
 
@@ -35,11 +36,6 @@ __all__ = ["level_ratio", "remedy"]
 
 ID, DS, Y = "unique_id", "ds", "y"
 _PERIODS = 4  # reference periods of history
-
-
-def _period(m: int) -> int:
-    """A week for sub-daily data with a daily season, else the main season."""
-    return 7 * m if m >= 24 else max(1, m)
 
 
 def level_ratio(yhat: np.ndarray, history: np.ndarray, m: int) -> float:
@@ -55,7 +51,7 @@ def level_ratio(yhat: np.ndarray, history: np.ndarray, m: int) -> float:
     f = yhat[np.isfinite(yhat)]
     if len(v) < 2 or len(f) == 0:
         return 1.0
-    period = min(_period(m), len(v))
+    period = min(reference_period(m), len(v))
     h = len(f)
     n = len(v)
     pos = n - 1 + np.arange(1, h + 1)
