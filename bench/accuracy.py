@@ -34,13 +34,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from steadycast import metrics as M
 from steadycast.config import PipelineConfig, parse_pipeline
+from steadycast.forecasting import metrics as M
+from steadycast.forecasting.backtest import Runner, call_models, model_history, task_for
+from steadycast.forecasting.forecast import PartitionResult, run_partition
 from steadycast.models.base import ForecastTask
 from steadycast.models.isolation import IsolatedRunner, ModelUsage
 from steadycast.models.validation import expected_timestamps, validate_forecast
-from steadycast.stages.backtest import Runner, call_models, model_history, task_for
-from steadycast.stages.forecast import PartitionResult, run_partition
 
 REPO = Path(__file__).resolve().parents[1]
 LEVELS = (80, 95)

@@ -56,8 +56,8 @@ import numpy as np
 import pandas as pd
 from tests.reliability import feeds
 
-from steadycast import checks
 from steadycast.config import PipelineConfig
+from steadycast.quality import checks
 
 EXPECTED = {
     "scale_x1000": {"scale", "register"},

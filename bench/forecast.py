@@ -63,7 +63,7 @@ import json, resource, sys, time
 import pandas as pd
 from steadycast.config import parse_pipeline
 from steadycast.models.isolation import IsolatedRunner
-from steadycast.run import forecast_one_partition
+from steadycast.pipeline.run import forecast_one_partition
 df = pd.read_parquet(sys.argv[1])
 h, windows, season, partition = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 models = sys.argv[6].split(",")

@@ -24,9 +24,9 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import BENCH, machine, today, write_section
 
-from steadycast.checks import CheckContext, build_specs, check_level_shift, level_shift_cuts
 from steadycast.config import parse_pipeline
-from steadycast.run import forecast_one_partition
+from steadycast.pipeline.run import forecast_one_partition
+from steadycast.quality.checks import CheckContext, build_specs, check_level_shift, level_shift_cuts
 
 REPO = BENCH.parent
 IMG = REPO / "docs" / "img"

@@ -177,7 +177,7 @@ def end_to_end(
 RELEASE_MEMORY = """
 import json, sys
 from pathlib import Path
-from steadycast import releases
+from steadycast.storage import releases
 def rss():
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmRSS:"):

@@ -33,7 +33,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import WORK, machine, today, write_section
 
-from steadycast import releases
+from steadycast.storage import releases
 from steadycast.workspace import Workspace
 
 PIPELINE = "bench"

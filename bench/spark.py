@@ -28,8 +28,8 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import WORK, machine, today, write_section
 
-from steadycast import releases
-from steadycast.stages.ingest import ingest
+from steadycast.ingestion.batch import ingest
+from steadycast.storage import releases
 from steadycast.synth import FaultRates, generate_fleet, pipeline_toml
 from steadycast.workspace import Workspace
 

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from steadycast import control, releases, store
-from steadycast.stages.ingest import ingest
+from steadycast.ingestion.batch import ingest
+from steadycast.storage import control, releases, store
 from steadycast.workspace import Workspace
 
 PIPELINE = """\
@@ -237,7 +237,7 @@ def recorded_workspace(root: Path) -> tuple[Workspace, str]:
 
 def real_run_workspace(root: Path) -> tuple[Workspace, str]:
     """A workspace with one real, published run of a tiny fleet (about 10 s)."""
-    from steadycast.run import run_pipeline
+    from steadycast.pipeline.run import run_pipeline
 
     ws = Workspace.init(root / "ws")
     (ws.pipelines_dir / "meters.toml").write_text(PIPELINE)

@@ -20,7 +20,7 @@ import pandas as pd
 import uvicorn
 from fastapi import FastAPI
 
-from steadycast import releases
+from steadycast.storage import releases
 from steadycast.workspace import Workspace
 from tests.observability_workspace import real_run_workspace
 

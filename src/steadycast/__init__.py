@@ -23,10 +23,10 @@ __version__ = "0.1.0"
 # The pipeline entry points pull in the forecasting libraries; they load on first use, so the
 # command line and the server start quickly.
 _LAZY = {
-    "ingest": ("steadycast.stages.ingest", "ingest"),
-    "run_pipeline": ("steadycast.run", "run_pipeline"),
-    "approve": ("steadycast.levers", "approve"),
-    "rollback": ("steadycast.levers", "rollback"),
+    "ingest": ("steadycast.ingestion.batch", "ingest"),
+    "run_pipeline": ("steadycast.pipeline.run", "run_pipeline"),
+    "approve": ("steadycast.pipeline.levers", "approve"),
+    "rollback": ("steadycast.pipeline.levers", "rollback"),
     "check_model": ("steadycast.testing", "check_model"),
     "ForecastModel": ("steadycast.models.base", "ForecastModel"),
     "ForecastTask": ("steadycast.models.base", "ForecastTask"),

@@ -104,7 +104,7 @@ def ingest(
     json_out: JsonOpt = False,
 ) -> None:
     """Store the rows of each file as one batch; bad rows are quarantined with a reason."""
-    from steadycast.stages.ingest import ingest_file
+    from steadycast.ingestion.batch import ingest_file
     from steadycast.workspace import Workspace
 
     ws = Workspace.open(workspace)
@@ -153,7 +153,7 @@ def quarantine(
     json_out: JsonOpt = False,
 ) -> None:
     """Quarantined rows with their reasons, file and line."""
-    from steadycast.stages.ingest import quarantined
+    from steadycast.ingestion.batch import quarantined
     from steadycast.workspace import Workspace
 
     ws = Workspace.open(workspace)
@@ -197,7 +197,7 @@ def run(
     ] = None,
 ) -> None:
     """Check, prepare, backtest and select, forecast, gate and publish one pipeline."""
-    from steadycast.run import run_pipeline
+    from steadycast.pipeline.run import run_pipeline
     from steadycast.workspace import Workspace
 
     ws = Workspace.open(workspace)
@@ -248,7 +248,7 @@ def _print_run(result: Any, root: Path) -> None:
 
 def _print_levers(run_id: str, pipeline: str, root: Path) -> None:
     """What a person can do about a held run, as commands that work when pasted."""
-    from steadycast import advice
+    from steadycast.ops import advice
 
     out.print(
         "  The last good release stays current. To publish this run anyway, say why "
@@ -315,7 +315,7 @@ def forecast(
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Export the current release: unique_id, ds, yhat, model, yhat_lo_L, yhat_hi_L."""
-    from steadycast.export import export_forecast
+    from steadycast.storage.export import export_forecast
     from steadycast.workspace import Workspace
 
     ws = Workspace.open(workspace)
@@ -329,7 +329,7 @@ def releases(
     json_out: JsonOpt = False,
 ) -> None:
     """Release history of a pipeline, newest first; the current one is marked."""
-    from steadycast import releases as rel
+    from steadycast.storage import releases as rel
     from steadycast.workspace import Workspace
 
     ws = Workspace.open(workspace)
@@ -343,7 +343,7 @@ def releases(
         _emit_json({"pipeline": pipeline, "current": current, "releases": rows})
         return
     if not rows:
-        from steadycast import advice
+        from steadycast.ops import advice
 
         out.print(
             f"No releases of {pipeline} yet; run `{advice.command(ws.root, 'run', pipeline)}`."
@@ -375,7 +375,7 @@ def rollback(
     json_out: JsonOpt = False,
 ) -> None:
     """Make an earlier release current again (default: the one before the current)."""
-    from steadycast.levers import rollback as do_rollback
+    from steadycast.pipeline.levers import rollback as do_rollback
     from steadycast.workspace import Workspace
 
     ws = Workspace.open(workspace)
@@ -506,8 +506,8 @@ def approve(
 ) -> None:
     """Publish a held run (the manual override). A run its data checks stopped before
     forecasting is continued past the stop from its own snapshot, then published."""
-    from steadycast.levers import approve as do_approve
-    from steadycast.ops.runlog import get_run
+    from steadycast.pipeline.levers import approve as do_approve
+    from steadycast.storage.runlog import get_run
     from steadycast.workspace import Workspace
 
     ws = Workspace.open(workspace)
@@ -625,7 +625,7 @@ def status(
     json_out: JsonOpt = False,
 ) -> None:
     """Each pipeline at a glance: last run, gate, current release, open incidents, recent audit."""
-    from steadycast.status import pipeline_status
+    from steadycast.pipeline.status import pipeline_status
     from steadycast.workspace import Workspace
 
     ws = Workspace.open(workspace)
@@ -657,7 +657,7 @@ def status(
         )
         out.print(f"  open incidents:  {st['open_incidents']}")
         if last.get("status") == "held":
-            from steadycast import advice
+            from steadycast.ops import advice
 
             out.print(
                 f"  to publish it:   {advice.approve(ws.root, last['run_id'])}",
@@ -782,8 +782,8 @@ def monitor(
     """
     from datetime import UTC, datetime
 
+    from steadycast.ops import accuracy as monitor_stage
     from steadycast.ops import alerts, incidents, sla
-    from steadycast.stages import monitor as monitor_stage
     from steadycast.workspace import Workspace
 
     ws = Workspace.open(workspace)

@@ -159,7 +159,7 @@ class IngestConfig(_Table):
 
 
 class ModelsConfig(_Table):
-    """Which models compete for each series, and which tier of them (see steadycast.tiers)."""
+    """Which models compete for each series, and which tier of them (see steadycast.forecasting.tiers)."""
 
     candidates: list[str] = Field(
         default_factory=lambda: ["SeasonalNaive", "AutoETS", "AutoTheta", "MSTL", "LightGBM"]
@@ -422,7 +422,7 @@ class WorseThanNaiveRule(GateRuleConfig):
 
 
 class SharedRemedyRule(FleetShareRule):
-    """A per-series problem the run fixes series by series (steadycast.stages.remedy); the run
+    """A per-series problem the run fixes series by series (steadycast.quality.remedy); the run
     is held only when more than ``limit`` of the series (and ``min_series`` or more) needed
     the fix."""
 

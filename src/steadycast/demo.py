@@ -15,11 +15,12 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from steadycast import advice, releases
+from steadycast.ingestion.batch import BatchResult, ingest_file
+from steadycast.ops import advice
 from steadycast.ops.incidents import list_incidents
+from steadycast.pipeline.run import RunResult, run_pipeline
 from steadycast.report import write_report
-from steadycast.run import RunResult, run_pipeline
-from steadycast.stages.ingest import BatchResult, ingest_file
+from steadycast.storage import releases
 from steadycast.workspace import Workspace
 
 DEMO_PIPELINE = "meters"

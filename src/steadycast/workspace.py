@@ -2,8 +2,8 @@
 
 DIR/steadycast.toml     workspace settings
 DIR/pipelines/NAME.toml one file per pipeline
-DIR/store.duckdb        observations, quarantine, batch ledger (see store.py)
-DIR/control.sqlite      runs, stages, incidents, audit log, locks (see control.py)
+DIR/store.duckdb        observations, quarantine, batch ledger (see storage/store.py)
+DIR/control.sqlite      runs, stages, incidents, audit log, locks (see storage/control.py)
 DIR/releases/           immutable published forecasts and the current pointer
 DIR/.tmp/               spill space for large ingests
 """
@@ -16,9 +16,9 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from steadycast import control, store
 from steadycast.config import PIPELINE_NAME, PipelineConfig, load_pipeline
 from steadycast.errors import ConfigError, UnknownPipelineError, WorkspaceError
+from steadycast.storage import control, store
 
 WORKSPACE_FILE = "steadycast.toml"
 WORKSPACE_FORMAT = 1

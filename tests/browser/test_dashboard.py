@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from steadycast import releases
 from steadycast.ops.incidents import get_incident, raise_incident
 from steadycast.server import create_app
+from steadycast.storage import releases
 from tests.browser.conftest import ARGS, ARTIFACTS, CHROMIUM
 from tests.server_workspace import PIPELINE, TOKEN, Served, running, served_workspace
 

@@ -14,13 +14,13 @@ import httpx
 import pandas as pd
 import pytest
 
-from steadycast import releases
-from steadycast.control import audit_entries, connect, utcnow
 from steadycast.errors import ConfigError
 from steadycast.ops.incidents import get_incident, raise_incident
-from steadycast.run import HELD
+from steadycast.pipeline.run import HELD
 from steadycast.server import create_app
 from steadycast.server.settings import TOKEN_ENV
+from steadycast.storage import releases
+from steadycast.storage.control import audit_entries, connect, utcnow
 from tests.server_workspace import PIPELINE, TOKEN, Served, running, served_workspace
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -26,11 +26,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from steadycast import releases
-from steadycast.control import audit_entries
 from steadycast.ops.incidents import list_incidents
-from steadycast.ops.runlog import get_run
 from steadycast.server import create_app
+from steadycast.storage import releases
+from steadycast.storage.control import audit_entries
+from steadycast.storage.runlog import get_run
 from steadycast.workspace import Workspace
 from tests.server_workspace import TOKEN, running
 

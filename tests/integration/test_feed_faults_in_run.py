@@ -15,10 +15,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from steadycast import releases
+from steadycast.ingestion.batch import ingest
 from steadycast.ops.incidents import list_incidents
-from steadycast.run import run_pipeline
-from steadycast.stages.ingest import ingest
+from steadycast.pipeline.run import run_pipeline
+from steadycast.storage import releases
 from steadycast.workspace import Workspace
 from tests.conftest import run_cli
 from tests.reliability import feeds

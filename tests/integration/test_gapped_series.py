@@ -10,7 +10,7 @@ import pytest
 
 from steadycast.config import parse_pipeline
 from steadycast.models.registry import builtin_models
-from steadycast.run import forecast_one_partition
+from steadycast.pipeline.run import forecast_one_partition
 
 
 def gapped_history() -> pd.DataFrame:

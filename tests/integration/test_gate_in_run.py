@@ -13,12 +13,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from steadycast import releases
-from steadycast.control import audit_entries
-from steadycast.levers import approve, rollback
+from steadycast.ingestion.batch import ingest
 from steadycast.ops.incidents import list_incidents
-from steadycast.run import run_pipeline
-from steadycast.stages.ingest import ingest
+from steadycast.pipeline.levers import approve, rollback
+from steadycast.pipeline.run import run_pipeline
+from steadycast.storage import releases
+from steadycast.storage.control import audit_entries
 from steadycast.workspace import Workspace
 from tests.conftest import run_cli
 

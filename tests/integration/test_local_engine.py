@@ -9,12 +9,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from steadycast import releases, store
-from steadycast.control import connect
 from steadycast.engines.commit import is_committed
-from steadycast.ops.runlog import FAILPOINT_ENV
-from steadycast.run import RunResult, run_pipeline
-from steadycast.stages.ingest import ingest
+from steadycast.ingestion.batch import ingest
+from steadycast.pipeline.run import RunResult, run_pipeline
+from steadycast.storage import releases, store
+from steadycast.storage.control import connect
+from steadycast.storage.runlog import FAILPOINT_ENV
 from steadycast.workspace import Workspace
 from tests.integration.test_run import PIPELINE, fleet_csv
 

@@ -10,9 +10,9 @@ import psutil
 import pytest
 from steadycast_chaos_models import planted_pattern
 
-from steadycast import store
-from steadycast.run import run_pipeline
-from steadycast.stages.ingest import ingest
+from steadycast.ingestion.batch import ingest
+from steadycast.pipeline.run import run_pipeline
+from steadycast.storage import store
 from steadycast.workspace import Workspace
 
 TIMEOUT_S = 4.0

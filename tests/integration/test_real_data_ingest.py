@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from steadycast import store
-from steadycast.stages.ingest import ingest
+from steadycast.ingestion.batch import ingest
+from steadycast.storage import store
 from steadycast.workspace import Workspace
 from tests.conftest import shared_data
 

@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from steadycast import releases
-from steadycast.control import audit_entries
 from steadycast.errors import NotFoundError, UsageError
-from steadycast.levers import rollback
+from steadycast.pipeline.levers import rollback
+from steadycast.storage import releases
+from steadycast.storage.control import audit_entries
 from steadycast.workspace import Workspace
 from tests.conftest import run_cli
 

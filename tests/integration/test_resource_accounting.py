@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from steadycast.ops.runlog import get_run
-from steadycast.run import run_pipeline
+from steadycast.pipeline.run import run_pipeline
+from steadycast.storage.runlog import get_run
 from tests.integration.test_plugins_in_run import planted_workspace
 
 

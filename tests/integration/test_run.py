@@ -10,13 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from steadycast import releases, store
-from steadycast.control import connect
 from steadycast.errors import NotFoundError, StoreBusyError
-from steadycast.export import current_forecast, export_forecast
-from steadycast.ops.runlog import pipeline_lock
-from steadycast.run import run_pipeline
-from steadycast.stages.ingest import ingest
+from steadycast.ingestion.batch import ingest
+from steadycast.pipeline.run import run_pipeline
+from steadycast.storage import releases, store
+from steadycast.storage.control import connect
+from steadycast.storage.export import current_forecast, export_forecast
+from steadycast.storage.runlog import pipeline_lock
 from steadycast.workspace import Workspace
 from tests.conftest import run_cli
 
@@ -250,8 +250,8 @@ def test_check_stage_sees_a_series_whole_when_its_partition_has_several_files(
 
     from steadycast.config import parse_pipeline
     from steadycast.engines.pool import PartitionPool
-    from steadycast.ops.runlog import StageRecord
-    from steadycast.run import _check_stage
+    from steadycast.pipeline.run import _check_stage
+    from steadycast.storage.runlog import StageRecord
 
     cfg = parse_pipeline(tomllib.loads(PIPELINE), "meters", "meters.toml")
     hours = pd.date_range("2024-01-01", periods=96, freq="h")

@@ -19,15 +19,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from steadycast import releases, store
 from steadycast.config import EngineConfig
 from steadycast.engines import check_engine
 from steadycast.engines.commit import STAGING, commit, is_committed, staging_dir
 from steadycast.engines.spark import _conform, _write_published
 from steadycast.errors import ConfigError, UsageError
-from steadycast.ops.runlog import FAILPOINT_ENV, get_run
-from steadycast.run import RunResult, run_pipeline
-from steadycast.stages.ingest import ingest
+from steadycast.ingestion.batch import ingest
+from steadycast.pipeline.run import RunResult, run_pipeline
+from steadycast.storage import releases, store
+from steadycast.storage.runlog import FAILPOINT_ENV, get_run
 from steadycast.workspace import Workspace
 from tests.conftest import run_cli, shared_data
 from tests.integration.test_plugins_in_run import planted_workspace

@@ -14,8 +14,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from steadycast.run import run_pipeline
-from steadycast.stages.ingest import ingest
+from steadycast.ingestion.batch import ingest
+from steadycast.pipeline.run import run_pipeline
 from steadycast.workspace import Workspace
 
 CLI = [sys.executable, "-m", "steadycast.cli"]

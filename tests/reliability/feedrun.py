@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 
 import steadycast
-from steadycast.export import current_forecast
 from steadycast.ops.incidents import list_incidents
+from steadycast.storage.export import current_forecast
 from steadycast.workspace import Workspace
 from tests.conftest import run_cli
 from tests.reliability.feeds import Feed, write_csv

@@ -26,10 +26,10 @@ from typing import Any
 
 import pytest
 
-from steadycast import store
 from steadycast.ops.incidents import acknowledge, raise_incident
 from steadycast.server.exposure import ACTOR_KEYS
 from steadycast.server.settings import TOKEN_ENV, load_settings
+from steadycast.storage import store
 from steadycast.workspace import Workspace
 from tests.observability_workspace import real_run_workspace
 from tests.reliability.test_api_security import send

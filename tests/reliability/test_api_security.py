@@ -30,9 +30,9 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from starlette.routing import Mount
 
-from steadycast import control, releases
 from steadycast.ops.incidents import raise_incident
 from steadycast.server import create_app
+from steadycast.storage import control, releases
 from tests.reliability.conftest import Record, size
 from tests.server_workspace import PIPELINE, TOKEN, Served, running, served_workspace
 

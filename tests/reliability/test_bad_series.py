@@ -29,18 +29,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from steadycast import store
 from steadycast.config import PipelineConfig, parse_pipeline
 from steadycast.errors import DataError
+from steadycast.forecasting.backtest import SCORE_COLUMNS, interval_columns, model_history, task_for
+from steadycast.forecasting.forecast import forecast_partition
+from steadycast.forecasting.prepare import regularize
+from steadycast.forecasting.selection import TABLE_COLUMNS, Selection
+from steadycast.ingestion.batch import ingest
 from steadycast.models.isolation import IsolatedRunner
 from steadycast.models.registry import builtin_models
 from steadycast.models.validation import expected_timestamps
-from steadycast.run import forecast_one_partition
-from steadycast.selection import TABLE_COLUMNS, Selection
-from steadycast.stages.backtest import SCORE_COLUMNS, interval_columns, model_history, task_for
-from steadycast.stages.forecast import forecast_partition
-from steadycast.stages.ingest import ingest
-from steadycast.stages.prepare import regularize
+from steadycast.pipeline.run import forecast_one_partition
+from steadycast.storage import store
 from steadycast.workspace import Workspace
 from tests.reliability.conftest import Record, size
 

@@ -17,9 +17,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from steadycast import releases
-from steadycast.control import connect
-from steadycast.stages.ingest import ingest
+from steadycast.ingestion.batch import ingest
+from steadycast.storage import releases
+from steadycast.storage.control import connect
 from steadycast.workspace import Workspace
 from tests.integration.test_run import PIPELINE, fleet_csv
 from tests.reliability.conftest import Record, size

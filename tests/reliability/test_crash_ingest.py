@@ -21,8 +21,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from steadycast import control, store
 from steadycast.errors import SteadycastError
+from steadycast.storage import control, store
 from steadycast.workspace import Workspace
 from tests.reliability.conftest import LONG, Record, size
 

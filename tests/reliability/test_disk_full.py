@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from steadycast import releases, store
+from steadycast.storage import releases, store
 from steadycast.workspace import Workspace
 from tests.integration.test_run import PIPELINE, fleet_csv
 from tests.reliability.conftest import LONG, Record

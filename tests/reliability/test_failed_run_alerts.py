@@ -25,9 +25,9 @@ from typing import Any
 
 import pytest
 
-from steadycast.control import connect
+from steadycast.ingestion.batch import ingest
 from steadycast.ops.incidents import list_incidents
-from steadycast.stages.ingest import ingest
+from steadycast.storage.control import connect
 from steadycast.workspace import Workspace
 from tests.integration.test_run import PIPELINE, fleet_csv
 from tests.reliability.conftest import Record

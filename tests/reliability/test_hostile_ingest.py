@@ -21,9 +21,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from steadycast import store
 from steadycast.errors import InputFileError
-from steadycast.stages.ingest import ingest_file, quarantined
+from steadycast.ingestion.batch import ingest_file, quarantined
+from steadycast.storage import store
 from steadycast.workspace import Workspace
 from tests.conftest import run_cli
 from tests.reliability.conftest import Record

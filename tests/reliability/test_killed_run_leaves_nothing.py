@@ -27,8 +27,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from steadycast import releases
-from steadycast.stages.ingest import ingest
+from steadycast.ingestion.batch import ingest
+from steadycast.storage import releases
 from steadycast.workspace import Workspace
 from tests.integration.test_run import PIPELINE, fleet_csv
 from tests.reliability.conftest import Record

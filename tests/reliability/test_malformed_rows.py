@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from steadycast import store
-from steadycast.stages.ingest import REASONS, ingest_file, quarantined
+from steadycast.ingestion.batch import REASONS, ingest_file, quarantined
+from steadycast.storage import store
 from steadycast.workspace import Workspace
 from tests.conftest import run_cli
 from tests.reliability.conftest import Record, size

@@ -27,7 +27,7 @@ import pytest
 from steadycast.errors import ModelError
 from steadycast.models.isolation import IsolatedRunner
 from steadycast.models.validation import validate_forecast
-from steadycast.run import run_pipeline
+from steadycast.pipeline.run import run_pipeline
 from tests.integration.test_plugins_in_run import planted_workspace, provenance
 from tests.reliability.conftest import LONG, Record, size
 from tests.unit.models.series import HOURLY, batch, seasonal, series

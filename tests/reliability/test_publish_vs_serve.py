@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from steadycast import releases
+from steadycast.storage import releases
 from steadycast.workspace import Workspace
 from tests.reliability.conftest import Record, size
 

@@ -42,12 +42,12 @@ from pathlib import Path
 import duckdb
 
 from steadycast.config import AlertsConfig
-from steadycast.control import audit_entries
 from steadycast.ops.alerts import incident_event, send_alert
 from steadycast.ops.incidents import list_incidents
 from steadycast.ops.logging import JsonFormatter
-from steadycast.ops.runlog import get_run
-from steadycast.run import run_pipeline
+from steadycast.pipeline.run import run_pipeline
+from steadycast.storage.control import audit_entries
+from steadycast.storage.runlog import get_run
 from steadycast.workspace import Workspace
 from tests.integration.test_plugins_in_run import planted_workspace
 from tests.reliability.conftest import LONG, Record

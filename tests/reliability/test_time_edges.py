@@ -16,8 +16,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from steadycast import store
-from steadycast.stages.ingest import ingest_file, quarantined
+from steadycast.ingestion.batch import ingest_file, quarantined
+from steadycast.storage import store
 from steadycast.workspace import Workspace
 from tests.conftest import run_cli
 from tests.reliability.conftest import LONG, Record

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from steadycast import advice
+from steadycast.ops import advice
 
 
 def test_a_suggested_command_names_a_workspace_elsewhere_and_quotes_it(

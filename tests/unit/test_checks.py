@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from steadycast.checks import (
+from steadycast.config import PipelineConfig, parse_pipeline
+from steadycast.quality.checks import (
     RESULT_COLUMNS,
     SERIES_CHECKS,
     CheckContext,
@@ -29,7 +30,6 @@ from steadycast.checks import (
     run_checks,
     stop_results,
 )
-from steadycast.config import PipelineConfig, parse_pipeline
 from tests.conftest import shared_data
 from tests.reliability import feeds
 

@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from steadycast.checks import (
+from steadycast.config import PipelineConfig
+from steadycast.quality.checks import (
     CheckContext,
     CheckResult,
     RunFigures,
@@ -20,7 +21,6 @@ from steadycast.checks import (
     run_checks,
     stop_results,
 )
-from steadycast.config import PipelineConfig
 from tests.reliability import feeds
 
 CUT = pd.Timestamp("2006-03-01")  # first hour of the newest delivery

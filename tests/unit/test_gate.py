@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from steadycast.checks import CheckResult
 from steadycast.config import GateConfig
-from steadycast.gate import (
+from steadycast.quality.checks import CheckResult
+from steadycast.quality.gate import (
     GateResult,
     build_gate_specs,
     evaluate_gate,

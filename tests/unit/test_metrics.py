@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from steadycast import metrics as M
+from steadycast.forecasting import metrics as M
 
 DATA = Path(__file__).parents[2] / ".." / "shared" / "data"
 

@@ -7,8 +7,8 @@ import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from steadycast.forecasting.profile import profile_series, route
 from steadycast.models.base import Capabilities
-from steadycast.profiling import profile_series, route
 
 CAPS = {
     "Naive": Capabilities(intervals=True),

@@ -11,8 +11,8 @@ def test_every_exported_name_resolves() -> None:
 
 
 def test_the_entry_points_are_the_real_functions() -> None:
-    from steadycast.run import run_pipeline
-    from steadycast.stages.ingest import ingest
+    from steadycast.ingestion.batch import ingest
+    from steadycast.pipeline.run import run_pipeline
     from steadycast.testing import check_model
 
     assert steadycast.run_pipeline is run_pipeline

@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 
 from steadycast.config import GateConfig, PipelineConfig
-from steadycast.gate import evaluate_gate
-from steadycast.stages.carry import carry_over
-from steadycast.stages.forecast import PartitionResult
-from steadycast.stages.remedy import level_ratio, remedy
+from steadycast.forecasting.forecast import PartitionResult
+from steadycast.pipeline.carry import carry_over
+from steadycast.quality.gate import evaluate_gate
+from steadycast.quality.remedy import level_ratio, remedy
 
 IDS = [f"s{i}" for i in range(10)]
 H = 24

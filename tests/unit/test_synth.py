@@ -12,7 +12,7 @@ import pytest
 
 from steadycast.config import load_pipeline
 from steadycast.errors import UsageError
-from steadycast.stages.ingest import ingest
+from steadycast.ingestion.batch import ingest
 from steadycast.synth import (
     DEFAULT_MAPPING,
     FAULTS,

@@ -8,9 +8,9 @@ import tomllib
 import pandas as pd
 import pytest
 
-from steadycast import tiers
 from steadycast.config import PipelineConfig, parse_pipeline
 from steadycast.errors import ConfigError
+from steadycast.forecasting import tiers
 
 
 def config(models: str) -> PipelineConfig:

@@ -5,8 +5,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from steadycast import control, store
 from steadycast.errors import UnknownPipelineError, WorkspaceError
+from steadycast.storage import control, store
 from steadycast.workspace import Workspace
 from tests.conftest import run_cli
 

@@ -30,8 +30,8 @@ import shutil
 import signal
 from pathlib import Path
 
-from steadycast.ops.runlog import FAILPOINT_ENV
-from steadycast.releases import fsync_path
+from steadycast.storage.releases import fsync_path
+from steadycast.storage.runlog import FAILPOINT_ENV
 
 DONE = "_SUCCESS"
 STAGING = "_staging"

@@ -6,7 +6,7 @@ bounded by the partition size times the number of processes, whatever the fleet 
 
 Processes are started with ``spawn`` (the run process has threads: ``fork`` would be unsafe) and
 kept for the whole run, so their start-up is paid once. Each dies with the run process, whatever
-kills it (Linux parent-death signal, armed before the process imports anything: ``lifeline.py``),
+kills it (Linux parent-death signal, armed before the process imports anything: ``_lifeline.py``),
 and its model workers die with it. Processes are started by the thread that runs the pool (the
 signal follows the thread that started a process); multiprocessing's resource tracker, which
 removes the pool's semaphores if the run is killed, ends when the last of them has gone.
@@ -31,9 +31,9 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from steadycast._lifeline import spawn_context
 from steadycast.engines.process import own_cpu_s, peak_rss_mb, reset_peak_rss
 from steadycast.errors import SteadycastError
-from steadycast.lifeline import spawn_context
 
 R = TypeVar("R")
 

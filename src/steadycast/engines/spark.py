@@ -58,7 +58,7 @@ from steadycast.engines.base import (
 )
 from steadycast.engines.process import own_cpu_s, peak_rss_mb, reset_peak_rss, warm_runner
 from steadycast.errors import ConfigError, SteadycastError
-from steadycast.ops.runlog import FAILPOINT_ENV
+from steadycast.storage.runlog import FAILPOINT_ENV
 
 if TYPE_CHECKING:
     from pyspark import SparkContext

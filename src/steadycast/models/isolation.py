@@ -23,7 +23,7 @@ How, and why this way:
   the worker keeps as their sub-reaper (Linux ``PR_SET_CHILD_SUBREAPER``) and the parent lists
   before the kill. Between tasks the worker kills whatever model code left running. Nothing is
   left behind either way (on Linux; elsewhere a descendant that calls ``setsid`` can escape).
-- **Workers die with the process that started them**, however it dies (``lifeline.py``): the
+- **Workers die with the process that started them**, however it dies (``_lifeline.py``): the
   parent-death signal is armed before the worker imports anything, and a small guard process
   forked by the worker ends the worker's whole session when the worker dies, so model code
   running in a child of the worker stops too instead of computing until its time limit.
@@ -70,7 +70,7 @@ from typing import Any
 import pandas as pd
 import psutil
 
-from steadycast import lifeline
+from steadycast import _lifeline as lifeline
 from steadycast.errors import ModelError, ModelOutputError, SteadycastError
 from steadycast.models.base import ForecastTask
 

@@ -39,10 +39,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from steadycast import control
 from steadycast.config import AlertsConfig
 from steadycast.errors import SteadycastError
 from steadycast.ops.incidents import Incident, IncidentChanges
+from steadycast.storage import control
 
 __all__ = [
     "AlertDelivery",

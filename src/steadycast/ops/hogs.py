@@ -14,8 +14,8 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from steadycast.control import connect
 from steadycast.errors import UsageError
+from steadycast.storage.control import connect
 from steadycast.workspace import Workspace
 
 __all__ = ["hogs", "parse_since", "run_history"]

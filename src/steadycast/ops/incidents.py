@@ -15,7 +15,7 @@ An incident also resolves itself when its cause is gone: ``observe_run`` (or
 that run did not see, with the resolution "cause gone: not seen in run X". A cause that comes
 back after resolution opens a new incident (a new id), so history is never rewritten.
 
-Incidents live in the control plane (SQLite, WAL; migration 3 of ``control.py``): a unique
+Incidents live in the control plane (SQLite, WAL; migration 3 of ``storage/control.py``): a unique
 partial index keeps at most one live incident per fingerprint even when two processes race.
 Every change of state writes its audit entry (``incident.opened``, ``incident.acknowledged``,
 ``incident.resolved``) in the same transaction as the change, in the format of
@@ -32,12 +32,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from steadycast.control import connect, current_actor, utcnow
 from steadycast.errors import NotFoundError, UsageError
+from steadycast.storage.control import connect, current_actor, utcnow
 
 if TYPE_CHECKING:
-    from steadycast.checks import CheckResult
-    from steadycast.gate import GateDecision
+    from steadycast.quality.checks import CheckResult
+    from steadycast.quality.gate import GateDecision
 
 __all__ = [
     "KINDS",

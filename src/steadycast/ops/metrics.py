@@ -23,9 +23,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from steadycast import store
-from steadycast.control import connect
 from steadycast.errors import SteadycastError
+from steadycast.storage import store
+from steadycast.storage.control import connect
 from steadycast.workspace import Workspace
 
 __all__ = ["SteadycastCollector", "render_metrics", "write_textfile"]

@@ -60,11 +60,11 @@ from typing import Any
 
 import pandas as pd
 
-from steadycast import control, store
 from steadycast.config import SlaConfig
 from steadycast.errors import StoreBusyError, WorkspaceError
+from steadycast.ingestion.timegrid import in_range_sql
 from steadycast.ops.incidents import Finding, fingerprint
-from steadycast.timegrid import in_range_sql
+from steadycast.storage import control, store
 from steadycast.workspace import Workspace
 
 __all__ = [

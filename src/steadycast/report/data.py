@@ -21,11 +21,11 @@ import duckdb
 import pandas as pd
 import pyarrow.parquet as pq
 
-from steadycast import releases, store
-from steadycast.control import connect
 from steadycast.errors import NotFoundError, SteadycastError
-from steadycast.ops.runlog import get_run
-from steadycast.timegrid import in_range_sql
+from steadycast.ingestion.timegrid import in_range_sql
+from steadycast.storage import releases, store
+from steadycast.storage.control import connect
+from steadycast.storage.runlog import get_run
 from steadycast.workspace import Workspace
 
 SAMPLE_SERIES = 6

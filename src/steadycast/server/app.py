@@ -40,7 +40,6 @@ from starlette.datastructures import QueryParams
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from steadycast import control, levers, releases, store
 from steadycast.config import PIPELINE_NAME
 from steadycast.errors import (
     ConfigError,
@@ -53,12 +52,14 @@ from steadycast.errors import (
 from steadycast.ops import hogs as hogs_mod
 from steadycast.ops import incidents as incidents_mod
 from steadycast.ops.metrics import render_metrics
-from steadycast.ops.runlog import get_run
+from steadycast.pipeline import levers
 from steadycast.server import schemas
 from steadycast.server.cache import ReleaseCache, Snapshot
 from steadycast.server.exposure import PublicView
 from steadycast.server.redact import install_log_redaction, secret_params
 from steadycast.server.settings import HOW_TO_CONFIGURE, ServerSettings, load_settings
+from steadycast.storage import control, releases, store
+from steadycast.storage.runlog import get_run
 from steadycast.workspace import Workspace
 
 __all__ = ["create_app", "serve"]

@@ -31,8 +31,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from steadycast import releases
 from steadycast.errors import NotFoundError
+from steadycast.storage import releases
 
 log = logging.getLogger(__name__)
 

@@ -55,7 +55,7 @@ def score_checks(
     if missing:
         raise ValueError(
             f"findings lack column(s) {missing}; pass a frame with unique_id and check "
-            "(e.g. steadycast.checks.results_frame(results))"
+            "(e.g. steadycast.quality.checks.results_frame(results))"
         )
     missing = [c for c in ("unique_id", "fault") if c not in ground_truth.columns]
     if missing:

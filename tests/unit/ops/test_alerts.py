@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 
 from steadycast.config import AlertsConfig
-from steadycast.control import audit_entries
 from steadycast.ops.alerts import incident_event, notify, redact_url, send_alert, slack_body
 from steadycast.ops.incidents import Finding, record_findings
+from steadycast.storage.control import audit_entries
 
 EVENT: dict[str, Any] = {
     "event": "incident.opened",

@@ -96,8 +96,8 @@ def test_bad_arguments_are_usage_errors(two_pipelines: Workspace) -> None:
 @pytest.mark.slow
 def test_real_runs_of_two_pipelines(tmp_path: Path) -> None:
     """Two real pipelines; the one with more series and the slower models costs more CPU."""
-    from steadycast.run import run_pipeline
-    from steadycast.stages.ingest import ingest
+    from steadycast.ingestion.batch import ingest
+    from steadycast.pipeline.run import run_pipeline
     from tests.observability_workspace import PIPELINE, fleet_csv
 
     ws, _ = real_run_workspace(tmp_path)

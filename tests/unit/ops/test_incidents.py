@@ -7,10 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from steadycast.checks import CheckResult
-from steadycast.control import audit_entries
 from steadycast.errors import NotFoundError, UsageError
-from steadycast.gate import GateDecision, GateResult
 from steadycast.ops.incidents import (
     Finding,
     acknowledge,
@@ -25,6 +22,9 @@ from steadycast.ops.incidents import (
     record_findings,
     resolve,
 )
+from steadycast.quality.checks import CheckResult
+from steadycast.quality.gate import GateDecision, GateResult
+from steadycast.storage.control import audit_entries
 
 STUCK = fingerprint("check", "flat_line", "meters", "m42")
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from steadycast.control import connect, utcnow
 from steadycast.ops.metrics import render_metrics, write_textfile
+from steadycast.storage.control import connect, utcnow
 from steadycast.workspace import Workspace
 from tests.observability_workspace import real_run_workspace, record_run, recorded_workspace
 

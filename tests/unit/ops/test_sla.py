@@ -12,11 +12,11 @@ import pandas as pd
 import pytest
 
 from steadycast.config import SlaConfig, parse_pipeline
-from steadycast.control import connect
 from steadycast.errors import ConfigError
+from steadycast.ingestion.batch import ingest
 from steadycast.ops.incidents import list_incidents, record_findings
 from steadycast.ops.sla import deadline_window, sla_findings, sla_state
-from steadycast.stages.ingest import ingest
+from steadycast.storage.control import connect
 from steadycast.workspace import Workspace
 
 LONDON = ZoneInfo("Europe/London")

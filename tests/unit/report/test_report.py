@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from steadycast.control import connect
 from steadycast.errors import NotFoundError
 from steadycast.report import collect, render_report, write_report
+from steadycast.storage.control import connect
 from steadycast.workspace import Workspace
 from tests.observability_workspace import (
     NASTY_ID,

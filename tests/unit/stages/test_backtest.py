@@ -13,10 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from steadycast.errors import ModelError
+from steadycast.forecasting.backtest import BacktestResult, backtest, model_history
+from steadycast.forecasting.segments import Layout
+from steadycast.forecasting.selection import Selection, select
 from steadycast.models.base import Capabilities, ForecastTask
-from steadycast.segments import Layout
-from steadycast.selection import Selection, select
-from steadycast.stages.backtest import BacktestResult, backtest, model_history
 
 ModelFn = Callable[[pd.DataFrame, ForecastTask], pd.DataFrame]
 START = pd.Timestamp("2022-01-03")  # a Monday
@@ -497,7 +497,7 @@ def test_output_unusable_as_a_whole_fails_every_series_of_the_call() -> None:
 def test_blockwise_ensembles_are_the_frame_based_mean(
     seed: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from steadycast import selection as selection_module
+    from steadycast.forecasting import selection as selection_module
 
     rng = np.random.default_rng(seed)
     history = frame({f"s{i}": truth(pd.Series(pd.date_range(START, periods=40))) for i in range(4)})

@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 
 from steadycast.config import PipelineConfig, parse_pipeline
+from steadycast.forecasting.backtest import backtest, task_for
+from steadycast.forecasting.forecast import PROVENANCE_COLUMNS, forecast_partition, run_partition
+from steadycast.forecasting.selection import Selection, select
 from steadycast.models.base import Capabilities
 from steadycast.models.isolation import IsolatedRunner
-from steadycast.selection import Selection, select
-from steadycast.stages.backtest import backtest, task_for
-from steadycast.stages.forecast import PROVENANCE_COLUMNS, forecast_partition, run_partition
 
 from .test_backtest import (
     START,

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from steadycast import store
 from steadycast.errors import InputFileError
-from steadycast.stages.ingest import REASONS, ingest, ingest_file, quarantined
+from steadycast.ingestion.batch import REASONS, ingest, ingest_file, quarantined
+from steadycast.storage import store
 from steadycast.workspace import Workspace
 from tests.conftest import run_cli
 

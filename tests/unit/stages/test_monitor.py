@@ -11,12 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from steadycast import releases, store
 from steadycast.config import MonitorConfig, PipelineConfig, parse_pipeline
 from steadycast.errors import ConfigError
-from steadycast.ops.incidents import record_findings
-from steadycast.stages.ingest import ingest
-from steadycast.stages.monitor import (
+from steadycast.ingestion.batch import ingest
+from steadycast.ops.accuracy import (
     accuracy_trend,
     drift_findings,
     min_points,
@@ -24,6 +22,8 @@ from steadycast.stages.monitor import (
     score_releases,
     stored_scores,
 )
+from steadycast.ops.incidents import record_findings
+from steadycast.storage import releases, store
 from steadycast.workspace import Workspace
 
 # History 00:00-05:00. Season 1 scales: a = mean |diff| = (1+2+1+2+1)/5 = 1.4, b = 4/5 = 0.8.
@@ -412,7 +412,7 @@ def daily_csv(path: Path, start: str, hours: int, noise: float = 0.05) -> Path:
 def test_a_real_run_is_scored_against_its_own_backtest(
     workspace: Workspace, tmp_path: Path
 ) -> None:
-    from steadycast.run import run_pipeline  # the whole run: only this test needs it
+    from steadycast.pipeline.run import run_pipeline  # the whole run: only this test needs it
 
     (workspace.pipelines_dir / "meters.toml").write_text(REAL_PIPELINE)
     ingest(workspace, "meters", [daily_csv(tmp_path / "history.csv", "2024-03-01", 24 * 8)])

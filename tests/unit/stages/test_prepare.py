@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from steadycast.stages.prepare import REPORT_COLUMNS, regularize
+from steadycast.forecasting.prepare import REPORT_COLUMNS, regularize
 
 
 def reference(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from steadycast.stages.rawlines import row_lines
+from steadycast.ingestion.rawlines import row_lines
 
 
 def build(seed: int, lines: int, blanks: bool, ending: str) -> tuple[str, list[int], dict]:

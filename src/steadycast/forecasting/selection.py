@@ -29,19 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from steadycast.metrics import (
-    Metric,
-    block_scores,
-    coverage,
-    evaluate,
-    metric_name,
-    series_scales,
-)
-from steadycast.metrics import mase as mase_metric
-from steadycast.metrics import rmsse as rmsse_metric
-from steadycast.metrics import smape as smape_metric
-from steadycast.segments import Layout, RunningMean, factorize_runs, rows_up_to
-from steadycast.stages.backtest import (
+from steadycast.forecasting.backtest import (
     ID,
     SCORE_COLUMNS,
     BacktestResult,
@@ -49,6 +37,18 @@ from steadycast.stages.backtest import (
     model_layout,
     wide_for_metrics,
 )
+from steadycast.forecasting.metrics import (
+    Metric,
+    block_scores,
+    coverage,
+    evaluate,
+    metric_name,
+    series_scales,
+)
+from steadycast.forecasting.metrics import mase as mase_metric
+from steadycast.forecasting.metrics import rmsse as rmsse_metric
+from steadycast.forecasting.metrics import smape as smape_metric
+from steadycast.forecasting.segments import Layout, RunningMean, factorize_runs, rows_up_to
 
 __all__ = [
     "ABS_TOL",

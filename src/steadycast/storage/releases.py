@@ -23,8 +23,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from steadycast.control import utcnow
 from steadycast.errors import NotFoundError, SteadycastError
+from steadycast.storage.control import utcnow
 
 POINTER = "CURRENT"
 FORECASTS = "forecasts.parquet"

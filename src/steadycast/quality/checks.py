@@ -50,7 +50,7 @@ import pandas as pd
 from pandas.tseries.offsets import Tick
 
 from steadycast.config import PipelineConfig
-from steadycast.timegrid import offset_of
+from steadycast.ingestion.timegrid import offset_of
 
 __all__ = [
     "RESULT_COLUMNS",

@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from steadycast.checks import CheckResult, stop_results
 from steadycast.config import GateConfig
+from steadycast.quality.checks import CheckResult, stop_results
 
 __all__ = [
     "RULES",
@@ -357,7 +357,7 @@ def _share_result(
 
 def rule_non_finite(spec: GateSpec, inputs: GateInputs) -> GateResult:
     """Hold the run when any forecast or interval bound is still NaN or infinite, or when more
-    than ``limit`` of the series needed a fallback for it (``stages.remedy``)."""
+    than ``limit`` of the series needed a fallback for it (``quality.remedy``)."""
     fc = inputs.forecasts
     cols = _value_columns(fc)
     if fc.empty or not cols:
@@ -392,7 +392,7 @@ def rule_non_finite(spec: GateSpec, inputs: GateInputs) -> GateResult:
 
 def rule_negative(spec: GateSpec, inputs: GateInputs) -> GateResult:
     """Negative point forecasts for series never negative in their history: the run clips
-    them per series (``stages.remedy``); hold when more than ``limit`` of the series needed
+    them per series (``quality.remedy``); hold when more than ``limit`` of the series needed
     it, or when any is left unclipped in more than ``limit`` of the series."""
     if inputs.nonnegative is None:
         return _result(spec, True, "no history statistics given; rule not evaluated")
@@ -441,7 +441,7 @@ def rule_negative(spec: GateSpec, inputs: GateInputs) -> GateResult:
 
 def rule_level_vs_history(spec: GateSpec, inputs: GateInputs) -> GateResult:
     """Judge each series' forecast level against its own history at the same positions (the
-    provenance's ``level_ratio``, see ``stages.remedy.level_ratio``), whatever the forecast's
+    provenance's ``level_ratio``, see ``quality.remedy.level_ratio``), whatever the forecast's
     overlap with the current release: a series still out of line, or more than ``limit`` of
     the fleet replaced for it, holds the run."""
     prov = inputs.provenance

@@ -146,7 +146,7 @@ MIGRATIONS: list[str] = [
     WHERE b.pipeline = observations.pipeline AND b.batch_id = observations.batch_id;
     ALTER TABLE observations DROP COLUMN batch_id;
     """,
-    # 7: which tier of models each series was given (full or fast; see steadycast.tiers)
+    # 7: which tier of models each series was given (full or fast; see steadycast.forecasting.tiers)
     """
     ALTER TABLE series_provenance ADD COLUMN tier VARCHAR;
     """,

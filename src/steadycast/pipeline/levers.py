@@ -12,10 +12,10 @@ from typing import Any
 
 import pandas as pd
 
-from steadycast import control, releases
 from steadycast.errors import NotFoundError, UsageError
-from steadycast.ops import incidents, runlog
-from steadycast.run import HELD, continue_stopped_run
+from steadycast.ops import incidents
+from steadycast.pipeline.run import HELD, continue_stopped_run
+from steadycast.storage import control, releases, runlog
 from steadycast.workspace import Workspace
 
 

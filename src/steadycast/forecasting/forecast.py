@@ -47,12 +47,7 @@ import pandas as pd
 
 from steadycast.config import PipelineConfig
 from steadycast.errors import ModelError
-from steadycast.models.base import Capabilities, ForecastTask
-from steadycast.models.validation import expected_timestamps, to_naive_utc, validate_against
-from steadycast.profiling import profile_series, route
-from steadycast.segments import Layout, RunningMean, factorize_runs
-from steadycast.selection import Selection, select
-from steadycast.stages.backtest import (
+from steadycast.forecasting.backtest import (
     DS,
     ID,
     Job,
@@ -66,6 +61,11 @@ from steadycast.stages.backtest import (
     model_task_for,
     task_for,
 )
+from steadycast.forecasting.profile import profile_series, route
+from steadycast.forecasting.segments import Layout, RunningMean, factorize_runs
+from steadycast.forecasting.selection import Selection, select
+from steadycast.models.base import Capabilities, ForecastTask
+from steadycast.models.validation import expected_timestamps, to_naive_utc, validate_against
 
 __all__ = [
     "LAST_PUBLISHED",
@@ -206,7 +206,7 @@ def forecast_partition(
         history: long frame ``unique_id, ds, y`` of the partition.
         config: the pipeline; horizon, frequency, levels and model params come from it.
         runner: isolated runner (``IsolatedRunner``); None runs models in this process.
-        selection: from :func:`steadycast.selection.select` on the same partition.
+        selection: from :func:`steadycast.forecasting.selection.select` on the same partition.
         last_published: the current release's rows (``unique_id, ds, yhat`` and any
             ``yhat_lo_L, yhat_hi_L``), used when every model fails for a series.
         capabilities: per model; read from the registry when not given.

@@ -8,8 +8,8 @@ from typing import IO
 
 import pandas as pd
 
-from steadycast import releases
 from steadycast.errors import NotFoundError, UsageError
+from steadycast.storage import releases
 from steadycast.workspace import Workspace
 
 FORMATS = ("csv", "parquet", "json")

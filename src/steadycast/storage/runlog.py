@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from steadycast.control import connect, utcnow
 from steadycast.errors import StoreBusyError
 from steadycast.ops.resources import Meter, Usage
+from steadycast.storage.control import connect, utcnow
 
 
 @dataclass

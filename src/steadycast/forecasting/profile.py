@@ -17,8 +17,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from steadycast.forecasting.segments import canonical_ids, comparable, sorted_runs
 from steadycast.models.base import Capabilities
-from steadycast.segments import canonical_ids, comparable, sorted_runs
 
 __all__ = [
     "ADI_CUTOFF",

@@ -31,7 +31,7 @@ import pandas as pd
 
 from steadycast.config import PipelineConfig
 from steadycast.errors import ModelError
-from steadycast.metrics import (
+from steadycast.forecasting.metrics import (
     DEFAULT_METRICS,
     Metric,
     block_scores,
@@ -40,10 +40,10 @@ from steadycast.metrics import (
     metric_name,
     series_scales,
 )
+from steadycast.forecasting.profile import SAFE_MODELS
+from steadycast.forecasting.segments import Layout, canonical_ids, sorted_runs
 from steadycast.models.base import Capabilities, ForecastTask
 from steadycast.models.validation import to_naive_utc, validate_against
-from steadycast.profiling import SAFE_MODELS
-from steadycast.segments import Layout, canonical_ids, sorted_runs
 
 __all__ = [
     "FULL_COST_BATCH",
@@ -380,7 +380,7 @@ def backtest(
 
     Args:
         history: long frame ``unique_id, ds, y`` (other columns are ignored).
-        routing: ``unique_id, models`` from :func:`steadycast.profiling.route`.
+        routing: ``unique_id, models`` from :func:`steadycast.forecasting.profile.route`.
         task: horizon, frequency, season lengths and interval levels.
         windows: origins per series; short series get fewer (at least one horizon must be left
             to fit on, see :func:`min_train_length`), and series too short for one window get

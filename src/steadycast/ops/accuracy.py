@@ -6,7 +6,7 @@ are ingested in later batches:
 
 1. :func:`score_releases` joins each recent release's forecasts with the observations now stored
    for the same ``(unique_id, ds)`` and scores them per series with the platform's own metrics
-   (:mod:`steadycast.metrics`: MASE, sMAPE, RMSSE and coverage at each interval level of the
+   (:mod:`steadycast.forecasting.metrics`: MASE, sMAPE, RMSSE and coverage at each interval level of the
    release). MASE and RMSSE are scaled by the series' history before the release's first
    forecast time, regularised as a run regularises it, with the main season, so a realised score
    is on the same scale as the backtest score it is compared with. The *overall* score of a
@@ -42,12 +42,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from steadycast import releases, store
 from steadycast.config import PipelineConfig
-from steadycast.metrics import Metric, coverage, evaluate, mase, metric_name, rmsse, smape
+from steadycast.forecasting.metrics import (
+    Metric,
+    coverage,
+    evaluate,
+    mase,
+    metric_name,
+    rmsse,
+    smape,
+)
+from steadycast.forecasting.prepare import regularize
 from steadycast.models.validation import to_naive_utc
 from steadycast.ops.incidents import Finding, fingerprint
-from steadycast.stages.prepare import regularize
+from steadycast.storage import releases, store
 from steadycast.workspace import Workspace
 
 __all__ = [

@@ -27,12 +27,12 @@ import duckdb
 import pandas as pd
 from pandas.tseries.offsets import Tick
 
-from steadycast import control, store
 from steadycast.config import PipelineConfig
 from steadycast.errors import InputFileError, ParityError
+from steadycast.ingestion.rawlines import row_lines
+from steadycast.ingestion.timegrid import TIME_RANGE, grid_map, in_range_sql, is_calendar, offset_of
 from steadycast.ops.resources import Meter
-from steadycast.stages.rawlines import row_lines
-from steadycast.timegrid import TIME_RANGE, grid_map, in_range_sql, is_calendar, offset_of
+from steadycast.storage import control, store
 from steadycast.workspace import Workspace
 
 CHUNK = 1 << 20

@@ -28,8 +28,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from steadycast import advice, checks, control, gate, releases, store, tiers
-from steadycast.checks import CheckResult, RunFigures
 from steadycast.config import AlertsConfig, EngineConfig, PipelineConfig
 from steadycast.engines import Job, TaskReport, check_engine, create_engine
 from steadycast.engines.base import (
@@ -56,15 +54,19 @@ from steadycast.errors import (
     SteadycastError,
     UsageError,
 )
+from steadycast.forecasting import tiers
+from steadycast.forecasting.forecast import PartitionResult, run_partition
+from steadycast.forecasting.prepare import regularize
+from steadycast.ingestion.timegrid import TIME_RANGE, in_range_sql
 from steadycast.models.registry import SteadycastPluginWarning, available_models, create_model
-from steadycast.ops import alerts, incidents, runlog, sla
+from steadycast.ops import accuracy as monitor_stage
+from steadycast.ops import advice, alerts, incidents, sla
 from steadycast.ops.incidents import Finding
 from steadycast.ops.logging import run_context
-from steadycast.stages import carry, remedy
-from steadycast.stages import monitor as monitor_stage
-from steadycast.stages.forecast import PartitionResult, run_partition
-from steadycast.stages.prepare import regularize
-from steadycast.timegrid import TIME_RANGE, in_range_sql
+from steadycast.pipeline import carry
+from steadycast.quality import checks, gate, remedy
+from steadycast.quality.checks import CheckResult, RunFigures
+from steadycast.storage import control, releases, runlog, store
 from steadycast.workspace import Workspace
 
 log = logging.getLogger(__name__)

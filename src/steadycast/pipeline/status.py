@@ -9,10 +9,10 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from steadycast import control, releases
 from steadycast.errors import ConfigError
 from steadycast.ops import sla
 from steadycast.ops.incidents import list_incidents
+from steadycast.storage import control, releases
 from steadycast.workspace import Workspace
 
 

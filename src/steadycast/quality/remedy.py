@@ -28,9 +28,9 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from steadycast.checks import reference_period
 from steadycast.config import PipelineConfig
-from steadycast.stages.forecast import PartitionResult
+from steadycast.forecasting.forecast import PartitionResult
+from steadycast.quality.checks import reference_period
 
 __all__ = ["level_ratio", "remedy"]
 

@@ -13,8 +13,8 @@ import pandas as pd
 from pandas.tseries.offsets import BaseOffset, Tick
 
 from steadycast.errors import DataError
-from steadycast.segments import Layout, rows_of, sorted_runs
-from steadycast.timegrid import offset_of
+from steadycast.forecasting.segments import Layout, rows_of, sorted_runs
+from steadycast.ingestion.timegrid import offset_of
 
 ID, DS, Y = "unique_id", "ds", "y"
 REPORT_COLUMNS = (ID, "points_in", "points_out", "filled", "cut_before")
