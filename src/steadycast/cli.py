@@ -782,35 +782,24 @@ def monitor(
     """
     from datetime import UTC, datetime
 
-    from steadycast.ops import accuracy as monitor_stage
-    from steadycast.ops import alerts, incidents, sla
+    from steadycast.ops import accuracy, watch
     from steadycast.workspace import Workspace
 
     ws = Workspace.open(workspace)
     names = [pipeline] if pipeline else ws.pipeline_names()
     now = datetime.now(UTC)
+    tick = f"monitor-{now:%Y%m%dT%H%M%SZ}"
     doc = []
     for name in names:
         cfg = ws.pipeline(name)
-        tick = f"monitor-{now:%Y%m%dT%H%M%SZ}"
         entry: dict[str, Any] = {"pipeline": name}
         if cfg.monitor.enabled:
-            watched = monitor_stage.monitor(ws, name, cfg)
-            changes = incidents.record_findings(
-                ws.control_path, name, tick, watched.findings, watched.kinds
-            )
-            alerts.notify(cfg.alerts, changes, ws.control_path, name, tick)
+            watched = watch.watch_accuracy(ws, cfg, tick)
             entry["accuracy"] = {
-                "judged_release": watched.judged_release,
-                "ratio": watched.ratio,
-                "trend": monitor_stage.accuracy_trend(ws, name, limit=10),
+                **watched.as_dict(),
+                "trend": accuracy.accuracy_trend(ws, name, limit=10),
             }
-        state = sla.sla_state(ws, name, cfg.sla, now)
-        changes = incidents.record_findings(
-            ws.control_path, name, tick, sla.sla_findings(name, state), ["sla"]
-        )
-        alerts.notify(cfg.alerts, changes, ws.control_path, name, tick)
-        entry["sla"] = state.as_dict()
+        entry["sla"] = watch.watch_sla(ws, cfg, tick, now).as_dict()
         doc.append(entry)
     if json_out:
         _emit_json({"pipelines": doc})

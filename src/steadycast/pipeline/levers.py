@@ -14,7 +14,6 @@ import pandas as pd
 
 from steadycast.errors import NotFoundError, UsageError
 from steadycast.ops import incidents
-from steadycast.pipeline.run import HELD, continue_stopped_run
 from steadycast.storage import control, releases, runlog
 from steadycast.workspace import Workspace
 
@@ -108,7 +107,7 @@ def approve(ws: Workspace, run_id: str, reason: str, *, actor: str | None = None
             f"run {run_id} is {run['status']}, not held; only a held run can be approved"
         )
     pipeline = run["pipeline"]
-    held = ws.root / "runs" / run_id / HELD
+    held = ws.root / "runs" / run_id / releases.HELD
     try:
         forecasts = pd.read_parquet(held / releases.FORECASTS)
         provenance = pd.read_parquet(held / "provenance.parquet")
@@ -131,6 +130,10 @@ def approve(ws: Workspace, run_id: str, reason: str, *, actor: str | None = None
 def _approve_stopped(ws: Workspace, run_id: str, reason: str, actor: str | None) -> str:
     """Continue a run its data checks stopped, publish it, and say so: audit log (who, why,
     which checks were overridden, what the output gate found) and the stop's incidents."""
+    # Forecasting loads the model libraries: imported here so the server and the CLI start
+    # without them.
+    from steadycast.pipeline.run import continue_stopped_run
+
     result, override = continue_stopped_run(ws, run_id, reason, actor=actor)
     pipeline = result.pipeline
     if result.release_id is None:  # never expected: the continuation publishes or raises

@@ -59,8 +59,7 @@ from steadycast.forecasting.forecast import PartitionResult, run_partition
 from steadycast.forecasting.prepare import regularize
 from steadycast.ingestion.timegrid import TIME_RANGE, in_range_sql
 from steadycast.models.registry import SteadycastPluginWarning, available_models, create_model
-from steadycast.ops import accuracy as monitor_stage
-from steadycast.ops import advice, alerts, incidents, sla
+from steadycast.ops import advice, alerts, incidents, watch
 from steadycast.ops.incidents import Finding
 from steadycast.ops.logging import run_context
 from steadycast.pipeline import carry
@@ -456,9 +455,10 @@ def _record_failure(
     error = result.error or "unknown error"
     try:
         finding = incidents.failed_finding(pipeline, run_id, error)
-        changes = incidents.record_findings(ws.control_path, pipeline, run_id, [finding], [])
-        if alerts_config is not None:
-            alerts.notify(alerts_config, changes, ws.control_path, pipeline, run_id)
+        if alerts_config is None:
+            incidents.record_findings(ws.control_path, pipeline, run_id, [finding], [])
+        else:
+            watch.record_and_notify(ws, alerts_config, pipeline, run_id, [finding], [])
     except Exception as exc:  # the run's own error is what must be reported; this is secondary
         log.warning("run %s: could not open its incident: %s: %s", run_id, type(exc).__name__, exc)
 
@@ -795,7 +795,7 @@ def _execute(
         )
     else:
         # Held: the current release stays; the forecasts are kept for inspection and approval.
-        held_dir = run_dir / HELD
+        held_dir = run_dir / releases.HELD
         held_dir.mkdir(parents=True, exist_ok=True)
         export.to_parquet(held_dir / releases.FORECASTS, index=False)
         provenance.to_parquet(held_dir / "provenance.parquet", index=False)
@@ -816,9 +816,9 @@ def _execute(
         control.audit(
             ws.control_path, "run.held", pipeline=pipeline, subject=run_id, reason=result.error
         )
-    changes = incidents.record_findings(ws.control_path, pipeline, run_id, findings, kinds)
-    alerts.notify(cfg.alerts, changes, ws.control_path, pipeline, run_id)
-    _watch_sla(ws, cfg, run_id, pd.Timestamp(newest).to_pydatetime() if newest else None)
+    watch.record_and_notify(ws, cfg.alerts, pipeline, run_id, findings, kinds)
+    newest_time = pd.Timestamp(newest).to_pydatetime() if newest else None
+    watch.watch_sla(ws, cfg, run_id, datetime.now(UTC), newest=newest_time)
 
 
 def _watch_accuracy(ws: Workspace, cfg: PipelineConfig, run_id: str) -> dict[str, Any]:
@@ -829,27 +829,10 @@ def _watch_accuracy(ws: Workspace, cfg: PipelineConfig, run_id: str) -> dict[str
     if not cfg.monitor.enabled:
         return {}
     try:
-        watched = monitor_stage.monitor(ws, cfg.name, cfg)
-        changes = incidents.record_findings(
-            ws.control_path, cfg.name, run_id, watched.findings, watched.kinds
-        )
-        alerts.notify(cfg.alerts, changes, ws.control_path, cfg.name, run_id)
-        return {"judged_release": watched.judged_release, "ratio": watched.ratio}
+        return watch.watch_accuracy(ws, cfg, run_id).as_dict()
     except Exception as exc:
         log.exception("realised-accuracy monitoring failed")
         return {"error": f"{type(exc).__name__}: {exc}"}
-
-
-def _watch_sla(ws: Workspace, cfg: PipelineConfig, run_id: str, newest: datetime | None) -> None:
-    """A run that publishes late, or data that is too old, opens an SLA incident."""
-    state = sla.sla_state(ws, cfg.name, cfg.sla, datetime.now(UTC), newest=newest)
-    changes = incidents.record_findings(
-        ws.control_path, cfg.name, run_id, sla.sla_findings(cfg.name, state), ["sla"]
-    )
-    alerts.notify(cfg.alerts, changes, ws.control_path, cfg.name, run_id)
-
-
-HELD = "held"
 
 
 PARTS = "parts"

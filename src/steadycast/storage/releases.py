@@ -29,6 +29,8 @@ from steadycast.storage.control import utcnow
 POINTER = "CURRENT"
 FORECASTS = "forecasts.parquet"
 MANIFEST = "manifest.json"
+# A run the gate held keeps its would-be release in runs/RUN_ID/held/ until approved.
+HELD = "held"
 
 
 @dataclass(frozen=True)
