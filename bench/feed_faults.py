@@ -173,7 +173,7 @@ def sweep(feed: feeds.Feed, frame: pd.DataFrame, cfg, specs) -> tuple[int, int, 
 def _keep(cfg, specs, feed) -> int:
     if feed.name == "m4_daily":  # young series: 10 days of history, see feeds.m4_daily
         return 10
-    period = checks._feed_period(max(1, cfg.series.season_length))
+    period = checks.reference_period(max(1, cfg.series.season_length))
     return (specs["feed_fault"].params["periods"] + 3) * period + 2 * feed.sweep_steps
 
 

@@ -13,12 +13,24 @@ import warnings
 import zoneinfo
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from steadycast.errors import ConfigError
+from steadycast.quality.severity import Severity
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 PIPELINE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _SIZE = re.compile(r"^\s*\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KIB|MIB|GIB|TIB)\s*$", re.IGNORECASE)
@@ -95,6 +107,8 @@ class SeriesConfig(_Table):
     @field_validator("frequency")
     @classmethod
     def _pandas_alias(cls, value: str) -> str:
+        import pandas as pd  # loaded on first use: ``import steadycast`` stays light
+
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -244,13 +258,32 @@ class EngineConfig(_Table):
 # Data-quality checks, the gate and alerts
 # ---------------------------------------------------------------------------------------------
 
-Severity = Literal["info", "warning", "error"]
+_SEVERITY_CHOICES = [repr(s.value) for s in Severity]
+
+
+def _severity(value: Any) -> Severity:
+    """A severity from the file: TOML gives a string, which strict validation would refuse
+    for an enum; anything else is reported like any other key with fixed choices."""
+    try:
+        return Severity.parse(value)
+    except ValueError:
+        raise PydanticCustomError(
+            "literal_error",
+            "Input should be {expected}",
+            {"expected": ", ".join(_SEVERITY_CHOICES[:-1]) + " or " + _SEVERITY_CHOICES[-1]},
+        ) from None
+
+
+# A severity key of a pipeline file: ``quality.severity.Severity``, from its string value.
+SeverityField = Annotated[Severity, BeforeValidator(_severity)]
 Policy = Literal["warn", "exclude", "stop"]
 
 
 def _duration(value: str, key: str) -> str:
     if not value:
         return value
+    import pandas as pd
+
     try:
         delta = pd.Timedelta(value)
     except (ValueError, TypeError):
@@ -270,7 +303,7 @@ class _CheckTable(_Table):
     """
 
     enabled: bool = True
-    severity: Severity = "warning"
+    severity: SeverityField = Severity.WARNING
     policy: Policy = "warn"
 
 
@@ -320,7 +353,7 @@ class FlatLineCheckConfig(_CheckTable):
 class SpikesCheckConfig(_CheckTable):
     """A value far from its seasonal neighbours, by a robust z-score."""
 
-    severity: Severity = "info"
+    severity: SeverityField = Severity.INFO
     max_z: float = Field(default=12.0, gt=0)
     lookback_steps: int = Field(default=0, ge=0)  # 0: auto, 7 x main season, at least 28
 
@@ -328,7 +361,7 @@ class SpikesCheckConfig(_CheckTable):
 class LevelShiftCheckConfig(_CheckTable):
     """A lasting jump in a series' level; training then starts after it."""
 
-    severity: Severity = "info"
+    severity: SeverityField = Severity.INFO
     min_z: float = Field(default=8.0, gt=0)
     min_relative_change: float = Field(default=0.4, gt=0.0, le=1.0)
     window_steps: int = Field(default=0, ge=0)  # 0: auto, see docs/configuration.md
@@ -341,7 +374,7 @@ class FeedFaultCheckConfig(_CheckTable):
     series' own recent history. A faulty series is excluded (its last good forecast stays
     served); faults in more than ``max_share`` of the fleet hold the run."""
 
-    severity: Severity = "error"
+    severity: SeverityField = Severity.ERROR
     policy: Policy = "exclude"
     max_ratio: float = Field(default=50.0, gt=1.0)  # scale: new typical magnitude vs history
     max_share: float = Field(default=0.3, ge=0.0, le=1.0)  # fleet share that holds the run
@@ -356,7 +389,7 @@ class FeedFaultCheckConfig(_CheckTable):
 class VolumeParityCheckConfig(_RunLevelCheckTable):
     """Series or rows that vanished or appeared in bulk since the previous run."""
 
-    severity: Severity = "error"
+    severity: SeverityField = Severity.ERROR
     policy: Policy = "stop"
     max_vanished_share: float = Field(default=0.2, ge=0.0, le=1.0)
     max_appeared_share: float = Field(default=1.0, ge=0.0)
@@ -366,7 +399,7 @@ class VolumeParityCheckConfig(_RunLevelCheckTable):
 class PassShareCheckConfig(_RunLevelCheckTable):
     """The share of series that pass every blocking or error check, against the last run."""
 
-    severity: Severity = "error"
+    severity: SeverityField = Severity.ERROR
     policy: Policy = "stop"
     max_drop: float = Field(default=0.1, ge=0.0, le=1.0)  # in share points: 0.1 = 10 points
     min_share: float = Field(default=0.0, ge=0.0, le=1.0)
@@ -465,7 +498,7 @@ class AlertsConfig(_Table):
     backoff_s: float = Field(default=1.0, ge=0.0, le=300.0)
     timeout_s: float = Field(default=10.0, gt=0.0, le=300.0)
     events: list[AlertEvent] = Field(default_factory=lambda: list(_ALL_ALERT_EVENTS))
-    min_severity: Severity = "warning"
+    min_severity: SeverityField = Severity.WARNING
     max_per_run: int = Field(default=20, ge=1)  # beyond it, one summary alert per event
 
     @field_validator("webhook_url", mode="before")
@@ -559,6 +592,8 @@ class SlaConfig(_Table):
     @property
     def max_age(self) -> pd.Timedelta | None:
         """``max_data_age`` as a Timedelta, or None when freshness is not watched."""
+        import pandas as pd
+
         return pd.Timedelta(self.max_data_age) if self.max_data_age else None
 
 

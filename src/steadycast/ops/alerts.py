@@ -42,6 +42,7 @@ from typing import Any, Literal
 from steadycast.config import AlertsConfig
 from steadycast.errors import SteadycastError
 from steadycast.ops.incidents import Incident, IncidentChanges
+from steadycast.quality.severity import rank
 from steadycast.storage import control
 
 __all__ = [
@@ -55,7 +56,6 @@ __all__ = [
 
 log = logging.getLogger("steadycast.alerts")
 
-_RANK = {"info": 0, "warning": 1, "error": 2}
 # Worth another try: the receiver or the network may recover. Other 4xx will not.
 _RETRY_STATUS = {408, 425, 429}
 _ICON = {"incident.opened": ":rotating_light:", "incident.resolved": ":white_check_mark:"}
@@ -272,7 +272,7 @@ def send_alert(
     """
     name = str(event.get("event", ""))
     severity = str(event.get("severity", "error"))
-    if name not in config.events or _RANK.get(severity, 2) < _RANK[config.min_severity]:
+    if name not in config.events or rank(severity, unknown=2) < rank(config.min_severity):
         return []
     deliveries: list[AlertDelivery] = []
     try:
@@ -325,7 +325,7 @@ def _guarded(
 def _summary_event(
     name: str, pipeline: str, incidents: list[Incident], run_id: str | None
 ) -> dict[str, Any]:
-    worst = max((i.severity for i in incidents), key=lambda s: _RANK.get(s, 0))
+    worst = max((i.severity for i in incidents), key=rank)
     verb = name.split(".")[-1]
     titles = "\n".join(f"#{i.id} {i.title}" for i in incidents[:10])
     more = len(incidents) - 10
@@ -365,7 +365,9 @@ def notify(
     for name, incidents in batches:
         if name not in config.events:
             continue
-        alertable = [i for i in incidents if _RANK.get(i.severity, 2) >= _RANK[config.min_severity]]
+        alertable = [
+            i for i in incidents if rank(i.severity, unknown=2) >= rank(config.min_severity)
+        ]
         if len(alertable) > config.max_per_run:
             deliveries += send_alert(
                 config, _summary_event(name, pipeline, alertable, run_id), control_path

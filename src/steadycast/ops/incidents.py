@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from steadycast.errors import NotFoundError, UsageError
+from steadycast.quality.severity import Severity, at_least, rank
 from steadycast.storage.control import connect, current_actor, utcnow
 
 if TYPE_CHECKING:
@@ -61,17 +62,18 @@ __all__ = [
     "resolve",
 ]
 
-Kind = Literal["check", "gate", "held", "sla", "drift", "plugin", "failed"]
 KINDS: tuple[str, ...] = ("check", "gate", "held", "sla", "drift", "plugin", "failed")
 STATES: tuple[str, ...] = ("open", "acknowledged", "resolved")
-SEVERITIES: tuple[str, ...] = ("info", "warning", "error")
-_RANK = {s: i for i, s in enumerate(SEVERITIES)}
-LIVE = ("open", "acknowledged")
+SEVERITIES: tuple[str, ...] = tuple(s.value for s in Severity)
 
 
 @dataclass(frozen=True)
 class Incident:
-    """One incident as stored; times are ISO 8601 UTC strings of the control plane."""
+    """One incident as stored; times are ISO 8601 UTC strings of the control plane.
+
+    Also the incident of the HTTP API: ``server/schemas.py`` builds its response model from
+    these fields, so a field added here is served and documented there.
+    """
 
     id: int
     fingerprint: str
@@ -80,7 +82,7 @@ class Incident:
     severity: str
     state: str
     title: str
-    detail: str
+    detail: str | None
     first_seen: str
     last_seen: str
     occurrences: int
@@ -133,7 +135,7 @@ def check_findings(
     ``check:CHECK:PIPELINE:SERIES`` (``check:CHECK:PIPELINE`` for run-level checks)."""
     out = []
     for r in results:
-        if r.passed or _RANK[r.severity] < _RANK[min_severity]:
+        if r.passed or not at_least(r.severity, min_severity):
             continue
         where = f"series {r.unique_id!r}" if r.unique_id is not None else "the run"
         out.append(
@@ -155,7 +157,7 @@ def gate_findings(pipeline: str, decision: GateDecision) -> list[Finding]:
         Finding(
             fingerprint("gate", r.check, pipeline),
             "gate",
-            "error" if r.blocking else "warning",
+            Severity.ERROR if r.blocking else Severity.WARNING,
             f"gate rule {r.check} failed for pipeline {pipeline!r}",
             r.detail,
         )
@@ -243,8 +245,7 @@ def _audit(
 def _check(kind: str, severity: str) -> None:
     if kind not in KINDS:
         raise ValueError(f"incident kind {kind!r} is not one of {', '.join(KINDS)}")
-    if severity not in SEVERITIES:
-        raise ValueError(f"incident severity {severity!r} is not one of {', '.join(SEVERITIES)}")
+    Severity.parse(severity, "incident severity")
 
 
 def _raise(
@@ -260,7 +261,7 @@ def _raise(
         (finding.fingerprint,),
     ).fetchone()
     if live is not None:
-        severity = max(live["severity"], finding.severity, key=lambda s: _RANK.get(s, 0))
+        severity = max(live["severity"], finding.severity, key=rank)
         con.execute(
             "UPDATE incidents SET last_seen = ?, occurrences = occurrences + 1, run_id = ?, "
             "severity = ?, title = ?, detail = ? WHERE id = ?",

@@ -32,6 +32,7 @@ import pandas as pd
 
 from steadycast.config import GateConfig
 from steadycast.quality.checks import CheckResult, stop_results
+from steadycast.quality.severity import Severity
 
 __all__ = [
     "RULES",
@@ -67,7 +68,7 @@ class GateResult:
     passed: bool
     detail: str
     blocking: bool = True
-    severity: str = "error"
+    severity: Severity = Severity.ERROR
     value: float | None = None
     limit: float | None = None
     series: tuple[str, ...] = ()
@@ -83,7 +84,7 @@ class GateResult:
             "passed": self.passed,
             "detail": self.detail,
             "blocking": self.blocking,
-            "severity": self.severity,
+            "severity": str(self.severity),
             "value": self.value,
             "limit": self.limit,
             "series": list(self.series),
@@ -351,7 +352,7 @@ def _share_result(
         value=share,
         limit=spec.limit,
         series=tuple(fixed),
-        severity="error" if not passed else "warning",
+        severity=Severity.ERROR if not passed else Severity.WARNING,
     )
 
 
@@ -435,7 +436,7 @@ def rule_negative(spec: GateSpec, inputs: GateInputs) -> GateResult:
         value=share,
         limit=spec.limit,
         series=tuple(ids),
-        severity="error" if not passed else "warning",
+        severity=Severity.ERROR if not passed else Severity.WARNING,
     )
 
 
@@ -566,15 +567,7 @@ def rule_worse_than_naive(spec: GateSpec, inputs: GateInputs) -> GateResult:
             spec, True, f"no {baseline} backtest scores; rule not evaluated", limit=spec.limit
         )
     table = prov[[ID, "model"]].assign(**{ID: prov[ID].astype(str)})
-    if "backtest_score" in prov.columns:
-        chosen = prov["backtest_score"].to_numpy(dtype=np.float64, na_value=np.nan)
-    else:
-        chosen = np.full(len(prov), np.nan)
-    lookup = np.array(
-        [means.get((u, m), np.nan) for u, m in zip(table[ID], table["model"], strict=True)],
-        dtype=np.float64,
-    )
-    chosen = np.where(np.isfinite(chosen), chosen, lookup)
+    chosen = _chosen_scores(prov, table, means)
     base = table[ID].map(naive).to_numpy(dtype=np.float64, na_value=np.nan)
     usable = np.isfinite(chosen) & np.isfinite(base)
     n = int(usable.sum())
@@ -600,6 +593,20 @@ def rule_worse_than_naive(spec: GateSpec, inputs: GateInputs) -> GateResult:
         limit=spec.limit,
         series=tuple(ids) if not passed else (),
     )
+
+
+def _chosen_scores(prov: pd.DataFrame, table: pd.DataFrame, means: pd.Series) -> np.ndarray:
+    """Each series' backtest score of its chosen model: the provenance's, else the mean of
+    its backtest windows."""
+    if "backtest_score" in prov.columns:
+        chosen = prov["backtest_score"].to_numpy(dtype=np.float64, na_value=np.nan)
+    else:
+        chosen = np.full(len(prov), np.nan)
+    lookup = np.array(
+        [means.get((u, m), np.nan) for u, m in zip(table[ID], table["model"], strict=True)],
+        dtype=np.float64,
+    )
+    return np.asarray(np.where(np.isfinite(chosen), chosen, lookup))
 
 
 def rule_series_without_forecast(spec: GateSpec, inputs: GateInputs) -> GateResult:

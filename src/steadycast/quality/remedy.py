@@ -23,7 +23,7 @@ served forecast's magnitude against its history, for the gate to judge); a repla
 from __future__ import annotations
 
 import math
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -126,9 +126,6 @@ def remedy(result: PartitionResult, history: pd.DataFrame, cfg: PipelineConfig) 
     fc, prov = result.forecasts, result.provenance
     if fc is None or fc.empty or prov.empty:
         return result
-    g = cfg.gate
-    m = max(1, cfg.series.season_length)
-    levels = list(cfg.models.levels)
     value_cols = [c for c in fc.columns if c == "yhat" or c.startswith(("yhat_lo_", "yhat_hi_"))]
     fc = fc.sort_values([ID, DS], kind="stable").reset_index(drop=True)
     hist = history.sort_values([ID, DS], kind="stable")
@@ -140,10 +137,13 @@ def remedy(result: PartitionResult, history: pd.DataFrame, cfg: PipelineConfig) 
     prov["remedy"] = ""
     prov["level_ratio"] = np.nan
     where = {str(u): i for i, u in enumerate(prov[ID].astype(str))}
-    values = fc[value_cols].to_numpy(dtype=np.float64, na_value=np.nan)
-    yhat_col = value_cols.index("yhat")
-    model = fc["model"].astype(object).to_numpy() if "model" in fc else None
-    max_ratio = float(g.level_vs_history.max_ratio)
+    part = _Partition(
+        cfg,
+        prov,
+        fc[value_cols].to_numpy(dtype=np.float64, na_value=np.nan),
+        value_cols,
+        fc["model"].astype(object).to_numpy() if "model" in fc else None,
+    )
     for lo, hi in zip(starts.tolist(), ends.tolist(), strict=True):
         uid = fc_ids[lo]
         series = hist_by.get(uid)
@@ -154,55 +154,100 @@ def remedy(result: PartitionResult, history: pd.DataFrame, cfg: PipelineConfig) 
         v = v[np.isfinite(v)]
         if len(v) == 0:
             continue
-        block = values[lo:hi]
-        nonneg = bool((v >= 0).all())
-        acted, why = [], []
-        replace_it = False
-        if g.non_finite.enabled and not np.isfinite(block).all():
-            replace_it = True
-            acted.append("non_finite")
-            why.append(f"{int((~np.isfinite(block)).sum())} forecast values were NaN or infinite")
-        ratio = level_ratio(block[:, yhat_col], v, m)
-        out_of_line = ratio > max_ratio or ratio < 1.0 / max_ratio
-        if g.level_vs_history.enabled and not replace_it and out_of_line:
-            replace_it = True
-            acted.append("level_vs_history")
-            side = f"{ratio:,.3g}x above" if ratio > 1 else f"{1 / ratio:,.3g}x below"
-            why.append(
-                f"the forecast ({prov.at[row, 'model']}) was {side} its history's level at "
-                f"the same positions (limit {max_ratio:g}x)"
-            )
-        if replace_it:
-            name, yhat, bounds = _seasonal_naive(v, hi - lo, m, levels, nonneg)
-            block[:, yhat_col] = yhat
-            for level, (b_lo, b_hi) in bounds.items():
-                for col, b in ((f"yhat_lo_{level}", b_lo), (f"yhat_hi_{level}", b_hi)):
-                    if col in value_cols:
-                        block[:, value_cols.index(col)] = b
-            if model is not None:
-                model[lo:hi] = name
-            prov.at[row, "model"] = name
-            prov.at[row, "source"] = "fallback"
-            earlier = str(prov.at[row, "fallback_reason"] or "")
-            note = "; ".join(why) + f"; replaced by {name}"
-            prov.at[row, "fallback_reason"] = f"{earlier}; {note}" if earlier else note
-            ratio = level_ratio(yhat, v, m)
-        if g.negative.enabled and nonneg and (block[:, yhat_col] < 0).any():
-            count = int((block[:, yhat_col] < 0).sum())
-            low = float(block[:, yhat_col].min())
-            np.maximum(block, 0.0, out=block, where=np.isfinite(block))
-            acted.append("negative")
-            note = (
-                f"{count} negative forecasts (lowest {low:.4g}) clipped to 0: the series was "
-                "never negative in its history"
-            )
-            earlier = str(prov.at[row, "fallback_reason"] or "")
-            prov.at[row, "fallback_reason"] = f"{earlier}; {note}" if earlier else note
-        values[lo:hi] = block
-        prov.at[row, "remedy"] = ",".join(acted)
-        prov.at[row, "level_ratio"] = ratio
+        _remedy_series(part, v, row, lo, hi)
     fc = fc.copy()
-    fc[value_cols] = values
-    if model is not None:
-        fc["model"] = model
-    return replace(result, forecasts=fc, provenance=prov)
+    fc[value_cols] = part.values
+    if part.model is not None:
+        fc["model"] = part.model
+    return replace(result, forecasts=fc, provenance=part.prov)
+
+
+@dataclass
+class _Partition:
+    """One partition's forecasts (``values``: the value columns, series by series in rows
+    ``lo:hi``) and provenance, remedied in place."""
+
+    cfg: PipelineConfig
+    prov: pd.DataFrame
+    values: np.ndarray
+    value_cols: list[str]
+    model: np.ndarray | None
+
+    @property
+    def m(self) -> int:
+        return max(1, self.cfg.series.season_length)
+
+    @property
+    def yhat_col(self) -> int:
+        return self.value_cols.index("yhat")
+
+    def note(self, row: int, note: str) -> None:
+        """Add a sentence to the series' ``fallback_reason``."""
+        earlier = str(self.prov.at[row, "fallback_reason"] or "")
+        self.prov.at[row, "fallback_reason"] = f"{earlier}; {note}" if earlier else note
+
+
+def _remedy_series(part: _Partition, v: np.ndarray, row: int, lo: int, hi: int) -> None:
+    """Judge one series' forecast (rows ``lo:hi``) against its finite history ``v``; replace
+    it, clip it, or leave it, and say so in the provenance."""
+    g = part.cfg.gate
+    block = part.values[lo:hi]
+    nonneg = bool((v >= 0).all())
+    acted, why = [], []
+    replace_it = False
+    if g.non_finite.enabled and not np.isfinite(block).all():
+        replace_it = True
+        acted.append("non_finite")
+        why.append(f"{int((~np.isfinite(block)).sum())} forecast values were NaN or infinite")
+    max_ratio = float(g.level_vs_history.max_ratio)
+    ratio = level_ratio(block[:, part.yhat_col], v, part.m)
+    out_of_line = ratio > max_ratio or ratio < 1.0 / max_ratio
+    if g.level_vs_history.enabled and not replace_it and out_of_line:
+        replace_it = True
+        acted.append("level_vs_history")
+        side = f"{ratio:,.3g}x above" if ratio > 1 else f"{1 / ratio:,.3g}x below"
+        why.append(
+            f"the forecast ({part.prov.at[row, 'model']}) was {side} its history's level at "
+            f"the same positions (limit {max_ratio:g}x)"
+        )
+    if replace_it:
+        ratio = _replace_by_naive(part, block, v, row, (lo, hi), why, nonneg)
+    if g.negative.enabled and nonneg and (block[:, part.yhat_col] < 0).any():
+        count = int((block[:, part.yhat_col] < 0).sum())
+        low = float(block[:, part.yhat_col].min())
+        np.maximum(block, 0.0, out=block, where=np.isfinite(block))
+        acted.append("negative")
+        part.note(
+            row,
+            f"{count} negative forecasts (lowest {low:.4g}) clipped to 0: the series was "
+            "never negative in its history",
+        )
+    part.values[lo:hi] = block
+    part.prov.at[row, "remedy"] = ",".join(acted)
+    part.prov.at[row, "level_ratio"] = ratio
+
+
+def _replace_by_naive(
+    part: _Partition,
+    block: np.ndarray,
+    v: np.ndarray,
+    row: int,
+    rows: tuple[int, int],
+    why: list[str],
+    nonneg: bool,
+) -> float:
+    """Replace the series' forecast by the seasonal naive forecast of its history; returns
+    the new forecast's level ratio."""
+    lo, hi = rows
+    name, yhat, bounds = _seasonal_naive(v, hi - lo, part.m, list(part.cfg.models.levels), nonneg)
+    block[:, part.yhat_col] = yhat
+    for level, (b_lo, b_hi) in bounds.items():
+        for col, b in ((f"yhat_lo_{level}", b_lo), (f"yhat_hi_{level}", b_hi)):
+            if col in part.value_cols:
+                block[:, part.value_cols.index(col)] = b
+    if part.model is not None:
+        part.model[lo:hi] = name
+    part.prov.at[row, "model"] = name
+    part.prov.at[row, "source"] = "fallback"
+    part.note(row, "; ".join(why) + f"; replaced by {name}")
+    return level_ratio(yhat, v, part.m)
