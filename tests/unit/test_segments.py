@@ -7,8 +7,8 @@ import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from steadycast.forecasting import segments
-from steadycast.forecasting.segments import RunningMean, prefix_means, rows_up_to, sorted_runs
+from steadycast.forecasting import _segments as segments
+from steadycast.forecasting._segments import RunningMean, prefix_means, rows_up_to, sorted_runs
 
 # Values whose sums lose bits in any order but pandas' (compensated, row by row).
 values = st.floats(min_value=-1e6, max_value=1e6) | st.sampled_from([0.1, 1e-9, 3.3e5, np.nan])

@@ -31,6 +31,7 @@ import pandas as pd
 
 from steadycast.config import PipelineConfig
 from steadycast.errors import ModelError
+from steadycast.forecasting._segments import Layout, canonical_ids, sorted_runs
 from steadycast.forecasting.metrics import (
     DEFAULT_METRICS,
     Metric,
@@ -41,7 +42,6 @@ from steadycast.forecasting.metrics import (
     series_scales,
 )
 from steadycast.forecasting.profile import SAFE_MODELS
-from steadycast.forecasting.segments import Layout, canonical_ids, sorted_runs
 from steadycast.models.base import Capabilities, ForecastTask
 from steadycast.models.validation import to_naive_utc, validate_against
 
@@ -228,8 +228,8 @@ def batches(ids: Sequence[Any], capabilities: Capabilities | None) -> list[list[
     """Split the series of one model call into jobs.
 
     Slow per-series models (``cost="full"``) are called on chunks of ``FULL_COST_BATCH``
-    series: a job must finish within the runner's time limit (a 500-series partition of
-    AutoETS at 1-3 s a series would not), chunks spread over the workers, and a crash costs
+    series: a job must finish within the runner's time limit (a large partition of a slow auto
+    model would not), chunks spread over the workers, and a crash costs
     one chunk, not the partition. Fast and global models get the whole batch (a global model
     learns from all of it).
     """
@@ -278,54 +278,16 @@ def _plan(
         ],
         dtype=np.int64,
     )
-    kept_lists: dict[tuple[str, ...], int] = {}
-    kept_of = np.zeros(len(n), dtype=np.int64)
-    notes = np.full(len(n), "", dtype=object)
-    pairs: list[tuple[Ints, int, str]] = []  # (series, place in its list, model)
-    skips: list[tuple[Ints, int, str, int, Ints]] = []  # ... and need, first window's points
+    plan = _PlanState(len(n))
     for models, code in lists.items():
         members = np.flatnonzero(list_of == code)
-        short = members[n_windows[members] == 0]
-        if len(short):
-            simple = [m for m in models if m in SAFE_MODELS] or [
-                m for m in SAFE_MODELS if m in capabilities
-            ]
-            kept_of[short] = kept_lists.setdefault(
-                tuple(simple or SAFE_MODELS[:1]), len(kept_lists)
-            )
-            notes[short] = [
-                f"too short to backtest: {k} point{'' if k == 1 else 's'}, one window needs "
-                f"{horizon + min_train} ({horizon} to score, {min_train} to fit); simple models only"
-                for k in n[short].tolist()
-            ]
-        rest = members[n_windows[members] > 0]
-        if not len(rest):
-            continue
-        first_train = n[rest] - horizon - (n_windows[rest] - 1) * step
-        keep = np.zeros((len(rest), len(models)), dtype=bool)
-        for place, model in enumerate(models):
-            need = capabilities[model].min_history if model in capabilities else 1
-            keep[:, place] = need <= first_train
-            pairs.append((rest[keep[:, place]], place, model))
-            skipped = ~keep[:, place]
-            if skipped.any():
-                skips.append((rest[skipped], place, model, need, first_train[skipped]))
-        patterns, pattern_of = np.unique(keep, axis=0, return_inverse=True)
-        for k, pattern in enumerate(patterns):
-            chosen = tuple(m for m, on in zip(models, pattern.tolist(), strict=True) if on)
-            kept_of[rest[pattern_of.reshape(-1) == k]] = kept_lists.setdefault(
-                chosen, len(kept_lists)
-            )
-        partial = rest[n_windows[rest] != windows]
-        notes[partial] = [
-            f"{w} of {windows} windows ({k} points)"
-            for w, k in zip(n_windows[partial].tolist(), n[partial].tolist(), strict=True)
-        ]
-    distinct = list(kept_lists)
-    series["models"] = [list(distinct[k]) for k in kept_of.tolist()]
-    series["note"] = notes.tolist()
+        plan.add_group(models, members, n, n_windows, capabilities, horizon, windows, step)
+    skips = plan.skips
+    distinct = list(plan.kept_lists)
+    series["models"] = [list(distinct[k]) for k in plan.kept_of.tolist()]
+    series["note"] = plan.notes.tolist()
     ids = lengths.index.to_numpy(dtype=object)
-    pair_frame = _in_series_order(ids, pairs, [ID, "model"])
+    pair_frame = _in_series_order(ids, plan.pairs, [ID, "model"])
     skipped_frame = _in_series_order(
         ids,
         [(rows, place, model) for rows, place, model, _, _ in skips],
@@ -336,6 +298,69 @@ def _plan(
         ],
     )
     return series, pair_frame, skipped_frame
+
+
+class _PlanState:
+    """What :func:`_plan` builds up over the groups of series routed to the same models."""
+
+    def __init__(self, n_series: int) -> None:
+        self.kept_lists: dict[tuple[str, ...], int] = {}
+        self.kept_of = np.zeros(n_series, dtype=np.int64)
+        self.notes = np.full(n_series, "", dtype=object)
+        self.pairs: list[tuple[Ints, int, str]] = []  # (series, place in its list, model)
+        # (series, place in its list, model, points it needs, points the first window has)
+        self.skips: list[tuple[Ints, int, str, int, Ints]] = []
+
+    def add_group(
+        self,
+        models: tuple[str, ...],
+        members: Ints,
+        n: Ints,
+        n_windows: Ints,
+        capabilities: Mapping[str, Capabilities],
+        horizon: int,
+        windows: int,
+        step: int,
+    ) -> None:
+        """Plan the series ``members``, all routed to ``models``: short ones get the simple
+        models; the others the models whose minimum history their first window leaves."""
+        min_train = min_train_length(horizon)
+        short = members[n_windows[members] == 0]
+        if len(short):
+            simple = [m for m in models if m in SAFE_MODELS] or [
+                m for m in SAFE_MODELS if m in capabilities
+            ]
+            self.kept_of[short] = self.kept_lists.setdefault(
+                tuple(simple or SAFE_MODELS[:1]), len(self.kept_lists)
+            )
+            self.notes[short] = [
+                f"too short to backtest: {k} point{'' if k == 1 else 's'}, one window needs "
+                f"{horizon + min_train} ({horizon} to score, {min_train} to fit); simple models only"
+                for k in n[short].tolist()
+            ]
+        rest = members[n_windows[members] > 0]
+        if not len(rest):
+            return
+        first_train = n[rest] - horizon - (n_windows[rest] - 1) * step
+        keep = np.zeros((len(rest), len(models)), dtype=bool)
+        for place, model in enumerate(models):
+            need = capabilities[model].min_history if model in capabilities else 1
+            keep[:, place] = need <= first_train
+            self.pairs.append((rest[keep[:, place]], place, model))
+            skipped = ~keep[:, place]
+            if skipped.any():
+                self.skips.append((rest[skipped], place, model, need, first_train[skipped]))
+        patterns, pattern_of = np.unique(keep, axis=0, return_inverse=True)
+        for k, pattern in enumerate(patterns):
+            chosen = tuple(m for m, on in zip(models, pattern.tolist(), strict=True) if on)
+            self.kept_of[rest[pattern_of.reshape(-1) == k]] = self.kept_lists.setdefault(
+                chosen, len(self.kept_lists)
+            )
+        partial = rest[n_windows[rest] != windows]
+        self.notes[partial] = [
+            f"{w} of {windows} windows ({k} points)"
+            for w, k in zip(n_windows[partial].tolist(), n[partial].tolist(), strict=True)
+        ]
 
 
 def _in_series_order(
@@ -399,10 +424,47 @@ def backtest(
     layout, _ = model_layout(history)
     lengths = pd.Series(layout.lengths, index=pd.Index(layout.ids, name=ID))
     series, pairs, skipped = _plan(lengths, routing, capabilities, horizon, windows, step)
+    calls, windows_of = _calls(layout, series, pairs, capabilities, task, step)
+    # Each call's history is cut from the model history when the call is made, so one copy
+    # at a time is alive (per worker), not one per model and window.
+    jobs = (
+        (
+            c.model,
+            dict(params.get(c.model, {})),
+            layout.take(layout.rows(c.series, 0, c.lengths)),
+            c.task,
+        )
+        for c in calls
+    )
+    outputs = call_models(jobs, runner)
+    checked, failures = _collect(calls, outputs, layout, windows_of)
+    del outputs
+    forecasts, scores, misaligned = _join_and_score(checked, layout, windows_of, task, metrics)
+    failures.extend(misaligned)
+    scores = _with_failures(scores, failures, skipped, _cutoff_frame(layout, windows_of), metrics)
+    return BacktestResult(
+        scores=scores,
+        forecasts=forecasts,
+        series=series,
+        horizon=horizon,
+        season_length=task.season_length,
+    )
+
+
+def _calls(
+    layout: Layout,
+    series: pd.DataFrame,
+    pairs: pd.DataFrame,
+    capabilities: Mapping[str, Capabilities],
+    task: ForecastTask,
+    step: int,
+) -> tuple[list[_Call], list[_Window]]:
+    """The model calls of the backtest, window by window and model by model (in name order),
+    and the windows they are for."""
+    horizon = task.horizon
     n_windows = series["windows"].to_numpy()
     pair_series = layout.ids.searchsorted(pairs[ID].to_numpy()) if len(pairs) else np.zeros(0)
     pair_model = pairs["model"].to_numpy()
-
     calls: list[_Call] = []
     windows_of: list[_Window] = []
     for window in range(int(n_windows.max()) if len(n_windows) else 0):
@@ -418,33 +480,33 @@ def backtest(
                 positions = np.asarray(chunk, dtype=np.int64)
                 lens = train_len[np.searchsorted(active, positions)]
                 calls.append(_Call(name, window, positions, lens, model_task))
-    # Each call's history is cut from the model history when the call is made, so one copy
-    # at a time is alive (per worker), not one per model and window.
-    jobs = (
-        (
-            c.model,
-            dict(params.get(c.model, {})),
-            layout.take(layout.rows(c.series, 0, c.lengths)),
-            c.task,
-        )
-        for c in calls
-    )
-    outputs = call_models(jobs, runner)
-    checked, failures = _collect(calls, outputs, layout, windows_of)
-    del outputs
+    return calls, windows_of
+
+
+def _join_and_score(
+    checked: Sequence[_Checked],
+    layout: Layout,
+    windows_of: list[_Window],
+    task: ForecastTask,
+    metrics: Sequence[Metric],
+) -> tuple[pd.DataFrame, pd.DataFrame, list[dict[str, Any]]]:
+    """``(forecasts, scores, misaligned)``: the valid window forecasts joined to the held-out
+    actuals and scored; forecasts that do not line up with them are failures."""
     if layout.strictly_increasing():
         blocks, misaligned = _aligned_blocks(checked, layout, windows_of, task)
-        failures.extend(misaligned)
         forecasts = blocks.frame(layout, task.levels)
         scores = blocks.scores(layout, metrics, task)
         if scores is None:
             scores = _score(forecasts, layout.frame, metrics, task)
-    else:
-        actuals = _actuals(layout, windows_of, horizon)
-        forecasts, misaligned = _align(_long_forecasts(checked, task.levels), actuals, horizon)
-        failures.extend(misaligned)
-        scores = _score(forecasts, layout.frame, metrics, task)
-    cutoffs = pd.DataFrame(
+        return forecasts, scores, misaligned
+    actuals = _actuals(layout, windows_of, task.horizon)
+    forecasts, misaligned = _align(_long_forecasts(checked, task.levels), actuals, task.horizon)
+    return forecasts, _score(forecasts, layout.frame, metrics, task), misaligned
+
+
+def _cutoff_frame(layout: Layout, windows_of: list[_Window]) -> pd.DataFrame:
+    """``unique_id, window, cutoff`` of every backtested series and window."""
+    return pd.DataFrame(
         {
             ID: np.concatenate([layout.ids[w.active] for w in windows_of] or [np.zeros(0, object)]),
             "window": np.concatenate(
@@ -454,14 +516,6 @@ def backtest(
                 [w.cutoffs for w in windows_of] or [np.zeros(0, "datetime64[ns]")]
             ),
         }
-    )
-    scores = _with_failures(scores, failures, skipped, cutoffs, metrics)
-    return BacktestResult(
-        scores=scores,
-        forecasts=forecasts,
-        series=series,
-        horizon=horizon,
-        season_length=task.season_length,
     )
 
 
@@ -678,6 +732,71 @@ def _aligned_blocks(
     rows of timestamps, and a forecast that does not match step for step is a failure.
     """
     horizon = task.horizon
+    stacked = _stack(checked, task)
+    series, model, window = stacked.series, stacked.model, stacked.window
+    # The held-out rows of each block's series and window.
+    train_len = np.zeros(len(series), dtype=np.int64)
+    cutoff = np.zeros(len(series), dtype="datetime64[ns]")
+    for w in windows_of:
+        mine = window == w.window
+        at = np.searchsorted(w.active, series[mine])
+        train_len[mine] = w.train_len[at]
+        cutoff[mine] = w.cutoffs[at]
+    test = (layout.starts[series] + train_len)[:, None] + np.arange(horizon)
+    lined_up = (stacked.ds.view(np.int64) == layout.ticks[test]).all(axis=1)
+    failures = [
+        {
+            ID: uid,
+            "model": m,
+            "window": int(w),
+            "reason": "forecast timestamps do not line up with the held-out steps",
+        }
+        for uid, m, w in zip(
+            layout.ids[series[~lined_up]].tolist(),
+            model[~lined_up].tolist(),
+            window[~lined_up].tolist(),
+            strict=True,
+        )
+    ]
+    names, model_rank = np.unique(model.astype(str), return_inverse=True)
+    del names
+    keep = np.flatnonzero(lined_up)
+    keep = keep[np.lexsort((window[keep], model_rank.reshape(-1)[keep], series[keep]))]
+    y = layout.frame[Y].to_numpy()[test[keep]]
+    blocks = _Blocks(
+        series=series[keep],
+        model=model[keep],
+        window=window[keep],
+        cutoff=cutoff[keep],
+        train_len=train_len[keep],
+        ds=stacked.ds[keep],
+        y=y.reshape(len(keep), horizon),
+        yhat=stacked.yhat[keep],
+        bounds={name: v[keep] for name, v in stacked.bounds.items()} if stacked.has_bounds else {},
+        rows=stacked.rows,
+    )
+    return blocks, failures
+
+
+@dataclass(frozen=True)
+class _Stacked:
+    """The valid window forecasts of every call, one row of ``horizon`` steps per (series,
+    model, window), call after call, before they are joined to the actuals."""
+
+    series: Ints
+    model: npt.NDArray[Any]
+    window: Ints
+    ds: npt.NDArray[np.datetime64]
+    yhat: Floats
+    bounds: dict[str, Floats]
+    has_bounds: bool  # any model gave interval columns
+    rows: int
+
+
+def _stack(checked: Sequence[_Checked], task: ForecastTask) -> _Stacked:
+    """Each call's valid rows as blocks of ``horizon`` steps, stacked (a call without bounds
+    gets NaN bounds)."""
+    horizon = task.horizon
     parts: dict[str, list[Any]] = {k: [] for k in ("series", "model", "window", "ds", "yhat")}
     bound_names = interval_columns(task.levels)
     bounds: dict[str, list[Floats]] = {name: [] for name in bound_names}
@@ -709,48 +828,7 @@ def _aligned_blocks(
         ds = np.zeros((0, horizon), dtype="datetime64[ns]")
         yhat = np.zeros((0, horizon))
         bound_values = {name: np.zeros((0, horizon)) for name in bound_names}
-    # The held-out rows of each block's series and window.
-    train_len = np.zeros(len(series), dtype=np.int64)
-    cutoff = np.zeros(len(series), dtype="datetime64[ns]")
-    for w in windows_of:
-        mine = window == w.window
-        at = np.searchsorted(w.active, series[mine])
-        train_len[mine] = w.train_len[at]
-        cutoff[mine] = w.cutoffs[at]
-    test = (layout.starts[series] + train_len)[:, None] + np.arange(horizon)
-    lined_up = (ds.view(np.int64) == layout.ticks[test]).all(axis=1)
-    failures = [
-        {
-            ID: uid,
-            "model": m,
-            "window": int(w),
-            "reason": "forecast timestamps do not line up with the held-out steps",
-        }
-        for uid, m, w in zip(
-            layout.ids[series[~lined_up]].tolist(),
-            model[~lined_up].tolist(),
-            window[~lined_up].tolist(),
-            strict=True,
-        )
-    ]
-    names, model_rank = np.unique(model.astype(str), return_inverse=True)
-    del names
-    keep = np.flatnonzero(lined_up)
-    keep = keep[np.lexsort((window[keep], model_rank.reshape(-1)[keep], series[keep]))]
-    y = layout.frame[Y].to_numpy()[test[keep]]
-    blocks = _Blocks(
-        series=series[keep],
-        model=model[keep],
-        window=window[keep],
-        cutoff=cutoff[keep],
-        train_len=train_len[keep],
-        ds=ds[keep],
-        y=y.reshape(len(keep), horizon),
-        yhat=yhat[keep],
-        bounds={name: v[keep] for name, v in bound_values.items()} if has_bounds else {},
-        rows=rows,
-    )
-    return blocks, failures
+    return _Stacked(series, model, window, ds, yhat, bound_values, has_bounds, rows)
 
 
 def _align(

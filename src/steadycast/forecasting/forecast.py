@@ -47,6 +47,7 @@ import pandas as pd
 
 from steadycast.config import PipelineConfig
 from steadycast.errors import ModelError
+from steadycast.forecasting._segments import Layout, RunningMean, factorize_runs
 from steadycast.forecasting.backtest import (
     DS,
     ID,
@@ -62,7 +63,6 @@ from steadycast.forecasting.backtest import (
     task_for,
 )
 from steadycast.forecasting.profile import profile_series, route
-from steadycast.forecasting.segments import Layout, RunningMean, factorize_runs
 from steadycast.forecasting.selection import Selection, select
 from steadycast.models.base import Capabilities, ForecastTask
 from steadycast.models.validation import expected_timestamps, to_naive_utc, validate_against
@@ -222,74 +222,117 @@ def forecast_partition(
     chains = _chains(all_ids[with_rows], selection.table.set_index(ID))
     walked = _walk(chains, layout, place[with_rows].astype(np.int64), task, caps, config, runner)
 
-    published = _Published(last_published, layout, task)
+    outcome = _Outcome.of(len(all_ids))
     out = _Rows()
-    source = np.full(len(all_ids), "none", dtype=object)
-    model = np.full(len(all_ids), "", dtype=object)
-    steps = np.zeros(len(all_ids), dtype=np.int64)
-    reasons = np.full(len(all_ids), "", dtype=object)
-    done = np.zeros(len(all_ids), dtype=bool)
     for attempt_id, members in walked.by_attempt(chains):
         attempt = chains.attempts[attempt_id]
         series = with_rows[members]
         out.add(series, walked.combined(attempt, members, task), attempt.model)
-        source[series] = attempt.source
-        model[series] = attempt.model
-        steps[series] = task.horizon
-        done[series] = True
+        outcome.record(series, attempt.model, attempt.source, task.horizon)
     for k, sentences in walked.reasons.items():
-        reasons[with_rows[k]] = "; ".join(sentences)
+        outcome.reasons[with_rows[k]] = "; ".join(sentences)
     has_chain = np.zeros(len(all_ids), dtype=bool)
     has_chain[with_rows] = chains.length > 0
-    for i in np.flatnonzero(~done).tolist():
-        why = str(reasons[i]) if place[i] >= 0 else "no observed values in the history"
-        rows = published.rows(str(all_ids[i]), int(place[i]))
-        if rows is not None:
-            note = f"last published forecast ({len(rows)} of {task.horizon} steps)"
-            out.add_published(i, rows)
-            model[i], source[i], steps[i] = LAST_PUBLISHED, "fallback", len(rows)
-            reasons[i] = f"{why}; {note}" if why else note
-        else:
-            tail = "no last published forecast" if has_chain[i] or place[i] < 0 else ""
-            reasons[i] = "; ".join(p for p in (why, tail) if p)
-
+    published = _Published(last_published, layout, task)
+    _last_resort(outcome, out, published, all_ids, place, has_chain, task.horizon)
     if len(all_ids) == 0 or out.empty:
-        return _result_without_forecasts(all_ids, model, source, reasons, steps, selection, levels)
+        return _result_without_forecasts(all_ids, outcome, selection, levels)
     forecasts, interval_source = _fill_intervals(
         out.frame(all_ids, levels), selection, layout, levels
     )
-    provenance = pd.DataFrame(
-        {
-            ID: all_ids,
-            "model": model,
-            "source": source,
-            "fallback_reason": reasons,
-            "metric": np.nan,
-            "backtest_score": np.nan,
-            "selection_reason": np.nan,
-            "interval_source": pd.Series(all_ids).map(interval_source).fillna("").to_numpy(),
-            "steps": steps,
-        }
-    )
-    provenance = _with_scores(provenance, selection)
     return PartitionResult(
         forecasts=forecasts,
-        provenance=provenance,
+        provenance=_provenance(all_ids, outcome, interval_source, selection),
         scores=selection.scores,
         selection=selection.table,
     )
 
 
+def _provenance(
+    all_ids: npt.NDArray[Any],
+    outcome: _Outcome,
+    interval_source: dict[Any, str],
+    selection: Selection,
+) -> pd.DataFrame:
+    """One row per input series (see ``PROVENANCE_COLUMNS``)."""
+    provenance = pd.DataFrame(
+        {
+            ID: all_ids,
+            "model": outcome.model,
+            "source": outcome.source,
+            "fallback_reason": outcome.reasons,
+            "metric": np.nan,
+            "backtest_score": np.nan,
+            "selection_reason": np.nan,
+            "interval_source": pd.Series(all_ids).map(interval_source).fillna("").to_numpy(),
+            "steps": outcome.steps,
+        }
+    )
+    return _with_scores(provenance, selection)
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """Per input series: the model and source of its forecast, why it fell back, its steps."""
+
+    model: npt.NDArray[Any]
+    source: npt.NDArray[Any]
+    reasons: npt.NDArray[Any]
+    steps: Ints
+    done: npt.NDArray[np.bool_]
+
+    @classmethod
+    def of(cls, n: int) -> _Outcome:
+        """``n`` series, none forecast yet (source "none")."""
+        return cls(
+            model=np.full(n, "", dtype=object),
+            source=np.full(n, "none", dtype=object),
+            reasons=np.full(n, "", dtype=object),
+            steps=np.zeros(n, dtype=np.int64),
+            done=np.zeros(n, dtype=bool),
+        )
+
+    def record(self, series: Ints, model: str, source: str, steps: int) -> None:
+        self.source[series] = source
+        self.model[series] = model
+        self.steps[series] = steps
+        self.done[series] = True
+
+
+def _last_resort(
+    outcome: _Outcome,
+    out: _Rows,
+    published: _Published,
+    all_ids: npt.NDArray[Any],
+    place: npt.NDArray[np.intp],
+    has_chain: npt.NDArray[np.bool_],
+    horizon: int,
+) -> None:
+    """Series no model forecast take the last published forecast, where there is one, and the
+    reason says so either way."""
+    reasons = outcome.reasons
+    for i in np.flatnonzero(~outcome.done).tolist():
+        why = str(reasons[i]) if place[i] >= 0 else "no observed values in the history"
+        rows = published.rows(str(all_ids[i]), int(place[i]))
+        if rows is not None:
+            note = f"last published forecast ({len(rows)} of {horizon} steps)"
+            out.add_published(i, rows)
+            outcome.model[i], outcome.source[i] = LAST_PUBLISHED, "fallback"
+            outcome.steps[i] = len(rows)
+            reasons[i] = f"{why}; {note}" if why else note
+        else:
+            tail = "no last published forecast" if has_chain[i] or place[i] < 0 else ""
+            reasons[i] = "; ".join(p for p in (why, tail) if p)
+
+
 def _result_without_forecasts(
     all_ids: npt.NDArray[Any],
-    model: npt.NDArray[Any],
-    source: npt.NDArray[Any],
-    reasons: npt.NDArray[Any],
-    steps: Ints,
+    outcome: _Outcome,
     selection: Selection,
     levels: Sequence[int],
 ) -> PartitionResult:
     """The result of a partition where no series got a forecast (or that has no series)."""
+    model, source, reasons, steps = outcome.model, outcome.source, outcome.reasons, outcome.steps
     rows = [
         {ID: uid, "model": m, "source": s, "fallback_reason": r, "steps": n}
         for uid, m, s, r, n in zip(all_ids, model, source, reasons, steps.tolist(), strict=True)
@@ -410,29 +453,45 @@ def _walk(
             config,
             runner,
         )
-        still: list[Ints] = []
-        for a in np.unique(current).tolist():
-            attempt = chains.attempts[a]
-            mine = pending[current == a]
-            failed = np.zeros(len(mine), dtype=bool)
-            for member in attempt.members:
-                failed |= runs[member].status[mine] != 1
-            outcome[mine[~failed]] = a
-            for k in mine[failed].tolist():
-                problems = [
-                    (m, str(runs[m].reason[k])) for m in attempt.members if runs[m].status[k] != 1
-                ]
-                if len(attempt.members) == 1:
-                    sentence = f"{attempt.model} failed: {problems[0][1]}"
-                else:
-                    detail = "; ".join(f"{m}: {r}" for m, r in problems)
-                    sentence = f"{attempt.model} failed: member {detail}"
-                reasons.setdefault(k, []).append(sentence)
-            moved = mine[failed]
-            position[moved] += 1
-            still.append(moved[position[moved] < chains.length[moved]])
+        still = _judge_round(chains, runs, pending, current, outcome, reasons, position)
         pending = np.sort(np.concatenate(still)) if still else np.zeros(0, dtype=np.int64)
     return _Walked(outcome, reasons, runs)
+
+
+def _judge_round(
+    chains: _Chains,
+    runs: dict[str, _ModelRuns],
+    pending: Ints,
+    current: Ints,
+    outcome: Ints,
+    reasons: dict[int, list[str]],
+    position: Ints,
+) -> list[Ints]:
+    """After a round: series whose attempt worked get it as ``outcome``; the others get a
+    sentence saying why and move one step down their chain. Returns, per attempt, the series
+    that still have a step to try."""
+    still: list[Ints] = []
+    for a in np.unique(current).tolist():
+        attempt = chains.attempts[a]
+        mine = pending[current == a]
+        failed = np.zeros(len(mine), dtype=bool)
+        for member in attempt.members:
+            failed |= runs[member].status[mine] != 1
+        outcome[mine[~failed]] = a
+        for k in mine[failed].tolist():
+            problems = [
+                (m, str(runs[m].reason[k])) for m in attempt.members if runs[m].status[k] != 1
+            ]
+            if len(attempt.members) == 1:
+                sentence = f"{attempt.model} failed: {problems[0][1]}"
+            else:
+                detail = "; ".join(f"{m}: {r}" for m, r in problems)
+                sentence = f"{attempt.model} failed: member {detail}"
+            reasons.setdefault(k, []).append(sentence)
+        moved = mine[failed]
+        position[moved] += 1
+        still.append(moved[position[moved] < chains.length[moved]])
+    return still
 
 
 def _run_round(
@@ -612,7 +671,6 @@ def _fill_intervals(
     starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
     sizes = np.diff(np.r_[starts, len(codes)])
     step = np.arange(len(codes)) - np.repeat(starts, sizes) + 1
-    yhat = out["yhat"].to_numpy()
     # A level is derived for a whole series when any of its rows lacks that level's bounds.
     lacking = {}
     for level in levels:
@@ -625,36 +683,7 @@ def _fill_intervals(
     from_release = out["_from_release"].to_numpy() == True  # noqa: E712 (NaN is not True)
     derived = np.full(len(out), "", dtype=object)
     if missing.any():
-        rows = np.flatnonzero(missing)
-        models = out["model"].to_numpy(dtype=object)
-        halves = np.full((len(out), len(levels)), np.nan)
-        halves[rows] = _backtest_halves(
-            selection, ids[codes[rows]], models[rows], step[rows], levels
-        )
-        derived[rows] = "backtest"
-        no_bt = missing & np.isnan(halves[:, 0])
-        if no_bt.any():
-            rows = np.flatnonzero(no_bt)
-            halves[rows] = _history_halves(layout, ids[codes[rows]], step[rows], levels)
-            derived[rows] = "history"
-        # Derived lower bounds stop at 0 for series that have never been negative.
-        at = pd.Index(layout.ids).get_indexer(ids)
-        lowest = (
-            np.minimum.reduceat(layout.frame[Y].to_numpy(), layout.starts)
-            if len(layout.starts)
-            else np.zeros(0)
-        )
-        nonneg = np.zeros(len(ids), dtype=bool)
-        nonneg[at >= 0] = lowest[at[at >= 0]] >= 0
-        clip = nonneg[codes]
-        for k, level in enumerate(levels):
-            rows = lacking[level]
-            half = halves[:, k]
-            lo = yhat - half
-            lo = np.where(clip & (lo < 0), 0.0, lo)
-            lo_col, hi_col = f"yhat_lo_{level}", f"yhat_hi_{level}"
-            out[lo_col] = np.where(rows, lo, out[lo_col].to_numpy())
-            out[hi_col] = np.where(rows, yhat + half, out[hi_col].to_numpy())
+        _derive_bounds(out, derived, missing, lacking, selection, layout, ids, codes, step, levels)
     keeps_some = n_lacking < len(levels)
     base = np.where(keeps_some, np.where(from_release, "last_published", "model"), "")
     labels = [
@@ -662,6 +691,51 @@ def _fill_intervals(
         for b, d in zip(base[starts].tolist(), derived[starts].tolist(), strict=True)
     ]
     return out[columns], dict(zip(ids[codes[starts]].tolist(), labels, strict=True))
+
+
+def _derive_bounds(
+    out: pd.DataFrame,
+    derived: npt.NDArray[Any],
+    missing: npt.NDArray[np.bool_],
+    lacking: dict[int, npt.NDArray[np.bool_]],
+    selection: Selection,
+    layout: Layout,
+    ids: npt.NDArray[Any],
+    codes: npt.NDArray[np.intp],
+    step: Ints,
+    levels: Sequence[int],
+) -> None:
+    """Fill, in ``out``, the levels each series lacks, from its backtest errors or else from
+    its history; ``derived`` learns which source each row's bounds came from."""
+    yhat = out["yhat"].to_numpy()
+    rows = np.flatnonzero(missing)
+    models = out["model"].to_numpy(dtype=object)
+    halves = np.full((len(out), len(levels)), np.nan)
+    halves[rows] = _backtest_halves(selection, ids[codes[rows]], models[rows], step[rows], levels)
+    derived[rows] = "backtest"
+    no_bt = missing & np.isnan(halves[:, 0])
+    if no_bt.any():
+        rows = np.flatnonzero(no_bt)
+        halves[rows] = _history_halves(layout, ids[codes[rows]], step[rows], levels)
+        derived[rows] = "history"
+    # Derived lower bounds stop at 0 for series that have never been negative.
+    at = pd.Index(layout.ids).get_indexer(ids)
+    lowest = (
+        np.minimum.reduceat(layout.frame[Y].to_numpy(), layout.starts)
+        if len(layout.starts)
+        else np.zeros(0)
+    )
+    nonneg = np.zeros(len(ids), dtype=bool)
+    nonneg[at >= 0] = lowest[at[at >= 0]] >= 0
+    clip = nonneg[codes]
+    for k, level in enumerate(levels):
+        lacks = lacking[level]
+        half = halves[:, k]
+        lo = yhat - half
+        lo = np.where(clip & (lo < 0), 0.0, lo)
+        lo_col, hi_col = f"yhat_lo_{level}", f"yhat_hi_{level}"
+        out[lo_col] = np.where(lacks, lo, out[lo_col].to_numpy())
+        out[hi_col] = np.where(lacks, yhat + half, out[hi_col].to_numpy())
 
 
 def _backtest_halves(
@@ -684,7 +758,26 @@ def _backtest_halves(
         return result
     pairs = pd.MultiIndex.from_arrays([ids, models])
     distinct = pairs.unique()
-    # Each row's (series, model) pair, hashing only where the columns change value.
+    pair_of = _pair_of_rows(fc, distinct)
+    chosen = np.flatnonzero(pair_of >= 0)
+    if not len(chosen):
+        return result
+    step = fc["step"].to_numpy()[chosen]
+    error = np.abs(fc["y"].to_numpy(dtype=float)[chosen] - fc["yhat"].to_numpy(dtype=float)[chosen])
+    scored_steps, table, present = _step_quantiles(
+        pair_of[chosen], step, error, len(distinct), levels
+    )
+    row_pair = distinct.get_indexer(pairs)
+    column = np.searchsorted(scored_steps, steps)
+    column = np.minimum(column, len(scored_steps) - 1)
+    found = (scored_steps[column] == steps) & present[row_pair, column]
+    result[found] = table[row_pair[found], column[found]]
+    return result
+
+
+def _pair_of_rows(fc: pd.DataFrame, distinct: pd.MultiIndex) -> Ints:
+    """For each row of the window forecasts ``fc``, its place in ``distinct`` (series, model)
+    pairs, -1 for rows of other pairs; hashing only where the columns change value."""
     series_of, series_ids = factorize_runs(fc[ID].to_numpy(dtype=object))
     model_of, model_names = factorize_runs(fc["model"].to_numpy(dtype=object))
     width = len(model_names)
@@ -694,23 +787,26 @@ def _backtest_halves(
     found = pd.Index(s[known] * width + m[known]).get_indexer(series_of * width + model_of)
     pair_of = np.full(len(found), -1, dtype=np.int64)
     pair_of[found >= 0] = known[found[found >= 0]]
-    chosen = np.flatnonzero(pair_of >= 0)
-    if not len(chosen):
-        return result
-    pair = pair_of[chosen]
-    step = fc["step"].to_numpy()[chosen]
-    error = np.abs(fc["y"].to_numpy(dtype=float)[chosen] - fc["yhat"].to_numpy(dtype=float)[chosen])
+    return pair_of
+
+
+def _step_quantiles(
+    pair: Ints, step: Ints, error: Floats, n_pairs: int, levels: Sequence[int]
+) -> tuple[Ints, Floats, npt.NDArray[np.bool_]]:
+    """``(scored_steps, table, present)``: per pair, scored step and level, the "higher"
+    quantile of the pair's errors at steps up to that one, made non-decreasing over the steps
+    the pair was scored at; ``present`` marks those steps."""
     scored_steps = np.unique(step)
     # Errors sorted within each pair once; each step's prefix set keeps that order.
     order = np.lexsort((error, pair))
     pair, step, error = pair[order], step[order], error[order]
     observed = ~np.isnan(error)
-    table = np.full((len(distinct), len(scored_steps), len(levels)), np.nan)
-    present = np.zeros((len(distinct), len(scored_steps)), dtype=bool)
+    table = np.full((n_pairs, len(scored_steps), len(levels)), np.nan)
+    present = np.zeros((n_pairs, len(scored_steps)), dtype=bool)
     for j, k in enumerate(scored_steps.tolist()):
         present[np.unique(pair[step == k]), j] = True
         upto = np.flatnonzero((step <= k) & observed)
-        count = np.bincount(pair[upto], minlength=len(distinct))
+        count = np.bincount(pair[upto], minlength=n_pairs)
         first = np.cumsum(count) - count
         has = count > 0
         for li, level in enumerate(levels):
@@ -719,17 +815,12 @@ def _backtest_halves(
             index = np.where(where == index, index, index + 1)
             table[has, j, li] = error[upto[first[has] + index]]
     # Non-decreasing over the steps each pair was scored at (NaN stays NaN, as cummax does).
-    running = np.full((len(distinct), len(levels)), np.nan)
+    running = np.full((n_pairs, len(levels)), np.nan)
     for j in range(len(scored_steps)):
         here = present[:, j]
         running[here] = np.fmax(running[here], table[here, j])
         table[here, j] = np.where(np.isnan(table[here, j]), np.nan, running[here])
-    row_pair = distinct.get_indexer(pairs)
-    column = np.searchsorted(scored_steps, steps)
-    column = np.minimum(column, len(scored_steps) - 1)
-    found = (scored_steps[column] == steps) & present[row_pair, column]
-    result[found] = table[row_pair[found], column[found]]
-    return result
+    return scored_steps, table, present
 
 
 def _history_halves(

@@ -31,8 +31,9 @@ keeps every score finite; the fallback only matters for averages across series.
 The same numbers on arrays. The backtest scores hundreds of thousands of window forecasts per
 partition; :func:`block_scores` computes the built-in metrics from ``(groups, steps)`` arrays and
 :func:`series_scales` the in-sample scales of many history prefixes in one pass, adding the same
-values in the same order as pandas does behind :func:`evaluate` (``steadycast.forecasting.segments``), so the
-scores are the same bits whichever way they were computed.
+values in the same order as pandas does behind :func:`evaluate`
+(``steadycast.forecasting._segments``), so the scores are the same bits whichever way they were
+computed.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ import numpy as np
 import pandas as pd
 import utilsforecast.losses as ufl
 
-from steadycast.forecasting.segments import RunningMean, comparable, prefix_means, rows_up_to
+from steadycast.forecasting._segments import RunningMean, comparable, prefix_means, rows_up_to
 
 __all__ = [
     "DEFAULT_METRICS",

@@ -13,7 +13,7 @@ import pandas as pd
 from pandas.tseries.offsets import BaseOffset, Tick
 
 from steadycast.errors import DataError
-from steadycast.forecasting.segments import Layout, rows_of, sorted_runs
+from steadycast.forecasting._segments import Layout, rows_of, sorted_runs
 from steadycast.ingestion.timegrid import offset_of
 
 ID, DS, Y = "unique_id", "ds", "y"
@@ -70,15 +70,39 @@ def regularize(
     filled = _fill_gaps(layout, irregular, grid_len[irregular], step, max_fill)
     if filled is None:  # something the series-by-series way raises on: let it say what
         return _regularize_each(history, offset, max_fill, frequency)
-    part_series, part_ticks, part_y, cut, n_filled = filled
+    _report_fills(report, irregular, filled, first, step)
+    prepared = _grid_rows(frame, layout, irregular, filled, report["points_out"])
+    return prepared, pd.DataFrame(report, columns=list(REPORT_COLUMNS))
+
+
+def _report_fills(
+    report: dict[str, np.ndarray],
+    irregular: np.ndarray,
+    filled: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    first: np.ndarray,
+    step: int,
+) -> None:
+    """Points out, points filled and where the history was cut, for the gapped series."""
+    part_series, _, _, cut, n_filled = filled
     report["points_out"][irregular] = np.bincount(part_series, minlength=len(irregular))
     report["filled"][irregular] = n_filled
-    cut_before = np.full(len(starts), np.datetime64("NaT"), dtype="datetime64[ns]")
+    cut_before = np.full(len(first), np.datetime64("NaT"), dtype="datetime64[ns]")
     was_cut = cut >= 0
     cut_before[irregular[was_cut]] = (first[irregular] + cut * step)[was_cut].view("datetime64[ns]")
-    report["cut_before"] = cut_before if was_cut.any() else np.full(len(starts), None, object)
-    # The regular series keep their rows; the others take their rows on the grid.
-    sizes = report["points_out"]
+    report["cut_before"] = cut_before if was_cut.any() else np.full(len(first), None, object)
+
+
+def _grid_rows(
+    frame: pd.DataFrame,
+    layout: Layout,
+    irregular: np.ndarray,
+    filled: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    sizes: np.ndarray,
+) -> pd.DataFrame:
+    """The prepared rows: the regular series keep their rows (``frame``, sorted), the gapped
+    ones take their rows on the grid (``filled``); ``sizes`` is each series' points out."""
+    _, part_ticks, part_y, _, _ = filled
+    starts, ticks = layout.starts, layout.ticks
     out_start = np.cumsum(sizes) - sizes
     regular = np.ones(len(starts), dtype=bool)
     regular[irregular] = False
@@ -95,11 +119,7 @@ def regularize(
     out_y[target] = part_y
     del target
     ids_out = frame[ID].to_numpy()[starts][np.repeat(np.arange(len(starts)), sizes)]
-    del frame, layout
-    prepared = pd.DataFrame(
-        {ID: ids_out, DS: out_ticks.view("datetime64[ns]"), Y: out_y}, copy=False
-    )
-    return prepared, pd.DataFrame(report, columns=list(REPORT_COLUMNS))
+    return pd.DataFrame({ID: ids_out, DS: out_ticks.view("datetime64[ns]"), Y: out_y}, copy=False)
 
 
 def _check_grid(layout: Layout, first: np.ndarray, step: int, frequency: str) -> None:

@@ -13,11 +13,12 @@ gets a profile and a route like any other.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from steadycast.forecasting.segments import canonical_ids, comparable, sorted_runs
+from steadycast.forecasting._segments import canonical_ids, comparable, sorted_runs
 from steadycast.models.base import Capabilities
 
 __all__ = [
@@ -72,6 +73,52 @@ def profile_series(
     order, starts, length = sorted_runs(ids, comparable(history[time_col]))
     if order is not None:
         ids, y = ids[order], y[order]
+    counts = _counts(y, starts, length)
+    demand = _demand(counts)
+    strength = _seasonal_strength(counts.codes, starts, length, y, season_length)
+    with np.errstate(divide="ignore"):
+        bound = 1.645 / np.sqrt(np.maximum(counts.n_obs, 1))
+    seasonal = (strength > bound) & (season_length > 1)
+
+    out = pd.DataFrame(
+        {
+            id_col: ids[starts],
+            "length": length.astype(int),
+            "usable_length": counts.usable.astype(int),
+            "nan_share": 1.0 - counts.n_obs / length,
+            "zero_share": demand.zero_share,
+            "constant": demand.constant.astype(bool),
+            "all_zero": demand.all_zero.astype(bool),
+            "negative": counts.negative.astype(bool),
+            "adi": demand.adi.astype(float),
+            "cv2": demand.cv2.astype(float),
+            "demand_class": demand.demand_class,
+            "intermittent": demand.intermittent.astype(bool),
+            "seasonal_strength": strength.astype(float),
+            "seasonal": seasonal.astype(bool),
+        }
+    )
+    return out
+
+
+@dataclass(frozen=True)
+class _Counts:
+    """Per-series counts and extremes of a sorted history (``codes``: each row's series)."""
+
+    codes: np.ndarray
+    n_obs: np.ndarray
+    n_zero: np.ndarray
+    n_nonzero: np.ndarray
+    negative: np.ndarray
+    usable: np.ndarray
+    ymin: np.ndarray
+    ymax: np.ndarray
+    nz_mean: np.ndarray
+    nz_std: np.ndarray
+
+
+def _counts(y: np.ndarray, starts: np.ndarray, length: np.ndarray) -> _Counts:
+    """Observed, zero and non-zero points per series, its usable span and its extremes."""
     n_series = len(starts)
     # Series are numbered once; every per-series figure below is over those integer codes.
     codes = np.repeat(np.arange(n_series), length)
@@ -83,26 +130,47 @@ def profile_series(
         return result
 
     n_obs = per_series(observed.astype(np.int64), np.add)
-    n_zero = per_series((observed & (y == 0)).astype(np.int64), np.add)
-    n_nonzero = per_series((observed & (y != 0)).astype(np.int64), np.add)
-    negative = per_series(observed & (y < 0), np.logical_or)
     first = per_series(np.where(observed, position, np.iinfo(np.int64).max), np.minimum)
     last = per_series(np.where(observed, position, -1), np.maximum)
-    usable = np.where(n_obs > 0, last - first + 1, 0)
-    ymin, ymax = per_series(y, np.fmin), per_series(y, np.fmax)
     # Means and spreads as pandas computes them (compensated sums), grouped on the codes.
     grouped = pd.Series(np.where(observed & (y != 0), y, np.nan)).groupby(codes, sort=False)
-    nz_mean = grouped.mean().to_numpy()
-    nz_std = grouped.std(ddof=0).to_numpy()
+    return _Counts(
+        codes=codes,
+        n_obs=n_obs,
+        n_zero=per_series((observed & (y == 0)).astype(np.int64), np.add),
+        n_nonzero=per_series((observed & (y != 0)).astype(np.int64), np.add),
+        negative=per_series(observed & (y < 0), np.logical_or),
+        usable=np.where(n_obs > 0, last - first + 1, 0),
+        ymin=per_series(y, np.fmin),
+        ymax=per_series(y, np.fmax),
+        nz_mean=grouped.mean().to_numpy(),
+        nz_std=grouped.std(ddof=0).to_numpy(),
+    )
 
+
+@dataclass(frozen=True)
+class _Demand:
+    """The demand shape of each series (see :func:`profile_series` for each column)."""
+
+    zero_share: np.ndarray
+    adi: np.ndarray
+    cv2: np.ndarray
+    constant: np.ndarray
+    all_zero: np.ndarray
+    demand_class: np.ndarray
+    intermittent: np.ndarray
+
+
+def _demand(c: _Counts) -> _Demand:
+    """Zero share, ADI, CV², constancy and the Syntetos-Boylan class of each series."""
     with np.errstate(all="ignore"):
-        zero_share = np.nan_to_num(n_zero / n_obs, nan=0.0, posinf=np.inf, neginf=-np.inf)
-        adi = np.where(n_nonzero > 0, n_obs / n_nonzero, np.inf)
-        cv2 = (nz_std / nz_mean) ** 2
+        zero_share = np.nan_to_num(c.n_zero / c.n_obs, nan=0.0, posinf=np.inf, neginf=-np.inf)
+        adi = np.where(c.n_nonzero > 0, c.n_obs / c.n_nonzero, np.inf)
+        cv2 = (c.nz_std / c.nz_mean) ** 2
     cv2 = np.where(np.isnan(cv2), 0.0, cv2)
-    constant = (n_obs <= 1) | (ymin == ymax)
-    all_zero = (n_obs > 0) & (ymin == 0) & (ymax == 0)
-    demand_ok = ~negative & (n_nonzero > 0)
+    constant = (c.n_obs <= 1) | (c.ymin == c.ymax)
+    all_zero = (c.n_obs > 0) & (c.ymin == 0) & (c.ymax == 0)
+    demand_ok = ~c.negative & (c.n_nonzero > 0)
     demand_class = np.select(
         [
             ~demand_ok,
@@ -114,30 +182,7 @@ def profile_series(
         default="lumpy",
     ).astype(object)
     intermittent = np.isin(demand_class, ["intermittent", "lumpy"]) & ~constant
-    strength = _seasonal_strength(codes, starts, length, y, season_length)
-    with np.errstate(divide="ignore"):
-        bound = 1.645 / np.sqrt(np.maximum(n_obs, 1))
-    seasonal = (strength > bound) & (season_length > 1)
-
-    out = pd.DataFrame(
-        {
-            id_col: ids[starts],
-            "length": length.astype(int),
-            "usable_length": usable.astype(int),
-            "nan_share": 1.0 - n_obs / length,
-            "zero_share": zero_share,
-            "constant": constant.astype(bool),
-            "all_zero": all_zero.astype(bool),
-            "negative": negative.astype(bool),
-            "adi": adi.astype(float),
-            "cv2": cv2.astype(float),
-            "demand_class": demand_class,
-            "intermittent": intermittent.astype(bool),
-            "seasonal_strength": strength.astype(float),
-            "seasonal": seasonal.astype(bool),
-        }
-    )
-    return out
+    return _Demand(zero_share, adi, cv2, constant, all_zero, demand_class, intermittent)
 
 
 def _seasonal_strength(
@@ -214,17 +259,19 @@ def route(
     available = list(capabilities)
     safe = [m for m in SAFE_MODELS if m in capabilities] or list(SAFE_MODELS[:1])
     # A safe model missing from the registry is assumed to need one point (the default).
-    need = {m: capabilities.get(m, Capabilities()).min_history for m in [*available, *safe]}
-    known = [c for c in dict.fromkeys(candidates) if c in capabilities]
-    unknown = [c for c in dict.fromkeys(candidates) if c not in capabilities]
-    specialists = [m for m in available if capabilities[m].intermittent]
-
-    usable = profile["usable_length"].to_numpy()
+    pools = _Pools(
+        capabilities=capabilities,
+        safe=safe,
+        need={m: capabilities.get(m, Capabilities()).min_history for m in [*available, *safe]},
+        known=[c for c in dict.fromkeys(candidates) if c in capabilities],
+        unknown=[c for c in dict.fromkeys(candidates) if c not in capabilities],
+        specialists=[m for m in available if capabilities[m].intermittent],
+        short_limit=max(SHORT_SERIES, 2 * season_length),
+    )
     rows_models: list[list[str]] = []
     rows_notes: list[str] = []
-    short_limit = max(SHORT_SERIES, 2 * season_length)
     for n, is_constant, is_intermittent, adi, cv2, is_zero in zip(
-        usable,
+        profile["usable_length"].to_numpy(),
         profile["constant"].to_numpy(),
         profile["intermittent"].to_numpy(),
         profile["adi"].to_numpy(),
@@ -232,20 +279,51 @@ def route(
         profile["all_zero"].to_numpy(),
         strict=True,
     ):
-        notes: list[str] = []
+        pool, note = pools.route(
+            n, bool(is_constant), bool(is_zero), bool(is_intermittent), adi, cv2
+        )
+        rows_models.append(pool)
+        rows_notes.append(note)
+    return pd.DataFrame(
+        {id_col: profile[id_col].to_numpy(), "models": rows_models, "note": rows_notes}
+    )
+
+
+@dataclass(frozen=True)
+class _Pools:
+    """What routing knows before it looks at a series: the models, what each needs, and the
+    candidates that are known, unknown and the intermittent specialists."""
+
+    capabilities: Mapping[str, Capabilities]
+    safe: list[str]
+    need: dict[str, int]
+    known: list[str]
+    unknown: list[str]
+    specialists: list[str]
+    short_limit: int
+
+    def route(
+        self,
+        n: int,
+        is_constant: bool,
+        is_zero: bool,
+        is_intermittent: bool,
+        adi: float,
+        cv2: float,
+    ) -> tuple[list[str], str]:
+        """The rules of :func:`route` for one series of ``n`` usable points: its models and
+        the note saying why."""
         if n == 0:
-            rows_models.append(safe[:1])
-            rows_notes.append("no observed values: nothing can forecast this series")
-            continue
+            return self.safe[:1], "no observed values: nothing can forecast this series"
         if is_constant:
             what = "all zeros" if is_zero else "constant"
-            rows_models.append(safe[:1])
-            rows_notes.append(f"{what} ({_points(n)}): its last value is the forecast")
-            continue
-        pool = list(known)
+            return self.safe[:1], f"{what} ({_points(n)}): its last value is the forecast"
+        notes: list[str] = []
+        need = self.need
+        pool = list(self.known)
         if is_intermittent:
-            pool = [m for m in pool if capabilities[m].handles_zeros]
-            pool += [m for m in specialists if m not in pool]
+            pool = [m for m in pool if self.capabilities[m].handles_zeros]
+            pool += [m for m in self.specialists if m not in pool]
             notes.append(
                 f"intermittent (ADI {adi:.2f}, CV² {cv2:.2f}): Croston-type models offered"
             )
@@ -254,18 +332,14 @@ def route(
         if too_long:
             needs = ", ".join(f"{m} needs {need[m]}" for m in too_long)
             notes.append(f"{_points(n)}: {needs}")
-        if n < short_limit:
-            added = [m for m in safe if m not in pool and need[m] <= n]
+        if n < self.short_limit:
+            added = [m for m in self.safe if m not in pool and need[m] <= n]
             pool += added
             if added:
                 notes.append(f"short ({_points(n)}): simple models added")
         if not pool:
-            pool = [m for m in safe if need[m] <= n] or safe[:1]
+            pool = [m for m in self.safe if need[m] <= n] or self.safe[:1]
             notes.append("no candidate fits: simple models only")
-        if unknown:
-            notes.append(f"unknown models skipped: {', '.join(unknown)}")
-        rows_models.append(pool)
-        rows_notes.append("; ".join(notes))
-    return pd.DataFrame(
-        {id_col: profile[id_col].to_numpy(), "models": rows_models, "note": rows_notes}
-    )
+        if self.unknown:
+            notes.append(f"unknown models skipped: {', '.join(self.unknown)}")
+        return pool, "; ".join(notes)

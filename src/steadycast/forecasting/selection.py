@@ -27,28 +27,33 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
+from steadycast.forecasting._segments import (
+    NAT,
+    Layout,
+    RunningMean,
+    factorize_runs,
+    rows_up_to,
+)
 from steadycast.forecasting.backtest import (
     ID,
     SCORE_COLUMNS,
     BacktestResult,
     interval_columns,
     model_layout,
-    wide_for_metrics,
 )
 from steadycast.forecasting.metrics import (
     Metric,
     block_scores,
     coverage,
-    evaluate,
     metric_name,
     series_scales,
 )
 from steadycast.forecasting.metrics import mase as mase_metric
 from steadycast.forecasting.metrics import rmsse as rmsse_metric
 from steadycast.forecasting.metrics import smape as smape_metric
-from steadycast.forecasting.segments import Layout, RunningMean, factorize_runs, rows_up_to
 
 __all__ = [
     "ABS_TOL",
@@ -104,6 +109,9 @@ TABLE_COLUMNS = (
     "candidates",
     "reason",
 )
+
+Floats = npt.NDArray[np.float64]
+Ints = npt.NDArray[np.int64]
 
 _METRICS: dict[str, Metric] = {"mase": mase_metric, "smape": smape_metric, "rmsse": rmsse_metric}
 _LABEL = {"mase": "MASE", "smape": "sMAPE", "rmsse": "RMSSE"}
@@ -200,36 +208,222 @@ def _ensembles(
     top_k: int,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Score the mean of each series' top-k candidates on the stored window forecasts
-    (``layout``: the model history, for the MASE/RMSSE scale)."""
+    (``layout``: the model history, for the MASE/RMSSE scale): ``(scores, forecasts)``.
+
+    The window forecasts are read as blocks of ``horizon`` steps, the layout the backtest stores
+    them in for regular history (what the prepare stage hands over). Forecasts not so laid out
+    (a backtest over a series that repeats a timestamp) get no ensemble: the single models'
+    ranking stands.
+    """
     top = ranked.sort_values([ID, "score"], kind="stable").groupby(ID, sort=False).head(top_k)
     counts = top.groupby(ID)["model"].transform("size")
     top = top[counts >= 2]
     if top.empty:
         return pd.DataFrame(), pd.DataFrame()
-    names = _ensemble_names(top)
-    fast = _ensembles_blockwise(top, names, backtest, layout, metrics)
-    if fast is not None:
-        return fast
-    chosen = top[[ID, "model"]]
-    fc = backtest.forecasts.merge(chosen, on=[ID, "model"], how="inner")
+    blocks = _window_blocks(backtest.forecasts, backtest.horizon)
+    groups = _member_groups(blocks, top) if blocks is not None else None
+    if blocks is None or groups is None:
+        return pd.DataFrame(), pd.DataFrame()
+    means = _member_means(backtest.forecasts, blocks, groups)
+    ens = _ensemble_forecasts(backtest.forecasts, blocks, groups, means, _ensemble_names(top))
+    scored = _ensemble_scores(ens, blocks, groups, means, layout, metrics, backtest.season_length)
+    if scored is None:
+        return pd.DataFrame(), pd.DataFrame()
+    return scored, ens
+
+
+@dataclass(frozen=True)
+class _WindowBlocks:
+    """The backtest's window forecasts as blocks of ``horizon`` rows, one per (series, model,
+    window): the codes of each block and the columns the ensembles read, as arrays."""
+
+    horizon: int
+    series_ids: npt.NDArray[Any]
+    model_names: npt.NDArray[Any]
+    series: Ints  # per block
+    model: Ints  # per block
+    window: Ints  # per block
+    ticks: Ints  # per row
+    cutoff: Ints  # per row
+    y: Floats  # per row
+
+    def block(self, values: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        """A per-row column as ``(blocks, horizon)``."""
+        return values.reshape(-1, self.horizon)
+
+
+def _window_blocks(fc: pd.DataFrame, horizon: int) -> _WindowBlocks | None:
+    """``fc`` read as blocks of ``horizon`` steps, or None when it is not so laid out (every
+    block one series, model, window and cutoff, steps 1..horizon in time order, no missing)."""
+    if horizon < 1 or len(fc) % horizon or fc.empty:
+        return None
+    series_codes, series_ids = factorize_runs(fc[ID].to_numpy(dtype=object), sort=True)
+    model_codes, model_names = factorize_runs(fc["model"].to_numpy(dtype=object), sort=True)
+    window = fc["window"].to_numpy()
+    step = fc["step"].to_numpy()
+    ticks = fc["ds"].to_numpy().view(np.int64)
+    cutoff = fc["cutoff"].to_numpy().view(np.int64)
+    y = fc["y"].to_numpy(dtype=float)
+
+    def block(values: np.ndarray) -> np.ndarray:
+        return values.reshape(-1, horizon)
+
+    for values in (series_codes, model_codes, window, cutoff):
+        if not bool(np.all(block(values) == block(values)[:, :1])):
+            return None
+    if not bool(np.all(block(step) == np.arange(1, horizon + 1))):
+        return None
+    if horizon > 1 and not bool(np.all(np.diff(block(ticks), axis=1) > 0)):
+        return None
+    if np.isnan(y).any() or (ticks == NAT).any() or (cutoff == NAT).any():
+        return None
+    return _WindowBlocks(
+        horizon=horizon,
+        series_ids=series_ids,
+        model_names=model_names,
+        series=block(series_codes)[:, 0],
+        model=block(model_codes)[:, 0],
+        window=block(window)[:, 0],
+        ticks=ticks,
+        cutoff=cutoff,
+        y=y,
+    )
+
+
+@dataclass(frozen=True)
+class _MemberGroups:
+    """The member blocks of each ensemble, grouped by (series, window).
+
+    ``member``: the members' block numbers, group after group, each group's blocks in the order
+    they come (the order pandas would add them); ``firsts``/``sizes``: where each group starts
+    and how many members it has; ``slot``: each member's place in its group; ``lead``: a block
+    that stands for each group (its times, actuals and cutoff).
+    """
+
+    member: Ints
+    firsts: Ints
+    sizes: Ints
+    slot: Ints
+    lead: Ints
+
+
+def _member_groups(blocks: _WindowBlocks, top: pd.DataFrame) -> _MemberGroups | None:
+    """The blocks of each series' top models, per (series, window); None when the members of a
+    group do not share their times, actuals and cutoff (then they cannot be averaged)."""
+    wanted = pd.MultiIndex.from_arrays([top[ID].to_numpy(), top["model"].to_numpy()])
+    have = pd.MultiIndex.from_arrays(
+        [blocks.series_ids[blocks.series], blocks.model_names[blocks.model]]
+    )
+    member = np.flatnonzero(have.isin(wanted))
+    n_windows = int(blocks.window.max()) + 1 if len(blocks.window) else 0
+    group = blocks.series[member] * n_windows + blocks.window[member]
+    order = np.argsort(group, kind="stable")
+    member, group = member[order], group[order]
+    firsts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
+    sizes = np.diff(np.r_[firsts, len(group)])
+    lead_of = np.repeat(member[firsts], sizes)
+    for values in (blocks.ticks, blocks.y, blocks.cutoff):
+        if not bool(np.all(blocks.block(values)[member] == blocks.block(values)[lead_of])):
+            return None
+    slot = np.arange(len(group)) - np.repeat(firsts, sizes)
+    return _MemberGroups(member, firsts, sizes, slot, member[firsts])
+
+
+def _member_means(
+    fc: pd.DataFrame, blocks: _WindowBlocks, groups: _MemberGroups
+) -> dict[str, Floats]:
+    """Per value column (``yhat`` and the bounds), the members' mean of each group's steps,
+    ``(groups, horizon)``, added in member order as pandas' mean adds them."""
     levels = [int(c.split("_")[-1]) for c in fc.columns if c.startswith("yhat_lo_")]
-    values = ["yhat", *interval_columns(levels)]
-    keys = [ID, "window", "cutoff", "ds", "step", "y"]
-    # An interval bound is averaged only when every member has it; else it stays missing.
-    mean = fc.groupby(keys, sort=True)[values].mean()
-    complete = fc.groupby(keys, sort=True)[values].count()
-    n_members = fc.groupby(keys, sort=True)["model"].size()
-    mean = mean.where(complete.eq(n_members, axis=0))
-    ens = mean.reset_index()
-    ens["model"] = ens[ID].map(names)
-    wide, models = wide_for_metrics(ens, levels)
-    scored = evaluate(wide, metrics, models, layout.frame, backtest.season_length)
-    windows = ens[[ID, "model", "cutoff", "window"]].drop_duplicates()
-    scored = scored.merge(windows, on=[ID, "model", "cutoff"], how="inner")
-    scored["status"] = "ok"
-    scored["reason"] = ""
+    n_groups, width = len(groups.firsts), int(groups.sizes.max())
+    means: dict[str, Floats] = {}
+    for column in ["yhat", *interval_columns(levels)]:
+        stacked = np.full((width, n_groups, blocks.horizon), np.nan)
+        stacked[groups.slot, np.repeat(np.arange(n_groups), groups.sizes)] = blocks.block(
+            fc[column].to_numpy(dtype=float)
+        )[groups.member]
+        running = RunningMean((n_groups, blocks.horizon))
+        for k in range(width):
+            running.add(stacked[k])
+        mean = running.mean()
+        # An interval bound is averaged only when every member has it; else it stays missing.
+        mean[running.count != groups.sizes[:, None]] = np.nan
+        means[column] = mean
+    return means
+
+
+def _ensemble_forecasts(
+    fc: pd.DataFrame,
+    blocks: _WindowBlocks,
+    groups: _MemberGroups,
+    means: dict[str, Floats],
+    names: pd.Series,
+) -> pd.DataFrame:
+    """The ensembles' window forecasts, with ``fc``'s columns: groups by series then window
+    (the order :func:`_member_groups` makes them in), steps in time order."""
+    horizon = blocks.horizon
+    lead = groups.lead
+    ens_ids = blocks.series_ids[blocks.series[lead]]
+    frame: dict[str, Any] = {
+        ID: np.repeat(ens_ids, horizon),
+        "model": np.repeat(names.reindex(ens_ids).to_numpy(dtype=object), horizon),
+        "window": np.repeat(blocks.window[lead], horizon),
+        "cutoff": np.repeat(fc["cutoff"].to_numpy()[lead * horizon], horizon),
+        "ds": blocks.block(fc["ds"].to_numpy())[lead].reshape(-1),
+        "step": np.tile(np.arange(1, horizon + 1, dtype=np.int64), len(lead)),
+        "y": blocks.block(blocks.y)[lead].reshape(-1),
+        **{c: v.reshape(-1) for c, v in means.items()},
+    }
+    ens = pd.DataFrame(frame)
+    return ens[[c for c in fc.columns if c in ens.columns]]
+
+
+def _ensemble_scores(
+    ens: pd.DataFrame,
+    blocks: _WindowBlocks,
+    groups: _MemberGroups,
+    means: dict[str, Floats],
+    layout: Layout,
+    metrics: Sequence[Metric],
+    season_length: int,
+) -> pd.DataFrame | None:
+    """The ensembles' score rows (``SCORE_COLUMNS`` and one column per metric), by cutoff then
+    series as the backtest's scores come; None when a series has no history in ``layout``."""
+    horizon, lead = blocks.horizon, groups.lead
+    ens_ids = ens[ID].to_numpy()[::horizon]
+    at = pd.Index(layout.ids).get_indexer(ens_ids)
+    if (at < 0).any():
+        return None
+    cutoffs = ens["cutoff"].to_numpy()[::horizon]
+    starts, lengths = layout.starts, layout.lengths
+    counts = rows_up_to(layout.frame["ds"].to_numpy(), starts[at], lengths[at], cutoffs)
+
+    def scale(powers: Sequence[int]) -> np.ndarray:
+        y_hist = layout.frame["y"].to_numpy(dtype=float)
+        values = series_scales(y_hist, starts, lengths, at, counts, season_length, powers)
+        return np.asarray(values, dtype=float)
+
+    levels = [int(c.split("_")[-1]) for c in means if c.startswith("yhat_lo_")]
+    bounds = {lv: (means[f"yhat_lo_{lv}"], means[f"yhat_hi_{lv}"]) for lv in levels}
+    y = blocks.block(blocks.y)[lead]
+    values = block_scores(metrics, y, means["yhat"], bounds, scale)
+    if values is None:
+        return None
+    scored = pd.DataFrame(
+        {
+            ID: ens_ids,
+            "model": ens["model"].to_numpy()[::horizon],
+            "window": blocks.window[lead],
+            "cutoff": cutoffs,
+            "status": "ok",
+            "reason": "",
+            **values,
+        }
+    )
+    # Rows by cutoff, then series, as the backtest's scores (evaluate's order) come.
+    scored = scored.iloc[np.lexsort((blocks.series[lead], blocks.block(blocks.cutoff)[lead, 0]))]
     columns = [*SCORE_COLUMNS, *(metric_name(m) for m in metrics)]
-    return scored[columns], ens[[c for c in backtest.forecasts.columns if c in ens.columns]]
+    return scored[columns].reset_index(drop=True)
 
 
 def _ensemble_names(top: pd.DataFrame) -> pd.Series:
@@ -251,135 +445,6 @@ def _ensemble_names(top: pd.DataFrame) -> pd.Series:
         for combo in combos
     ]
     return pd.Series(np.asarray(labels, dtype=object)[combo_of.reshape(-1)], index=series)
-
-
-def _ensembles_blockwise(
-    top: pd.DataFrame,
-    names: pd.Series,
-    backtest: BacktestResult,
-    layout: Layout,
-    metrics: Sequence[Metric],
-) -> tuple[pd.DataFrame, pd.DataFrame] | None:
-    """:func:`_ensembles` on the window forecasts as blocks of ``horizon`` steps, the layout
-    the backtest stores them in: the same rows and the same bits, without grouping strings.
-
-    None when the forecasts are not so laid out (then the frame-based way does it).
-    """
-    fc = backtest.forecasts
-    horizon = backtest.horizon
-    if horizon < 1 or len(fc) % horizon or fc.empty:
-        return None
-    blocks = len(fc) // horizon
-    series_codes, series_ids = factorize_runs(fc[ID].to_numpy(dtype=object), sort=True)
-    model_codes, model_names = factorize_runs(fc["model"].to_numpy(dtype=object), sort=True)
-    window = fc["window"].to_numpy()
-    step = fc["step"].to_numpy()
-    ticks = fc["ds"].to_numpy().view(np.int64)
-    cutoff = fc["cutoff"].to_numpy().view(np.int64)
-    y = fc["y"].to_numpy(dtype=float)
-
-    def block(values: np.ndarray) -> np.ndarray:
-        return values.reshape(blocks, horizon)
-
-    for values in (series_codes, model_codes, window, cutoff):
-        if not bool(np.all(block(values) == block(values)[:, :1])):
-            return None
-    if not bool(np.all(block(step) == np.arange(1, horizon + 1))):
-        return None
-    if horizon > 1 and not bool(np.all(np.diff(block(ticks), axis=1) > 0)):
-        return None
-    nat = np.iinfo(np.int64).min
-    if np.isnan(y).any() or (ticks == nat).any() or (cutoff == nat).any():
-        return None
-    b_series = block(series_codes)[:, 0]
-    b_model = block(model_codes)[:, 0]
-    b_window = block(window)[:, 0]
-    # Each series' members, in the order their blocks come (the order pandas would add them).
-    wanted = pd.MultiIndex.from_arrays([top[ID].to_numpy(), top["model"].to_numpy()])
-    have = pd.MultiIndex.from_arrays([series_ids[b_series], model_names[b_model]])
-    member = np.flatnonzero(have.isin(wanted))
-    n_windows = int(b_window.max()) + 1 if len(b_window) else 0
-    group = b_series[member] * n_windows + b_window[member]
-    order = np.argsort(group, kind="stable")
-    member, group = member[order], group[order]
-    firsts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
-    sizes = np.diff(np.r_[firsts, len(group)])
-    slot = np.arange(len(group)) - np.repeat(firsts, sizes)
-    lead = member[firsts]  # a block that stands for its (series, window) group
-    lead_of = np.repeat(lead, sizes)
-    for values in (ticks, y, cutoff):
-        if not bool(np.all(block(values)[member] == block(values)[lead_of])):
-            return None
-    levels = [int(c.split("_")[-1]) for c in fc.columns if c.startswith("yhat_lo_")]
-    value_columns = ["yhat", *interval_columns(levels)]
-    width = int(sizes.max())
-    means: dict[str, np.ndarray] = {}
-    for column in value_columns:
-        stacked = np.full((width, len(firsts), horizon), np.nan)
-        stacked[slot, np.repeat(np.arange(len(firsts)), sizes)] = block(
-            fc[column].to_numpy(dtype=float)
-        )[member]
-        running = RunningMean((len(firsts), horizon))
-        for k in range(width):
-            running.add(stacked[k])
-        mean = running.mean()
-        # An interval bound is averaged only when every member has it; else it stays missing.
-        mean[running.count != sizes[:, None]] = np.nan
-        means[column] = mean
-    # Rows as the frame-based way sorts them: series, window, then time.
-    rank = np.lexsort((b_window[lead], b_series[lead]))
-    lead, means = lead[rank], {c: v[rank] for c, v in means.items()}
-    groups = len(lead)
-    ens_ids = series_ids[b_series[lead]]
-    ens_names = names.reindex(ens_ids).to_numpy(dtype=object)
-    frame: dict[str, Any] = {
-        ID: np.repeat(ens_ids, horizon),
-        "model": np.repeat(ens_names, horizon),
-        "window": np.repeat(b_window[lead], horizon),
-        "cutoff": np.repeat(fc["cutoff"].to_numpy()[lead * horizon], horizon),
-        "ds": block(fc["ds"].to_numpy())[lead].reshape(-1),
-        "step": np.tile(np.arange(1, horizon + 1, dtype=np.int64), groups),
-        "y": block(y)[lead].reshape(-1),
-        **{c: v.reshape(-1) for c, v in means.items()},
-    }
-    ens = pd.DataFrame(frame)
-    ens = ens[[c for c in fc.columns if c in ens.columns]]
-
-    starts, lengths = layout.starts, layout.lengths
-    at = pd.Index(layout.ids).get_indexer(ens_ids)
-    if (at < 0).any():
-        return None  # a series without history: the frame-based way gives its scale
-    cutoffs = fc["cutoff"].to_numpy()[lead * horizon]
-    counts = rows_up_to(layout.frame["ds"].to_numpy(), starts[at], lengths[at], cutoffs)
-
-    def scale(powers: Sequence[int]) -> np.ndarray:
-        y_hist = layout.frame["y"].to_numpy(dtype=float)
-        values = series_scales(y_hist, starts, lengths, at, counts, backtest.season_length, powers)
-        return np.asarray(values, dtype=float)
-
-    bounds = {
-        level: (means[f"yhat_lo_{level}"], means[f"yhat_hi_{level}"])
-        for level in levels
-        if f"yhat_lo_{level}" in means
-    }
-    values = block_scores(metrics, block(y)[lead], means["yhat"], bounds, scale)
-    if values is None:
-        return None
-    scored = pd.DataFrame(
-        {
-            ID: ens_ids,
-            "model": ens_names,
-            "window": b_window[lead],
-            "cutoff": fc["cutoff"].to_numpy()[lead * horizon],
-            "status": "ok",
-            "reason": "",
-            **values,
-        }
-    )
-    # evaluate() returns its rows by cutoff, then series.
-    scored = scored.iloc[np.lexsort((b_series[lead], block(cutoff)[lead, 0]))]
-    columns = [*SCORE_COLUMNS, *(metric_name(m) for m in metrics)]
-    return scored[columns].reset_index(drop=True), ens
 
 
 def select(
@@ -482,34 +547,13 @@ def _table(
     once; what is left per series is putting its sentence and its lists together.
     """
     uids = series.index
-    n_series = len(uids)
     n_windows = series["windows"].to_numpy().astype(int).tolist()
     tried = series["models"].tolist()
     notes = series["note"].tolist()
-    # Each series' ranked models and scores (ranked is grouped by series, best first).
-    spans: list[tuple[int, int]] = [(0, 0)] * n_series
-    best_score = np.full(n_series, np.nan)
     models: list[str] = ranked["model"].tolist()
     scores: list[float] = ranked["score"].astype(float).tolist()
-    tied: list[bool] = []
-    if len(ranked):
-        at = uids.get_indexer(ranked[ID])
-        starts = np.flatnonzero(np.r_[True, at[1:] != at[:-1]])
-        stops = np.r_[starts[1:], len(at)]
-        for k, a, b in zip(at[starts].tolist(), starts.tolist(), stops.tolist(), strict=True):
-            spans[k] = (a, b)
-        values = ranked["score"].to_numpy(dtype=float)
-        best_score[at[starts]] = values[starts]
-        tied = _tie(values, np.repeat(values[starts], stops - starts)).tolist()
-    ens_name: list[Any] = [None] * n_series
-    ens_score = np.full(n_series, np.nan)
-    if len(ens_mean):
-        found = uids.get_indexer(ens_mean.index)
-        mine = found >= 0
-        names = ens_mean["model"].to_numpy(dtype=object)
-        for k, name in zip(found[mine].tolist(), names[mine].tolist(), strict=True):
-            ens_name[k] = name
-        ens_score[found[mine]] = ens_mean[metric].to_numpy(dtype=float)[mine]
+    spans, best_score, tied = _spans(uids, ranked)
+    ens_name, ens_score = _ensemble_of(uids, ens_mean, metric)
     with np.errstate(invalid="ignore"):
         beats = (ens_score < best_score) & ~_tie(ens_score, best_score)
     rows = []
@@ -535,6 +579,42 @@ def _table(
     return pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
 
 
+def _spans(
+    uids: pd.Index, ranked: pd.DataFrame
+) -> tuple[list[tuple[int, int]], np.ndarray, list[bool]]:
+    """Where each series' models are in ``ranked`` (grouped by series, best first), each
+    series' best score, and per ranked row whether it ties with its series' best."""
+    spans: list[tuple[int, int]] = [(0, 0)] * len(uids)
+    best_score = np.full(len(uids), np.nan)
+    tied: list[bool] = []
+    if len(ranked):
+        at = uids.get_indexer(ranked[ID])
+        starts = np.flatnonzero(np.r_[True, at[1:] != at[:-1]])
+        stops = np.r_[starts[1:], len(at)]
+        for k, a, b in zip(at[starts].tolist(), starts.tolist(), stops.tolist(), strict=True):
+            spans[k] = (a, b)
+        values = ranked["score"].to_numpy(dtype=float)
+        best_score[at[starts]] = values[starts]
+        tied = _tie(values, np.repeat(values[starts], stops - starts)).tolist()
+    return spans, best_score, tied
+
+
+def _ensemble_of(
+    uids: pd.Index, ens_mean: pd.DataFrame, metric: str
+) -> tuple[list[Any], np.ndarray]:
+    """Each series' ensemble name (None without one) and its mean score (NaN without one)."""
+    ens_name: list[Any] = [None] * len(uids)
+    ens_score = np.full(len(uids), np.nan)
+    if len(ens_mean):
+        found = uids.get_indexer(ens_mean.index)
+        mine = found >= 0
+        names = ens_mean["model"].to_numpy(dtype=object)
+        for k, name in zip(found[mine].tolist(), names[mine].tolist(), strict=True):
+            ens_name[k] = name
+        ens_score[found[mine]] = ens_mean[metric].to_numpy(dtype=float)[mine]
+    return ens_name, ens_score
+
+
 def _choose(
     uid: Any,
     order: list[str],
@@ -555,17 +635,7 @@ def _choose(
     row: dict[str, Any] = {ID: uid, "metric": metric, "windows": n_windows, "candidates": tried}
     plural = "window" if n_windows == 1 else "windows"
     if not order:
-        simplest = sorted(tried, key=complexity_rank) or ["Naive"]
-        why = note if n_windows == 0 else f"no candidate scored in every window: {failures}"
-        return {
-            **row,
-            "model": simplest[0],
-            "source": "selected",
-            "members": simplest[:1],
-            "fallbacks": simplest[1:],
-            "score": np.nan,
-            "reason": f"{simplest[0]}: not chosen on scores ({why}); the simplest eligible model",
-        }
+        return _unscored(row, tried, n_windows, note, failures)
     best, best_score = order[0], float(scores[0])
     reason = (
         f"{best}: {label} {_fmt(best_score)} over {n_windows} {plural}, {_candidates(len(order))}"
@@ -596,4 +666,21 @@ def _choose(
         "fallbacks": order[1:],
         "score": best_score,
         "reason": reason,
+    }
+
+
+def _unscored(
+    row: dict[str, Any], tried: list[str], n_windows: int, note: str, failures: str
+) -> dict[str, Any]:
+    """The selection row of a series no candidate was scored on: the simplest routed model."""
+    simplest = sorted(tried, key=complexity_rank) or ["Naive"]
+    why = note if n_windows == 0 else f"no candidate scored in every window: {failures}"
+    return {
+        **row,
+        "model": simplest[0],
+        "source": "selected",
+        "members": simplest[:1],
+        "fallbacks": simplest[1:],
+        "score": np.nan,
+        "reason": f"{simplest[0]}: not chosen on scores ({why}); the simplest eligible model",
     }

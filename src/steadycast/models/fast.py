@@ -1,7 +1,7 @@
 """The fast tier: baseline models computed for a whole batch of series at once, with numpy.
 
-statsforecast fits one series at a time, so even seasonal naive costs about 0.13 ms a series,
-nearly all of it per-series overhead: minutes for a million series before any real model runs.
+statsforecast fits one series at a time, so even seasonal naive costs a per-series overhead
+that adds up to minutes for a million series before any real model runs.
 The models here give the same forecasts as statsforecast's implementations (same formulas, same
 interval formulas, float64) but compute every series of a batch in a few array operations.
 
@@ -28,9 +28,8 @@ The same behaviour as the statsforecast-backed built-ins of ``statistical.py``:
   optimised exactly as statsforecast's ``SimpleExponentialSmoothingOptimized`` does (the same
   golden-section search on [0.01, 0.99], run for every series in lockstep: the same alpha, bit
   for bit). The search makes up to 58 passes over the history, one numpy call per time step and
-  pass, so it needs wide batches to pay: on 672-point hourly series it costs about 0.6x
-  statsforecast's time per series at 10,000 series a call, about 1x at 2,000 and about 1.6x at
-  500. A fixed alpha is one pass (about 0.3x at 10,000).
+  pass, so it needs wide batches to pay (bench/fast_tier.py measures where). A fixed alpha is
+  one pass.
 
 Intervals come only where statsforecast's ``forecast`` gives them natively: Naive, SeasonalNaive
 and HistoricAverage (normal quantiles times the in-sample residual standard deviation, with their

@@ -33,20 +33,18 @@ How, and why this way:
   MemoryError instead of a visit from the kernel's OOM killer.
 - **Model output is thrown away**: file descriptors 1 and 2 of model code are /dev/null, so a
   plugin printing megabytes can neither block on a full pipe nor fill a disk.
-- **Workers are warm and reused**: each imports pandas and statsforecast once (about 2 s) and
-  then serves tasks; a worker that was killed or ran out of memory is replaced at once.
+- **Workers are warm and reused**: each imports pandas and statsforecast once (the slow part of
+  a start) and then serves tasks; a worker that was killed or ran out of memory is replaced at once.
 - **Models are created inside the worker** from the registry by name, so a plugin is imported
   there and its import crash is contained like any other.
 - **Resources are accounted per model name** (``usage()``): the worker's CPU time (user + system,
   including reaped children) over each task, and its peak RSS during the task (VmHWM, reset per
   task), read by the parent from /proc via psutil, also for tasks that were killed.
 
-Measured cost on the 2-core development machine (Python 3.11, shared with other work, so rough):
-starting a worker takes about 2 s (the imports of pandas and statsforecast); on a warm worker a
-task costs about 4 ms beyond the model's own time for one 700-point hourly series, and about
-30 ms for 500 such series (350k rows pickled there and back over a socket, plus two /proc
-reads). ``run_model`` pays the 2 s start on every call, so anything that runs more than a
-handful of tasks should hold an ``IsolatedRunner`` open.
+Cost: starting a worker is dominated by the imports of pandas and statsforecast; on a warm
+worker a task adds only the pickling of its frames there and back over a socket and two /proc
+reads to the model's own time. ``run_model`` pays the start on every call, so anything that runs
+more than a handful of tasks should hold an ``IsolatedRunner`` open.
 """
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
 """The built-in global model: LightGBM over lags and calendar features, through mlforecast.
 
 A global model learns one function across all the series of a batch, which is what makes it
-scale where a per-series auto model cannot (STACK-NOTES: 1,000 hourly series fit and predict in
-about 2.6 s). Choices, and why:
+scale where a per-series auto model cannot (figures in the benchmarks). Choices, and why:
 
 - **lags** 1, each season and twice the main season (for hourly data with seasons 24 and 168:
   1, 24, 48, 168, 336). A lag is used for a series only when the series is at least twice as
@@ -13,7 +12,7 @@ about 2.6 s). Choices, and why:
   below a day, weekday and month for daily data, month above that;
 - **a local standard scaler** on the target, so series of very different levels share one model;
 - ``num_threads=1`` and ``verbosity=-1``: the platform parallelises across processes, and
-  LightGBM's OpenMP threads spin on a 2-core machine (about 40x slower, see STACK-NOTES);
+  LightGBM's OpenMP threads spin when processes already fill the cores;
 - **intervals** are mlforecast's conformal intervals (two calibration windows of one horizon).
   Calibration fits the model on the history without those windows, so that shorter history must
   itself pass the lag rule above (``windows * horizon + 2 * max lag`` points; with fewer, every

@@ -311,8 +311,8 @@ class AutoTheta(_SeasonalAuto):
 
 
 class AutoARIMA(_SeasonalAuto):
-    """ARIMA chosen stepwise; ``approximation=True`` by default (about 10x faster on hourly
-    series, same accuracy in our measurements: see STACK-NOTES)."""
+    """ARIMA chosen stepwise; ``approximation=True`` by default (much faster on long series, with
+    the same accuracy in the benchmarks)."""
 
     name = "AutoARIMA"
     capabilities = Capabilities(intervals=True, min_history=4, cost="full")

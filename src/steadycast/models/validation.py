@@ -151,91 +151,146 @@ def validate_against(
         return _fail_all(
             ids, task, f"{who} returned a {type(frame).__name__}, not a pandas DataFrame"
         )
+    levels_given = _levels_given(frame, task, who)
+    if isinstance(levels_given, str):
+        return _fail_all(ids, task, levels_given)
+    output = _read_output(frame, ids, levels_given, who)
+    if isinstance(output, str):
+        return _fail_all(ids, task, output)
+    failures = _series_failures(output, ids, np.asarray(last, dtype="datetime64[ns]"), task, who)
+    for level in levels_given:
+        _check_interval(output.values, output.codes, ids, level, who, failures.add)
+    return _canonical(output, ids, failures.reasons, task, levels_given)
+
+
+def _levels_given(frame: pd.DataFrame, task: ForecastTask, who: str) -> list[int] | str:
+    """The task's levels whose two bounds the frame has, or why the frame is unusable as a
+    whole (a required column missing, or one bound of a level without the other)."""
     missing = [c for c in REQUIRED if c not in frame.columns]
     if missing:
-        return _fail_all(
-            ids,
-            task,
+        return (
             f"{who} returned no column {', '.join(map(repr, missing))} "
-            f"(columns: {', '.join(map(str, frame.columns))})",
+            f"(columns: {', '.join(map(str, frame.columns))})"
         )
     levels_given: list[int] = []
     for level in task.levels:
         lo, hi = f"yhat_lo_{level}", f"yhat_hi_{level}"
         if (lo in frame.columns) != (hi in frame.columns):
             absent = hi if lo in frame.columns else lo
-            return _fail_all(
-                ids, task, f"{who} returned one bound of the {level}% interval but no {absent!r}"
-            )
+            return f"{who} returned one bound of the {level}% interval but no {absent!r}"
         if lo in frame.columns:
             levels_given.append(level)
+    return levels_given
 
+
+@dataclass(frozen=True)
+class _Output:
+    """A model's rows for known series, as arrays: each row's series (its position in ``ids``),
+    timestamp and values (``yhat`` and the bounds given), plus the ids that were not known."""
+
+    codes: npt.NDArray[np.intp]
+    stamps: npt.NDArray[np.datetime64]
+    values: dict[str, npt.NDArray[np.float64]]
+    unknown_ids: list[Any]
+
+    @property
+    def ticks(self) -> npt.NDArray[np.int64]:
+        return self.stamps.view(np.int64)
+
+
+def _read_output(
+    frame: pd.DataFrame, ids: npt.NDArray[Any], levels_given: list[int], who: str
+) -> _Output | str:
+    """The frame's rows as arrays, rows of unknown series dropped; or why ``ds`` is unusable."""
     out_ids = frame["unique_id"].astype(str).to_numpy(dtype=object)
     try:
         stamps = to_naive_utc(frame["ds"]).to_numpy()
     except (ValueError, TypeError, OverflowError) as exc:
-        return _fail_all(ids, task, f"{who} returned a 'ds' column that is not timestamps ({exc})")
+        return f"{who} returned a 'ds' column that is not timestamps ({exc})"
     value_columns = ["yhat", *interval_columns(levels_given)]
     values = {
         column: pd.to_numeric(frame[column], errors="coerce").astype("float64").to_numpy()
         for column in value_columns
     }
-
     codes = pd.Index(ids).get_indexer(out_ids) if len(ids) else np.full(len(out_ids), -1)
     known = codes >= 0
     unknown_ids = list(dict.fromkeys(out_ids[~known]))
     if not known.all():
         codes, stamps = codes[known], stamps[known]
         values = {column: v[known] for column, v in values.items()}
-    ticks = stamps.view(np.int64)
+    return _Output(codes, stamps, values, unknown_ids)
 
-    failures: dict[str, list[str]] = {}
 
-    def fail(uid: str, reason: str) -> None:
-        failures.setdefault(uid, []).append(reason)
+class _Failures:
+    """Reasons per series id, in the order they were found."""
 
+    def __init__(self) -> None:
+        self.reasons: dict[str, list[str]] = {}
+
+    def add(self, uid: str, reason: str) -> None:
+        self.reasons.setdefault(uid, []).append(reason)
+
+
+def _series_failures(
+    output: _Output,
+    ids: npt.NDArray[Any],
+    last: npt.NDArray[np.datetime64],
+    task: ForecastTask,
+    who: str,
+) -> _Failures:
+    """The row-count, timestamp and ``yhat`` problems of each series (intervals come after)."""
+    failures = _Failures()
+    codes, stamps, ticks = output.codes, output.stamps, output.ticks
     counts = np.bincount(codes, minlength=len(ids))
     stray = ""
-    if unknown_ids:
-        shown = ", ".join(map(repr, unknown_ids[:3])) + (", ..." if len(unknown_ids) > 3 else "")
+    if output.unknown_ids:
+        unknown = output.unknown_ids
+        shown = ", ".join(map(repr, unknown[:3])) + (", ..." if len(unknown) > 3 else "")
         stray = f" (the output has ids that are not in the history: {shown})"
     for code in np.flatnonzero(counts != task.horizon):
         count = int(counts[code])
         if count == 0:
-            fail(str(ids[code]), f"missing from the output of {who}{stray}")
+            failures.add(str(ids[code]), f"missing from the output of {who}{stray}")
         else:
-            fail(
+            failures.add(
                 str(ids[code]),
                 f"{who} returned {count} rows, expected {task.horizon} (the horizon)",
             )
-
     duplicated = _duplicated(codes, ticks)
     if duplicated.any():
         for uid_code, first in _first_by_series(codes, stamps, duplicated):
-            fail(str(ids[uid_code]), f"{who} returned duplicate timestamps, first {_fmt(first)}")
-
-    off_grid = ~_on_grid(codes, ticks, np.asarray(last, dtype="datetime64[ns]"), task)
+            reason = f"{who} returned duplicate timestamps, first {_fmt(first)}"
+            failures.add(str(ids[uid_code]), reason)
+    off_grid = ~_on_grid(codes, ticks, last, task)
     if off_grid.any():
         step = pd.tseries.frequencies.to_offset(task.frequency)
         for uid_code, first in _first_by_series(codes, stamps, off_grid):
             first_expected = pd.Timestamp(last[uid_code]) + step
-            fail(
+            failures.add(
                 str(ids[uid_code]),
                 f"{who} returned timestamps off the forecast grid, first {_fmt(first)}; "
                 f"expected {task.horizon} steps of {task.frequency} from {_fmt(first_expected)}",
             )
+    for code in pd.unique(codes[~np.isfinite(output.values["yhat"])]):
+        failures.add(str(ids[code]), f"{who} returned non-finite yhat (NaN or infinite)")
+    return failures
 
+
+def _canonical(
+    output: _Output,
+    ids: npt.NDArray[Any],
+    failures: dict[str, list[str]],
+    task: ForecastTask,
+    levels_given: list[int],
+) -> Validated:
+    """The rows of the series without failures in canonical form, series in ``ids`` order and
+    by time, bounds clipped to the forecast (within the order tolerance already checked)."""
+    values, codes, ticks = dict(output.values), output.codes, output.ticks
     yhat = values["yhat"]
-    for code in pd.unique(codes[~np.isfinite(yhat)]):
-        fail(str(ids[code]), f"{who} returned non-finite yhat (NaN or infinite)")
-    for level in levels_given:
-        _check_interval(values, codes, ids, level, who, fail)
-
     for level in levels_given:
         lo, hi = f"yhat_lo_{level}", f"yhat_hi_{level}"
         values[lo] = np.where(np.isnan(values[lo]), np.nan, np.fmin(values[lo], yhat))
         values[hi] = np.where(np.isnan(values[hi]), np.nan, np.fmax(values[hi], yhat))
-
     bad = np.zeros(len(ids), dtype=bool)
     if failures:
         bad[pd.Index(ids).get_indexer(list(failures))] = True
@@ -244,7 +299,7 @@ def validate_against(
     series = codes[order].astype(np.int64)
     columns: dict[str, Any] = {
         "unique_id": ids[series],
-        "ds": stamps[order],
+        "ds": output.stamps[order],
         "yhat": yhat[order],
     }
     for column in interval_columns(task.levels):

@@ -114,39 +114,7 @@ def build_timeline(
         raise UsageError(f"start {start!r} must be a plain date; the zone comes from timezone")
     spd = FREQUENCIES[frequency]
     dates = pd.date_range(first, periods=days, freq="D")
-    if spd == 1:
-        local = pd.DatetimeIndex(dates)
-        day = np.arange(days, dtype=np.int64)
-        slot = np.zeros(days, dtype=np.int64)
-        ambiguous = np.zeros(days, dtype=bool)
-        skipped: tuple[tuple[int, np.ndarray], ...] = ()
-        repeated: tuple[np.ndarray, ...] = ()
-    else:
-        lo = first.tz_localize(timezone)
-        hi = (first + pd.Timedelta(days=days)).tz_localize(timezone)
-        instants = pd.date_range(lo, hi, freq=frequency, inclusive="left")
-        local = instants.tz_convert(timezone).tz_localize(None)
-        day = np.asarray((local.normalize() - first).days, dtype=np.int64)
-        minutes = np.asarray(local.hour * 60 + local.minute, dtype=np.int64)
-        slot = minutes // int(24 * 60 / spd)
-        ambiguous = np.asarray(local.duplicated(keep=False))
-        second = np.flatnonzero(np.asarray(local.duplicated(keep="first")))
-        # Second occurrences of one change are consecutive steps; a new change starts a group.
-        repeated = (
-            tuple(np.split(second, np.flatnonzero(np.diff(second) > 1) + 1)) if len(second) else ()
-        )
-        step = pd.Timedelta(frequency)
-        jumps = np.flatnonzero(np.diff(local.asi8) > step.value)
-        skipped = tuple(
-            (
-                int(i),
-                np.asarray(
-                    pd.date_range(local[i] + step, local[i + 1] - step, freq=step),
-                    dtype="datetime64[us]",
-                ),
-            )
-            for i in jumps
-        )
+    steps = _daily_steps(dates) if spd == 1 else _local_steps(first, days, frequency, timezone, spd)
     weekday = dates.weekday.to_numpy()
     hol = tuple(holidays(range(dates[0].year, dates[-1].year + 1)))
     is_holiday = np.isin(dates.date, np.array(hol, dtype=object))
@@ -157,13 +125,73 @@ def build_timeline(
         frequency=frequency,
         timezone=timezone,
         steps_per_day=spd,
-        ds=np.asarray(local, dtype="datetime64[us]"),
-        day=day,
-        slot=slot,
+        ds=np.asarray(steps.local, dtype="datetime64[us]"),
+        day=steps.day,
+        slot=steps.slot,
         day_kind=day_kind,
         temperature=temperature(dates, rng),
         holidays=hol,
-        ambiguous=ambiguous,
+        ambiguous=steps.ambiguous,
+        skipped=steps.skipped,
+        repeated=steps.repeated,
+    )
+
+
+@dataclass(frozen=True)
+class _Steps:
+    """The local time of every step, its day and slot, and the clock changes among them."""
+
+    local: pd.DatetimeIndex
+    day: np.ndarray
+    slot: np.ndarray
+    ambiguous: np.ndarray
+    skipped: tuple[tuple[int, np.ndarray], ...]
+    repeated: tuple[np.ndarray, ...]
+
+
+def _daily_steps(dates: pd.DatetimeIndex) -> _Steps:
+    """One step a day: no local hour to skip or repeat."""
+    days = len(dates)
+    return _Steps(
+        local=pd.DatetimeIndex(dates),
+        day=np.arange(days, dtype=np.int64),
+        slot=np.zeros(days, dtype=np.int64),
+        ambiguous=np.zeros(days, dtype=bool),
+        skipped=(),
+        repeated=(),
+    )
+
+
+def _local_steps(first: pd.Timestamp, days: int, frequency: str, timezone: str, spd: int) -> _Steps:
+    """Sub-daily steps: every instant of the local days, read on the local clock, so a clock
+    change skips or repeats local times."""
+    lo = first.tz_localize(timezone)
+    hi = (first + pd.Timedelta(days=days)).tz_localize(timezone)
+    instants = pd.date_range(lo, hi, freq=frequency, inclusive="left")
+    local = instants.tz_convert(timezone).tz_localize(None)
+    minutes = np.asarray(local.hour * 60 + local.minute, dtype=np.int64)
+    second = np.flatnonzero(np.asarray(local.duplicated(keep="first")))
+    # Second occurrences of one change are consecutive steps; a new change starts a group.
+    repeated = (
+        tuple(np.split(second, np.flatnonzero(np.diff(second) > 1) + 1)) if len(second) else ()
+    )
+    step = pd.Timedelta(frequency)
+    jumps = np.flatnonzero(np.diff(local.asi8) > step.value)
+    skipped = tuple(
+        (
+            int(i),
+            np.asarray(
+                pd.date_range(local[i] + step, local[i + 1] - step, freq=step),
+                dtype="datetime64[us]",
+            ),
+        )
+        for i in jumps
+    )
+    return _Steps(
+        local=local,
+        day=np.asarray((local.normalize() - first).days, dtype=np.int64),
+        slot=minutes // int(24 * 60 / spd),
+        ambiguous=np.asarray(local.duplicated(keep=False)),
         skipped=skipped,
         repeated=repeated,
     )

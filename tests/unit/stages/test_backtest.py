@@ -13,9 +13,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from steadycast.errors import ModelError
-from steadycast.forecasting.backtest import BacktestResult, backtest, model_history
-from steadycast.forecasting.segments import Layout
-from steadycast.forecasting.selection import Selection, select
+from steadycast.forecasting._segments import Layout
+from steadycast.forecasting.backtest import (
+    SCORE_COLUMNS,
+    BacktestResult,
+    backtest,
+    interval_columns,
+    model_history,
+    wide_for_metrics,
+)
+from steadycast.forecasting.metrics import evaluate, metric_name
+from steadycast.forecasting.selection import Selection, ensemble_name, select
 from steadycast.models.base import Capabilities, ForecastTask
 
 ModelFn = Callable[[pd.DataFrame, ForecastTask], pd.DataFrame]
@@ -493,6 +501,40 @@ def test_output_unusable_as_a_whole_fails_every_series_of_the_call() -> None:
     assert (result.scores.loc[result.scores["model"] == "Naive", "status"] == "ok").all()
 
 
+def frame_based_ensembles(
+    ranked: pd.DataFrame,
+    result: BacktestResult,
+    layout: Layout,
+    metrics: list[Any],
+    top_k: int,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The ensemble rule written with pandas group-bys: the mean of each series' top-k models
+    per window and step (a bound only when every member has it), scored with ``evaluate``."""
+    top = ranked.sort_values(["unique_id", "score"], kind="stable")
+    top = top.groupby("unique_id", sort=False).head(top_k)
+    top = top[top.groupby("unique_id")["model"].transform("size") >= 2]
+    if top.empty:
+        return pd.DataFrame(), pd.DataFrame()
+    names = top.groupby("unique_id")["model"].agg(lambda m: ensemble_name(list(m)))
+    fc = result.forecasts.merge(top[["unique_id", "model"]], on=["unique_id", "model"])
+    levels = [int(c.split("_")[-1]) for c in fc.columns if c.startswith("yhat_lo_")]
+    values = ["yhat", *interval_columns(levels)]
+    keys = ["unique_id", "window", "cutoff", "ds", "step", "y"]
+    mean = fc.groupby(keys, sort=True)[values].mean()
+    complete = fc.groupby(keys, sort=True)[values].count()
+    n_members = fc.groupby(keys, sort=True)["model"].size()
+    ens = mean.where(complete.eq(n_members, axis=0)).reset_index()
+    ens["model"] = ens["unique_id"].map(names)
+    wide, models = wide_for_metrics(ens, levels)
+    scored = evaluate(wide, metrics, models, layout.frame, result.season_length)
+    windows = ens[["unique_id", "model", "cutoff", "window"]].drop_duplicates()
+    scored = scored.merge(windows, on=["unique_id", "model", "cutoff"], how="inner")
+    scored["status"] = "ok"
+    scored["reason"] = ""
+    columns = [*SCORE_COLUMNS, *(metric_name(m) for m in metrics)]
+    return scored[columns], ens[[c for c in result.forecasts.columns if c in ens.columns]]
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_blockwise_ensembles_are_the_frame_based_mean(
     seed: int, monkeypatch: pytest.MonkeyPatch
@@ -519,9 +561,32 @@ def test_blockwise_ensembles_are_the_frame_based_mean(
         capabilities=caps,
     )
     blockwise = select(result, history, metric="rmsse", ensemble_top_k=3, levels=TASK.levels)
-    monkeypatch.setattr(selection_module, "_ensembles_blockwise", lambda *args: None)
+    assert blockwise.scores["model"].str.startswith("Ensemble(").any()
+    monkeypatch.setattr(selection_module, "_ensembles", frame_based_ensembles)
     general = select(result, history, metric="rmsse", ensemble_top_k=3, levels=TASK.levels)
     for name in ("table", "scores", "forecasts"):
         pd.testing.assert_frame_equal(
             getattr(blockwise, name), getattr(general, name), check_exact=True, obj=name
         )
+
+
+def test_window_forecasts_not_in_blocks_get_no_ensemble_and_keep_the_single_ranking() -> None:
+    # A series repeating a timestamp (history the prepare stage never hands over): the backtest
+    # joins it the general way, its window forecasts are not blocks of one horizon.
+    history = frame({f"s{i}": truth(pd.Series(pd.date_range(START, periods=40))) for i in range(2)})
+    history = pd.concat([history, history.iloc[[35]]], ignore_index=True)
+    models = {"Over": planted(0.5), "Under": planted(-0.7), "Naive": echo}
+    result = backtest(
+        history,
+        routing(history["unique_id"].unique(), list(models)),
+        TASK,
+        windows=2,
+        runner=FakeRunner(models),
+    )
+    # The case: a window forecast holding one time twice, not a block of steps in time order.
+    assert result.forecasts.duplicated(["unique_id", "model", "window", "ds"]).any()
+    chosen = select(result, history, metric="mase", ensemble_top_k=2)
+    single = select(result, history, metric="mase", ensemble_top_k=0)
+    assert not chosen.scores["model"].str.startswith("Ensemble(").any()
+    pd.testing.assert_frame_equal(chosen.table, single.table, check_exact=True)
+    assert chosen.table.set_index("unique_id")["model"].to_dict() == {"s0": "Over", "s1": "Over"}

@@ -33,7 +33,6 @@ __all__ = [
     "rows_of",
     "rows_up_to",
     "runs",
-    "sort_order",
     "sorted_runs",
 ]
 
@@ -109,12 +108,6 @@ def _in_time(times: npt.NDArray[Any], starts: Ints) -> bool:
     with np.errstate(invalid="ignore"):
         back = within & ~(times[1:] >= times[:-1])
     return not bool(back.any())
-
-
-def sort_order(ids: npt.NDArray[Any], times: npt.NDArray[Any]) -> Ints | None:
-    """The stable order that sorts rows by id then time, or None when they already are
-    (see :func:`sorted_runs`)."""
-    return sorted_runs(ids, times)[0]
 
 
 def comparable(values: pd.Series) -> npt.NDArray[Any]:
