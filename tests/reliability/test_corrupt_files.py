@@ -34,7 +34,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from steadycast.errors import InputFileError
-from steadycast.ingestion.batch import REASONS, ingest_file
+from steadycast.ingestion import REASONS, ingest_file
 from steadycast.storage import store
 from steadycast.workspace import Workspace
 from tests.conftest import REPO

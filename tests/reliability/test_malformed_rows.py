@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from steadycast.ingestion.batch import REASONS, ingest_file, quarantined
+from steadycast.ingestion import REASONS, ingest_file, quarantined
 from steadycast.storage import store
 from steadycast.workspace import Workspace
 from tests.conftest import run_cli

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from steadycast.errors import InputFileError
-from steadycast.ingestion.batch import REASONS, ingest, ingest_file, quarantined
+from steadycast.ingestion import REASONS, ingest, ingest_file, quarantined
 from steadycast.storage import store
 from steadycast.workspace import Workspace
 from tests.conftest import run_cli
