@@ -11,10 +11,10 @@ import pytest
 
 from steadycast.engines.commit import is_committed
 from steadycast.ingestion.batch import ingest
+from steadycast.ops.failpoints import FAILPOINT_ENV
 from steadycast.pipeline.run import RunResult, run_pipeline
 from steadycast.storage import releases, store
 from steadycast.storage.control import connect
-from steadycast.storage.runlog import FAILPOINT_ENV
 from steadycast.workspace import Workspace
 from tests.integration.test_run import PIPELINE, fleet_csv
 

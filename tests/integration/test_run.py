@@ -19,25 +19,9 @@ from steadycast.storage.export import current_forecast, export_forecast
 from steadycast.storage.runlog import pipeline_lock
 from steadycast.workspace import Workspace
 from tests.conftest import run_cli
+from tests.pipelines import CHEAP_MODELS, pipeline_toml
 
-PIPELINE = """\
-[source]
-id_column = "meter_id"
-time_column = "timestamp"
-value_column = "kwh"
-
-[series]
-frequency = "1h"
-horizon = 12
-season_lengths = [24]
-min_value = 0
-
-[models]
-candidates = ["Naive", "SeasonalNaive", "HistoricAverage", "SES"]
-
-[forecast]
-workers = 1
-"""
+PIPELINE = pipeline_toml(models=CHEAP_MODELS, forecast={"workers": 1})
 
 
 def fleet_csv(path: Path, series: int = 5, days: int = 10, seed: int = 0) -> Path:
@@ -250,7 +234,7 @@ def test_check_stage_sees_a_series_whole_when_its_partition_has_several_files(
 
     from steadycast.config import parse_pipeline
     from steadycast.engines.pool import PartitionPool
-    from steadycast.pipeline.run import _check_stage
+    from steadycast.pipeline.checking import check_partitions
     from steadycast.storage.runlog import StageRecord
 
     cfg = parse_pipeline(tomllib.loads(PIPELINE), "meters", "meters.toml")
@@ -265,7 +249,7 @@ def test_check_stage_sees_a_series_whole_when_its_partition_has_several_files(
     pq.write_table(pa.Table.from_pandas(rest, preserve_index=False), part / "data_1.parquet")
     rec = StageRecord("check")
     with PartitionPool(1) as pool:
-        checked = _check_stage(
+        checked = check_partitions(
             sorted(part.glob("*.parquet")), cfg, hours[-1], None, rec, pool, tmp_path / "checks"
         )
     assert (rec.rows_in, rec.series_in) == (192, 2)

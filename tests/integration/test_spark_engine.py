@@ -25,35 +25,28 @@ from steadycast.engines.commit import STAGING, commit, is_committed, staging_dir
 from steadycast.engines.spark import _conform, _write_published
 from steadycast.errors import ConfigError, UsageError
 from steadycast.ingestion.batch import ingest
+from steadycast.ops.failpoints import FAILPOINT_ENV
 from steadycast.pipeline.run import RunResult, run_pipeline
 from steadycast.storage import releases, store
-from steadycast.storage.runlog import FAILPOINT_ENV, get_run
+from steadycast.storage.runlog import get_run
 from steadycast.workspace import Workspace
 from tests.conftest import run_cli, shared_data
 from tests.integration.test_plugins_in_run import planted_workspace
+from tests.pipelines import pipeline_toml
 
 pytestmark = pytest.mark.spark
 
 HORIZON = 48
-PIPELINE = f"""\
-[source]
-id_column = "customer_id"
-time_column = "reading_datetime"
-value_column = "general_supply_kwh"
-
-[series]
-frequency = "30min"
-horizon = {HORIZON}
-season_lengths = [48]
-min_value = 0
-
-[models]
-candidates = ["SeasonalNaive", "SES", "HistoricAverage", "FastSES"]
-
-[forecast]
-partition_size = 20
-workers = 2
-"""
+PIPELINE = pipeline_toml(
+    id_column="customer_id",
+    time_column="reading_datetime",
+    value_column="general_supply_kwh",
+    frequency="30min",
+    horizon=HORIZON,
+    season_lengths=[48],
+    models=["SeasonalNaive", "SES", "HistoricAverage", "FastSES"],
+    forecast={"partition_size": 20, "workers": 2},
+)
 COMPARED = ["yhat", "yhat_lo_80", "yhat_hi_80", "yhat_lo_95", "yhat_hi_95"]
 PROVENANCE = [
     "unique_id",

@@ -16,22 +16,19 @@ Every attempt computes the same outputs from the same snapshot and config, so wh
 does not change the release. This needs a filesystem whose directory rename is atomic (local
 disks, NFS, Lustre, CephFS ...), not an object store; see docs/spark.md.
 
-``failpoint`` is the fault injection the reliability tests use to kill an attempt mid-write or
-right after its commit.
+The reliability tests kill an attempt mid-write or right after its commit with
+``ops.failpoints.kill_once``, its markers under ``STAGING``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import secrets
 import shutil
-import signal
 from pathlib import Path
 
 from steadycast.storage.releases import fsync_path
-from steadycast.storage.runlog import FAILPOINT_ENV
 
 DONE = "_SUCCESS"
 STAGING = "_staging"
@@ -82,22 +79,3 @@ def copy_committed(source: Path, final: Path) -> bool:
 def clear_staging(root: Path) -> None:
     """Remove what attempts that died mid-write left behind (call when no attempt runs)."""
     shutil.rmtree(root / STAGING, ignore_errors=True)
-
-
-def failpoint(point: str, root: Path) -> None:
-    """Fault injection: with ``STEADYCAST_FAILPOINT`` naming ``point`` (several points may be
-    given, comma-separated), the first process of the run to get here kills itself at once
-    (SIGKILL, nothing cleaned up). A marker file under ``root`` makes each point fire once per
-    run, so a retried task, or a re-run, passes. Unset in production: one dictionary lookup."""
-    wanted = os.environ.get(FAILPOINT_ENV)
-    if not wanted or point not in wanted.split(","):
-        return
-    marker = root / STAGING / f"failpoint-{point.replace(':', '-')}"
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-    except FileExistsError:
-        return
-    with contextlib.suppress(OSError):
-        os.close(fd)
-    os.kill(os.getpid(), signal.SIGKILL)

@@ -58,7 +58,7 @@ from steadycast.engines.base import (
 )
 from steadycast.engines.process import own_cpu_s, peak_rss_mb, reset_peak_rss, warm_runner
 from steadycast.errors import ConfigError, SteadycastError
-from steadycast.storage.runlog import FAILPOINT_ENV
+from steadycast.ops.failpoints import FAILPOINT_ENV, configured
 
 if TYPE_CHECKING:
     from pyspark import SparkContext
@@ -342,7 +342,7 @@ class SparkEngine:
     @staticmethod
     def _forward_failpoint(sc: SparkContext) -> None:
         """Executors see the fault injection of the reliability tests, as the driver does."""
-        value = os.environ.get(FAILPOINT_ENV)
+        value = configured()
         if value:
             sc.environment[FAILPOINT_ENV] = value
         else:

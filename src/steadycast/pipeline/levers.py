@@ -8,55 +8,14 @@ before forecasting is continued past the stop (``run.continue_stopped_run``) and
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
-
-import pandas as pd
 
 from steadycast.errors import NotFoundError, UsageError
 from steadycast.ops import incidents
-from steadycast.storage import control, releases, runlog
+from steadycast.pipeline.publish import Audit, audit, audit_release, publish, read_held
+from steadycast.storage import releases, runlog
 from steadycast.workspace import Workspace
-
-
-def _audit(
-    ws: Workspace,
-    action: str,
-    actor: str | None,
-    *,
-    pipeline: str,
-    subject: str,
-    reason: str,
-    detail: dict[str, Any],
-) -> None:
-    """``control.audit``, naming ``actor`` when given (the server acts for its API token).
-
-    The CLI names its actor through ``STEADYCAST_ACTOR``; a server handles many requests in one
-    process, so it passes the actor per call instead of changing its environment.
-    """
-    if actor is None:
-        control.audit(
-            ws.control_path,
-            action,
-            pipeline=pipeline,
-            subject=subject,
-            reason=reason,
-            detail=detail,
-        )
-        return
-    with control.connect(ws.control_path) as con:
-        con.execute(
-            "INSERT INTO audit (at, actor, action, pipeline, subject, reason, detail)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (
-                control.utcnow(),
-                actor,
-                action,
-                pipeline,
-                subject,
-                reason,
-                json.dumps(detail, default=str, sort_keys=True),
-            ),
-        )
 
 
 def rollback(
@@ -73,12 +32,13 @@ def rollback(
         if target is None:
             raise NotFoundError(f"pipeline {pipeline!r} has no earlier release to roll back to")
         to = target.release_id
-    else:
-        releases.read_release(ws.releases_dir, pipeline, to)  # NotFoundError naming it
+    elif to not in {r.release_id for r in releases.list_releases(ws.releases_dir, pipeline)}:
+        # Looked up in the listing, never turned into a path: ``to`` may come from a request.
+        raise NotFoundError(f"no release {to[:80]!r} of pipeline {pipeline!r}")
     if to == was:
         raise UsageError(f"release {to!r} is already the current release of {pipeline!r}")
     releases.make_current(ws.releases_dir, pipeline, to)
-    _audit(
+    audit(
         ws,
         "release.rollback",
         actor,
@@ -107,23 +67,13 @@ def approve(ws: Workspace, run_id: str, reason: str, *, actor: str | None = None
             f"run {run_id} is {run['status']}, not held; only a held run can be approved"
         )
     pipeline = run["pipeline"]
-    held = ws.root / "runs" / run_id / releases.HELD
-    try:
-        forecasts = pd.read_parquet(held / releases.FORECASTS)
-        provenance = pd.read_parquet(held / "provenance.parquet")
-        meta = json.loads((held / "meta.json").read_text())
-    except FileNotFoundError:
-        raise NotFoundError(f"the forecasts of held run {run_id} are gone from {held}") from None
-    if forecasts.empty:
+    held = read_held(ws, run_id)
+    if held.export.empty:
         return _approve_stopped(ws, run_id, reason, actor)
-    meta = {**meta, "approved": True, "approved_reason": reason}
-    release = releases.write_release(
-        ws.releases_dir, pipeline, run_id, forecasts, meta, extras={"provenance": provenance}
-    )
-    releases.make_current(ws.releases_dir, pipeline, release.release_id)
-    runlog.update_run(ws.control_path, run_id, status="published", release_id=release.release_id)
-    fingerprints = {incidents.fingerprint("held", pipeline)}
-    _record_approval(ws, pipeline, run_id, reason, actor, release, fingerprints, {})
+    approved = replace(held, meta={**held.meta, "approved": True, "approved_reason": reason})
+    entry = Audit("run.approved", on_run=True, actor=actor, reason=reason)
+    release = publish(ws, pipeline, run_id, approved, entry)
+    _resolve(ws, pipeline, run_id, reason, actor, {incidents.fingerprint("held", pipeline)})
     return release.release_id
 
 
@@ -154,38 +104,37 @@ def _approve_stopped(ws: Workspace, run_id: str, reason: str, actor: str | None)
         "series": result.series,
         "gate_failed": [g["check"] for g in result.gate if not g["passed"]],
     }
-    _record_approval(ws, pipeline, run_id, reason, actor, release, stop_prints, detail)
+    entry = Audit("run.approved", on_run=True, actor=actor, reason=reason, detail=detail)
+    audit_release(ws, pipeline, run_id, release, entry)
+    _resolve(ws, pipeline, run_id, reason, actor, stop_prints)
     return release.release_id
 
 
-def _record_approval(
+def _resolve(
     ws: Workspace,
     pipeline: str,
     run_id: str,
     reason: str,
     actor: str | None,
-    release: releases.Release,
     fingerprints: set[str],
-    detail: dict[str, Any],
 ) -> None:
-    """Audit the approval (the release it published plus ``detail``), then resolve the live
-    incidents with these fingerprints, the approval as the note: one record however the run was
-    held."""
-    _audit(
-        ws,
-        "run.approved",
-        actor,
-        pipeline=pipeline,
-        subject=run_id,
-        reason=reason,
-        detail={
-            "release_id": release.release_id,
-            "content_sha256": release.manifest["content_sha256"],
-            **detail,
-        },
-    )
+    """Resolve the live incidents with these fingerprints, the approval as the note: one
+    record however the run was held."""
     for incident in incidents.list_incidents(ws.control_path, pipeline=pipeline):
         if incident.fingerprint in fingerprints and incident.state != "resolved":
             incidents.resolve(
                 ws.control_path, incident.id, actor=actor, note=f"run {run_id} approved: {reason}"
             )
+
+
+def approval_outcome(ws: Workspace, run_id: str) -> dict[str, Any]:
+    """What an approval of ``run_id`` did beyond publishing, read back from its run record: the
+    data checks it overrode (empty when the output gate held the run), the series forecast, and
+    the output gate's findings, recorded but not holding. The approver is told all three."""
+    record = runlog.get_run(ws.control_path, run_id) or {}
+    detail = json.loads(record.get("detail") or "{}")
+    return {
+        "overridden_checks": (detail.get("approval") or {}).get("overridden_checks") or [],
+        "series": record.get("series") or 0,
+        "gate_failed": [g for g in detail.get("gate", []) if not g.get("passed")],
+    }

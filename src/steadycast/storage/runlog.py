@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from steadycast.errors import StoreBusyError
+from steadycast.ops import failpoints
 from steadycast.ops.resources import Meter, Usage
 from steadycast.storage.control import connect, utcnow
 
@@ -117,27 +117,12 @@ def update_run(control_path: Path, run_id: str, **fields: Any) -> None:
         con.execute(f"UPDATE runs SET {names} WHERE run_id = ?", (*fields.values(), run_id))
 
 
-FAILPOINT_ENV = "STEADYCAST_FAILPOINT"
-
-
-def _failpoint(point: str) -> None:
-    """Fault injection for the reliability tests: ``STEADYCAST_FAILPOINT=stage:forecast`` makes
-    the process kill itself (SIGKILL, nothing cleaned up) as that stage starts;
-    ``STEADYCAST_FAILPOINT=raise:stage:forecast`` raises an unexpected error there instead (a
-    bug, as the run sees it). Unset in production, where this is one dictionary lookup."""
-    wanted = os.environ.get(FAILPOINT_ENV)
-    if wanted == point:
-        os.kill(os.getpid(), signal.SIGKILL)
-    if wanted == f"raise:{point}":
-        raise RuntimeError(f"fault injected at {point} ({FAILPOINT_ENV})")
-
-
 @contextmanager
 def stage(control_path: Path, run_id: str, name: str, seq: int) -> Iterator[StageRecord]:
     """Measure a stage and record it (also when it fails, with the error)."""
     record = StageRecord(name)
     started = utcnow()
-    _failpoint(f"stage:{name}")
+    failpoints.fail_at(f"stage:{name}")
     with connect(control_path) as con:
         con.execute(
             "INSERT OR REPLACE INTO stages (run_id, name, seq, status, started_at) "
