@@ -16,7 +16,6 @@ import pytest
 
 from steadycast.errors import ConfigError
 from steadycast.ops.incidents import get_incident, raise_incident
-from steadycast.pipeline.run import HELD
 from steadycast.server import create_app
 from steadycast.server.settings import TOKEN_ENV
 from steadycast.storage import releases
@@ -329,7 +328,7 @@ def test_acknowledge_and_resolve_are_audited_with_the_api_actor(
 def held_run(served: Served, run_id: str) -> None:
     """A run the gate held, recorded the way ``run.py`` leaves one (control row + held dir)."""
     first = releases.read_release(served.ws.releases_dir, PIPELINE, served.first)
-    held = served.ws.root / "runs" / run_id / HELD
+    held = served.ws.root / "runs" / run_id / releases.HELD
     held.mkdir(parents=True)
     frame = releases.read_forecasts(first)
     frame.assign(yhat=frame["yhat"] * 2).to_parquet(held / releases.FORECASTS)

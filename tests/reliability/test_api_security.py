@@ -26,7 +26,7 @@ from urllib.parse import quote
 
 import pytest
 from fastapi import FastAPI
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
 from pydantic import BaseModel
 from starlette.routing import Mount
 
@@ -160,7 +160,7 @@ class Slot:
 ID_PARAMS = {"pipeline", "series_id", "run_id", "incident_id", "series", "to"}
 
 
-def body_model(route: APIRoute) -> type[BaseModel] | None:
+def body_model(route: RouteContext) -> type[BaseModel] | None:
     for param in route.dependant.body_params:
         annotation = param.field_info.annotation
         for candidate in (annotation, *typing.get_args(annotation)):
@@ -169,14 +169,20 @@ def body_model(route: APIRoute) -> type[BaseModel] | None:
     return None
 
 
+def routes(app: FastAPI) -> list[RouteContext]:
+    """Every route of the app, those of its included routers too, as FastAPI serves them (with
+    the dependencies the router was included with)."""
+    return list(iter_route_contexts(app.routes))
+
+
 def slots(app: FastAPI) -> list[Slot]:
     """Every parameter of every route of the app, from ``app.routes``."""
     found: list[Slot] = []
-    for route in app.routes:
-        if isinstance(route, Mount):
+    for route in routes(app):
+        if isinstance(route.original_route, Mount):
             found.append(Slot("GET", route.path + "/{path}", "static", "path", False, False))
             continue
-        if not isinstance(route, APIRoute):
+        if not isinstance(route.original_route, APIRoute):
             continue
         for method in sorted(route.methods):
             write = method != "GET"
@@ -432,7 +438,14 @@ def test_hostile_requests_on_every_route(target: Target, figure: Record) -> None
 def test_routes_are_all_covered(target: Target) -> None:
     """The enumeration sees every route of the app: a new route is attacked without edits."""
     app = create_app(target.served.ws, token=TOKEN)
-    api_routes = {(m, r.path) for r in app.routes if isinstance(r, APIRoute) for m in r.methods}
+    api_routes = {
+        (m, r.path)
+        for r in routes(app)
+        if isinstance(r.original_route, APIRoute)
+        for m in r.methods
+    }
     covered = {(s.method, s.template) for s in slots(app)}
+    assert ("POST", "/api/v1/pipelines/{pipeline}/rollback") in api_routes
+    assert ("GET", "/api/v1/pipelines/{pipeline}/forecast") in api_routes
     assert api_routes <= covered
     assert any(s.write for s in slots(app)) and any(s.where == "static" for s in slots(app))

@@ -11,6 +11,7 @@ from typing import Any
 
 from steadycast.errors import ConfigError
 from steadycast.ops import sla
+from steadycast.ops.hogs import run_history
 from steadycast.ops.incidents import list_incidents
 from steadycast.storage import control, releases
 from steadycast.workspace import Workspace
@@ -50,3 +51,52 @@ def pipeline_status(ws: Workspace, pipeline: str) -> dict[str, Any]:
         "incidents": [i.as_dict() for i in open_incidents[:20]],
         "audit": control.audit_entries(ws.control_path, pipeline, limit=20),
     }
+
+
+def pipeline_summaries(ws: Workspace) -> list[dict[str, Any]]:
+    """Every pipeline in one line each, for the dashboard and ``GET /api/v1/pipelines``: its
+    last run (with the totals of ``steadycast runs``, without the stages), that run's gate
+    results, the current release and the count of live incidents by state."""
+    live: dict[str, dict[str, int]] = {}
+    for incident in list_incidents(ws.control_path):
+        if incident.state in ("open", "acknowledged"):
+            counts = live.setdefault(incident.pipeline, {"open": 0, "acknowledged": 0})
+            counts[incident.state] += 1
+    return [_summary(ws, name, live.get(name, {})) for name in ws.pipeline_names()]
+
+
+def _summary(ws: Workspace, pipeline: str, live: dict[str, int]) -> dict[str, Any]:
+    runs = run_history(ws, pipeline, limit=1)
+    last = runs[0] if runs else None
+    detail = last.get("detail") if last else None
+    gate = detail.get("gate") if isinstance(detail, dict) else None
+    return {
+        "name": pipeline,
+        "last_run": {k: v for k, v in last.items() if k not in ("stages", "detail")}
+        if last
+        else None,
+        "gate": gate if isinstance(gate, list) else None,
+        "current_release": releases.current_id(ws.releases_dir, pipeline),
+        "open_incidents": live.get("open", 0),
+        "acknowledged_incidents": live.get("acknowledged", 0),
+    }
+
+
+def workspace_status(ws: Workspace, pipeline: str | None = None) -> dict[str, Any]:
+    """``pipeline_status`` of one pipeline, or of every pipeline of the workspace when
+    ``pipeline`` is ``None``; a name with no pipeline file is a clear error, not an empty row."""
+    names = [pipeline] if pipeline else ws.pipeline_names()
+    if pipeline:
+        ws.pipeline(pipeline)
+    return {"pipelines": [pipeline_status(ws, name) for name in names]}
+
+
+def release_history(ws: Workspace, pipeline: str) -> dict[str, Any]:
+    """The releases of a pipeline, newest first, each manifest marked ``current`` or not."""
+    ws.pipeline(pipeline)
+    current = releases.current_id(ws.releases_dir, pipeline)
+    rows = [
+        {**r.manifest, "current": r.release_id == current}
+        for r in releases.list_releases(ws.releases_dir, pipeline)
+    ]
+    return {"pipeline": pipeline, "current": current, "releases": rows}

@@ -1,10 +1,27 @@
-"""Request and response models of the HTTP API; they make the OpenAPI document complete."""
+"""Request and response models of the HTTP API; they make the OpenAPI document complete.
+
+A record the product already defines is not written again here: ``IncidentModel`` is built
+from the ``Incident`` dataclass of ``ops/incidents.py``, so the API cannot drift from the store.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from steadycast.ops.incidents import Incident
+
+_DESCRIPTIONS = {
+    400: "a parameter is not valid (the message names it)",
+    401: "no `Authorization: Bearer TOKEN` header",
+    403: "the token is wrong, or no token is configured on the server",
+    404: "the pipeline, series, release, run or incident does not exist (named in the message)",
+    422: "the request body or a parameter has the wrong shape",
+    503: "the store is in use by another process; try again",
+}
 
 
 class ErrorBody(BaseModel):
@@ -12,6 +29,11 @@ class ErrorBody(BaseModel):
 
     error: str
     detail: Any = None
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the error codes a route can answer, all with the uniform body."""
+    return {c: {"model": ErrorBody, "description": _DESCRIPTIONS[c]} for c in codes}
 
 
 class Health(BaseModel):
@@ -140,29 +162,22 @@ class RunDetail(BaseModel):
     detail: Any = None
 
 
-class IncidentModel(BaseModel):
-    id: int
-    fingerprint: str
-    pipeline: str
-    kind: str
-    severity: str
-    state: str
-    title: str
-    detail: str | None
-    first_seen: str
-    last_seen: str
-    occurrences: int
-    run_id: str | None
-    acknowledged_by: str | None = None
-    acknowledged_at: str | None = None
-    acknowledge_note: str | None = None
-    resolved_by: str | None = None
-    resolved_at: str | None = None
-    resolution: str | None = None
+def _model_of(record: type, name: str) -> type[BaseModel]:
+    """A response model with the fields, types and defaults of a dataclass record."""
+    hints = typing.get_type_hints(record)
+    fields: dict[str, Any] = {
+        f.name: (hints[f.name], ... if f.default is dataclasses.MISSING else f.default)
+        for f in dataclasses.fields(record)
+    }
+    return create_model(name, **fields)
+
+
+IncidentModel = _model_of(Incident, "IncidentModel")
 
 
 class IncidentList(BaseModel):
-    incidents: list[IncidentModel]
+    # A model built at import time is a value to mypy; pydantic reads it as the type it is.
+    incidents: list[IncidentModel]  # type: ignore[valid-type]
 
 
 class AuditEntry(BaseModel):
