@@ -65,3 +65,24 @@ def watch_sla(
     state = sla.sla_state(ws, cfg.name, cfg.sla, now, newest=newest)
     record_and_notify(ws, cfg.alerts, cfg.name, subject, sla.sla_findings(cfg.name, state), ["sla"])
     return state
+
+
+def watch_pipelines(ws: Workspace, pipeline: str | None, now: datetime) -> list[dict[str, Any]]:
+    """One monitor tick over ``pipeline`` (or every pipeline): realised accuracy where the
+    monitor is enabled, with its recent trend, and the SLA. Run on a schedule, not by a run: a
+    missed deadline means no run happened."""
+    names = [pipeline] if pipeline else ws.pipeline_names()
+    tick = f"monitor-{now:%Y%m%dT%H%M%SZ}"
+    doc = []
+    for name in names:
+        cfg = ws.pipeline(name)
+        entry: dict[str, Any] = {"pipeline": name}
+        if cfg.monitor.enabled:
+            watched = watch_accuracy(ws, cfg, tick)
+            entry["accuracy"] = {
+                **watched.as_dict(),
+                "trend": accuracy.accuracy_trend(ws, name, limit=10),
+            }
+        entry["sla"] = watch_sla(ws, cfg, tick, now).as_dict()
+        doc.append(entry)
+    return doc

@@ -1,0 +1,99 @@
+"""``steadycast ingest`` and ``steadycast quarantine``: data in, and the rows turned away."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from steadycast.cli._app import JsonOpt, WorkspaceOpt, emit_json, out, progress
+from steadycast.errors import SteadycastError
+
+if TYPE_CHECKING:
+    from steadycast.ingestion.batch import BatchResult
+
+
+def ingest(
+    pipeline: Annotated[str, typer.Argument(help="Pipeline name (pipelines/NAME.toml).")],
+    files: Annotated[list[Path], typer.Argument(help="CSV (plain or .gz) or Parquet files.")],
+    workspace: WorkspaceOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Store the rows of each file as one batch; bad rows are quarantined with a reason."""
+    from steadycast.ingestion.batch import ingest_file
+    from steadycast.workspace import Workspace
+
+    ws = Workspace.open(workspace)
+    cfg = ws.pipeline(pipeline)
+    results = []
+    failure: SteadycastError | None = None
+    # File by file, so the batches stored before a failing file are still reported.
+    with progress(enabled=not json_out) as update:
+        for file in files:
+            try:
+                results.append(ingest_file(ws, cfg, file, progress=update))
+            except SteadycastError as exc:
+                failure = exc
+                break
+    if json_out:
+        doc: dict[str, Any] = {"pipeline": pipeline, "batches": [r.contract() for r in results]}
+        if failure is not None:
+            doc["error"] = str(failure)
+        emit_json(doc)
+    elif results:
+        _print_batches(pipeline, results)
+    if failure is not None:
+        raise failure
+
+
+def _print_batches(pipeline: str, results: list[BatchResult]) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"ingest into {pipeline}", show_lines=False)
+    for col in ("file", "batch", "status", "read", "stored", "quarantined", "reasons"):
+        table.add_column(
+            col, justify="right" if col in ("read", "stored", "quarantined") else "left"
+        )
+    for r in results:
+        reasons = ", ".join(f"{k} {v}" for k, v in r.quarantine_reasons.items())
+        table.add_row(
+            r.file,
+            r.batch_id,
+            r.status,
+            f"{r.rows_read:,}",
+            f"{r.rows_stored:,}",
+            f"{r.rows_quarantined:,}",
+            reasons,
+        )
+    out.print(table)
+
+
+def quarantine(
+    pipeline: Annotated[str, typer.Argument(help="Pipeline name.")],
+    limit: Annotated[int, typer.Option(help="Show at most this many rows.")] = 200,
+    workspace: WorkspaceOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Quarantined rows with their reasons, file and line."""
+    from rich.table import Table
+
+    from steadycast.ingestion.batch import quarantined
+    from steadycast.workspace import Workspace
+
+    ws = Workspace.open(workspace)
+    rows = quarantined(ws, pipeline, limit=limit)
+    if json_out:
+        emit_json({"pipeline": pipeline, "rows": rows})
+        return
+    if not rows:
+        out.print(f"No quarantined rows in {pipeline}.")
+        return
+    table = Table(title=f"quarantine of {pipeline} (newest batch first, at most {limit})")
+    for col in ("file", "line", "reason", "detail", "raw"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            str(r["file"]), str(r["line"]), r["reason"], r["detail"] or "", r["raw"] or ""
+        )
+    out.print(table)

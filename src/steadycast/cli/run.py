@@ -1,0 +1,158 @@
+"""``steadycast run``, and the two levers a person pulls afterwards: ``approve`` and
+``rollback``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from steadycast.cli._app import JsonOpt, PipelineArg, WorkspaceOpt, emit_json, err, out, progress
+
+
+def run(
+    pipeline: PipelineArg,
+    workspace: WorkspaceOpt = None,
+    json_out: JsonOpt = False,
+    engine: Annotated[
+        str | None,
+        typer.Option(
+            "--engine",
+            help="Where the per-series work runs: local or spark (default: engine.name in "
+            "the pipeline file, else local). The release is the same on both.",
+        ),
+    ] = None,
+    spark_master: Annotated[
+        str | None,
+        typer.Option(
+            "--spark-master",
+            help="Spark master URL for the spark engine, e.g. local[4], spark://HOST:7077, yarn "
+            "(default: engine.spark_master).",
+        ),
+    ] = None,
+) -> None:
+    """Check, prepare, backtest and select, forecast, gate and publish one pipeline."""
+    from steadycast.pipeline.run import run_pipeline
+    from steadycast.workspace import Workspace
+
+    ws = Workspace.open(workspace)
+    with progress(enabled=not json_out) as update:
+        result = run_pipeline(
+            ws, pipeline, progress=update, engine=engine, spark_master=spark_master
+        )
+    if json_out:
+        emit_json(result.as_dict())
+    else:
+        _print_run(result, ws.root)
+    if result.status == "held":
+        raise typer.Exit(3)
+    if result.status != "published":
+        # One line on stderr for whoever runs it from cron: what failed and why.
+        err.print("error: ", style="bold red", end="")
+        problem = " ".join(str(result.error).split())
+        err.print(f"run {result.run_id} failed: {problem}", markup=False, highlight=False)
+        raise typer.Exit(1)
+
+
+def _print_run(result: Any, root: Path) -> None:
+    from rich.table import Table
+
+    colour = {"published": "green", "held": "yellow"}.get(result.status, "red")
+    out.print(f"run [bold]{result.run_id}[/bold]: [{colour}]{result.status}[/{colour}]")
+    if result.release_id:
+        out.print(
+            f"  release {result.release_id}: {result.series:,} series, "
+            f"{result.fallback_series:,} on a fallback"
+        )
+    if result.error:
+        out.print(f"  error: {result.error}", markup=False, highlight=False)
+    table = Table(show_header=True, box=None, pad_edge=False)
+    for col in ("stage", "wall s", "cpu s", "peak MB", "rows in", "rows out"):
+        table.add_column(col, justify="left" if col == "stage" else "right")
+    for s in result.stages:
+        table.add_row(
+            s["name"],
+            f"{s['wall_s']:.2f}",
+            f"{s['cpu_s']:.2f}",
+            f"{s['peak_rss_mb']:.0f}",
+            f"{s['rows_in']:,}",
+            f"{s['rows_out']:,}",
+        )
+    out.print(table)
+    if result.status == "held":
+        _print_levers(result.run_id, result.pipeline, root)
+
+
+def _print_levers(run_id: str, pipeline: str, root: Path) -> None:
+    """What a person can do about a held run, as commands that work when pasted."""
+    from steadycast.ops import advice
+
+    out.print(
+        "  The last good release stays current. To publish this run anyway, say why "
+        "(it goes to the audit log):",
+        markup=False,
+        highlight=False,
+    )
+    out.print(f"    {advice.approve(root, run_id)}", markup=False, highlight=False)
+    incidents = advice.command(root, "incidents", "--state", "open", "--pipeline", pipeline)
+    out.print(f"  See what held it: {incidents}", markup=False, highlight=False)
+
+
+def approve(
+    run_id: Annotated[str, typer.Argument(help="The held run to publish.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why; goes to the audit log.")],
+    workspace: WorkspaceOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Publish a held run (the manual override). A run its data checks stopped before
+    forecasting is continued past the stop from its own snapshot, then published."""
+    from steadycast.pipeline.levers import approval_outcome
+    from steadycast.pipeline.levers import approve as do_approve
+    from steadycast.workspace import Workspace
+
+    ws = Workspace.open(workspace)
+    release_id = do_approve(ws, run_id, reason)
+    outcome = approval_outcome(ws, run_id)
+    overridden = outcome["overridden_checks"]
+    if json_out:
+        doc: dict[str, Any] = {"run_id": run_id, "release_id": release_id}
+        if overridden:
+            doc["overridden_checks"] = overridden
+        emit_json(doc)
+        return
+    out.print(f"run {run_id} approved: release {release_id} is current", markup=False)
+    if overridden:
+        out.print(
+            f"  continued past its data checks ({', '.join(overridden)}) from its own snapshot: "
+            f"{outcome['series']:,} series forecast",
+            markup=False,
+            highlight=False,
+        )
+        for g in outcome["gate_failed"]:
+            out.print(
+                f"  output gate (recorded, not holding) {g['check']}: {g['detail']}",
+                markup=False,
+                highlight=False,
+            )
+
+
+def rollback(
+    pipeline: PipelineArg,
+    reason: Annotated[str, typer.Option("--reason", help="Why; goes to the audit log.")],
+    to: Annotated[
+        str | None, typer.Option("--to", help="Release id (default: the previous one).")
+    ] = None,
+    workspace: WorkspaceOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Make an earlier release current again (default: the one before the current)."""
+    from steadycast.pipeline.levers import rollback as do_rollback
+    from steadycast.workspace import Workspace
+
+    ws = Workspace.open(workspace)
+    release_id = do_rollback(ws, pipeline, reason, to)
+    if json_out:
+        emit_json({"pipeline": pipeline, "current": release_id})
+    else:
+        out.print(f"{pipeline}: release {release_id} is current again")
