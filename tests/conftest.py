@@ -8,31 +8,19 @@ import sys
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from steadycast.models.registry import SteadycastPluginWarning, available_models, reload_plugins
 from steadycast.workspace import Workspace
+from tests.pipelines import pipeline_toml
+
+if TYPE_CHECKING:
+    from tests.observability_workspace import Observed
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("STEADYCAST_DATA", REPO.parent / "shared" / "data"))
-
-BASIC_PIPELINE = """\
-[source]
-id_column = "meter_id"
-time_column = "timestamp"
-value_column = "kwh"
-timezone = "{timezone}"
-time_format = "{time_format}"
-
-[series]
-frequency = "{frequency}"
-horizon = {horizon}
-season_lengths = {season_lengths}
-min_value = 0
-max_value = 1000
-{extra}
-"""
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -44,6 +32,15 @@ def _plugins_loaded_once() -> None:
         available_models()
 
 
+@pytest.fixture(scope="session")
+def observed(tmp_path_factory: pytest.TempPathFactory) -> Observed:
+    """A workspace with real published, held and failed runs (``tests.observability_workspace``),
+    made once per session; a test that adds to it takes ``observed.copy(tmp_path)``."""
+    from tests.observability_workspace import observed_workspace
+
+    return observed_workspace(tmp_path_factory.mktemp("observed"))
+
+
 @pytest.fixture
 def workspace(tmp_path: Path) -> Workspace:
     return Workspace.init(tmp_path / "ws")
@@ -51,7 +48,7 @@ def workspace(tmp_path: Path) -> Workspace:
 
 @pytest.fixture
 def make_pipeline(workspace: Workspace) -> Callable[..., str]:
-    """Write pipelines/NAME.toml from the basic template; returns the name."""
+    """Write pipelines/NAME.toml (``tests.pipelines.pipeline_toml``); returns the name."""
 
     def make(
         name: str = "meters",
@@ -67,12 +64,13 @@ def make_pipeline(workspace: Workspace) -> Callable[..., str]:
         body = (
             text
             if text is not None
-            else BASIC_PIPELINE.format(
+            else pipeline_toml(
                 timezone=timezone,
                 time_format=time_format,
                 frequency=frequency,
                 horizon=horizon,
                 season_lengths=season_lengths,
+                max_value=1000,
                 extra=textwrap.dedent(extra),
             )
         )

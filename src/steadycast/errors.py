@@ -9,13 +9,16 @@ Every error a user can see is a ``SteadycastError``; its ``exit_code`` is what t
     ├── StoreBusyError                 exit 1   another process holds the store or the pipeline
     ├── InputFileError                 exit 1   a whole input file cannot be read (names the file)
     ├── ParityError                    exit 1   rows in != rows out + rows rejected (a bug, loudly)
+    ├── DataError                      exit 1   rows break a stage's contract (names the series)
     ├── ModelError                     exit 1   a model broke its contract (wrapped at the boundary)
-    │   └── ModelOutputError                    what a model returned failed validation
+    │   └── ModelOutputError           exit 1   what a model returned failed validation
     └── NotFoundError                  exit 1   an unknown run, release, series or incident
         └── UnknownPipelineError       exit 2   no pipelines/NAME.toml for the name given
 
 Errors that come from data carry the file, row or series in their message; errors raised by
-user models are wrapped in ``ModelError`` with the original kept as ``__cause__``.
+user models are wrapped in ``ModelError`` with the original kept as ``__cause__``. The one error
+defined elsewhere, ``steadycast.testing.ModelContractError`` (a ``ModelOutputError``), is what
+the conformance kit raises. ``tests/unit/test_errors.py`` keeps this drawing equal to the classes.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import pytest
 
 from steadycast.report import write_report
 from tests.browser.conftest import ARGS, ARTIFACTS, CHROMIUM
-from tests.observability_workspace import recorded_workspace
+from tests.observability_workspace import Observed
 
 
 @pytest.fixture(scope="module")
@@ -29,13 +29,12 @@ def browser() -> Iterator[object]:
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def report(observed: Observed, tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("browser-report")
-    ws, run_id = recorded_workspace(root)
-    return write_report(ws, run_id, root / "report.html")
+    return write_report(observed.ws, observed.published, root / "report.html")
 
 
-def test_report_plots_render_offline(browser: object, report: Path) -> None:
+def test_report_plots_render_offline(browser: object, report: Path, observed: Observed) -> None:
     from playwright.sync_api import Browser, Route
 
     assert isinstance(browser, Browser)
@@ -62,7 +61,7 @@ def test_report_plots_render_offline(browser: object, report: Path) -> None:
         assert graphs == 2
         assert svgs >= 2 * graphs
         assert page.locator("#steadycast-sample-series .scatterlayer .trace").count() > 0
-        assert page.title().startswith("steadycast run meters-r")
+        assert page.title() == f"steadycast run {observed.published} (meters)"
         assert errors == []
         assert blocked == []  # nothing even tried to reach the network
         ARTIFACTS.mkdir(exist_ok=True)

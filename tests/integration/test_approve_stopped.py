@@ -32,29 +32,19 @@ from steadycast.storage import releases
 from steadycast.storage.control import audit_entries
 from steadycast.storage.runlog import get_run
 from steadycast.workspace import Workspace
+from tests.pipelines import pipeline_toml
 from tests.server_workspace import TOKEN, running
 
 BIN = Path(sys.executable).parent
 STEADYCAST = BIN / "steadycast"
 
-PIPELINE = """\
-[source]
-id_column = "id"
-time_column = "t"
-value_column = "v"
-
-[series]
-frequency = "1h"
-horizon = 12
-season_lengths = [24]
-min_value = 0
-
-[models]
-candidates = ["SeasonalNaive", "HistoricAverage"]
-
-[forecast]
-workers = 1
-"""
+PIPELINE = pipeline_toml(
+    id_column="id",
+    time_column="t",
+    value_column="v",
+    models=["SeasonalNaive", "HistoricAverage"],
+    forecast={"workers": 1},
+)
 
 #: A command the product suggests: at the start of a line, after a label's colon, or in backticks.
 ADVICE = re.compile(r"(?:^\s*|:\s+|`)(steadycast\s+[a-z][^`\n]*?)\s*(?:`|$)", re.MULTILINE)

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from tests.conftest import shared_data
+from tests.pipelines import pipeline_toml
 
 # ---------------------------------------------------------------------------------------------
 # Feeds
@@ -70,15 +71,16 @@ class Feed:
 
     def pipeline_toml(self, extra: str = "") -> str:
         """The pipeline file: the feed's settings, default checks and gate, plus ``extra``."""
-        seasons = ", ".join(str(s) for s in self.season_lengths)
-        bounds = f"min_value = {self.min_value}\n" if self.min_value is not None else ""
-        return (
-            "[source]\n"
-            'id_column = "unique_id"\ntime_column = "ds"\nvalue_column = "y"\n'
-            f'timezone = "{self.timezone}"\n\n'
-            "[series]\n"
-            f'frequency = "{self.frequency}"\nhorizon = {self.horizon}\n'
-            f"season_lengths = [{seasons}]\n{bounds}\n{extra}"
+        return pipeline_toml(
+            id_column="unique_id",
+            time_column="ds",
+            value_column="y",
+            timezone=self.timezone,
+            frequency=self.frequency,
+            horizon=self.horizon,
+            season_lengths=self.season_lengths,
+            min_value=self.min_value,
+            extra=extra,
         )
 
     def between(self, start: str | pd.Timestamp, end: str | pd.Timestamp) -> pd.DataFrame:

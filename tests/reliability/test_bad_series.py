@@ -42,6 +42,7 @@ from steadycast.models.validation import expected_timestamps
 from steadycast.pipeline.run import forecast_one_partition
 from steadycast.storage import store
 from steadycast.workspace import Workspace
+from tests.pipelines import pipeline_toml
 from tests.reliability.conftest import Record, size
 
 # (frequency, season length, horizon): the quick version runs the first, the long one all.
@@ -112,8 +113,15 @@ def stored_by_ingest(root: Path, raw: list[pd.DataFrame], frequency: str) -> pd.
     """Ingest ``raw`` for real and return what the store keeps (what a run's snapshot reads)."""
     ws = Workspace.init(root)
     (ws.pipelines_dir / "bad.toml").write_text(
-        f'[source]\nid_column = "id"\ntime_column = "t"\nvalue_column = "v"\n'
-        f'[series]\nfrequency = "{frequency}"\nhorizon = 2\n'
+        pipeline_toml(
+            id_column="id",
+            time_column="t",
+            value_column="v",
+            frequency=frequency,
+            horizon=2,
+            season_lengths=None,
+            min_value=None,
+        )
     )
     csv = root / "cases.csv"
     frame = pd.concat(raw, ignore_index=True)

@@ -35,6 +35,7 @@ import pandas as pd
 
 from steadycast.storage import releases
 from steadycast.workspace import Workspace
+from tests.pipelines import pipeline_toml
 from tests.reliability.conftest import Record, size
 
 PIPELINE = "meters"
@@ -43,17 +44,7 @@ HORIZON = 24
 PUBLISH_EVERY_S = 0.2
 BASE = pd.Timestamp("2024-03-11")
 OFFSETS = {"yhat_lo_80": -0.5, "yhat_hi_80": 0.5, "yhat_lo_95": -1.0, "yhat_hi_95": 1.0}
-PIPELINE_TOML = """\
-[source]
-id_column = "meter_id"
-time_column = "timestamp"
-value_column = "kwh"
-
-[series]
-frequency = "1h"
-horizon = 24
-season_lengths = [24]
-"""
+PIPELINE_TOML = pipeline_toml(horizon=HORIZON, min_value=None)
 
 
 def release_id(k: int) -> str:

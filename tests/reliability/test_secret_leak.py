@@ -50,6 +50,7 @@ from steadycast.storage.control import audit_entries
 from steadycast.storage.runlog import get_run
 from steadycast.workspace import Workspace
 from tests.integration.test_plugins_in_run import planted_workspace
+from tests.pipelines import pipeline_toml
 from tests.reliability.conftest import LONG, Record
 from tests.reliability.test_api_security import send
 
@@ -353,9 +354,15 @@ def test_a_webhook_url_in_the_pipeline_file_stays_out_of_the_run_record(tmp_path
 def test_a_malformed_webhook_url_is_not_quoted_in_the_config_error(tmp_path: Path) -> None:
     ws = Workspace.init(tmp_path / "ws")
     (ws.pipelines_dir / "p.toml").write_text(
-        '[source]\nid_column = "id"\ntime_column = "t"\nvalue_column = "v"\n'
-        '[series]\nfrequency = "1h"\nhorizon = 2\n'
-        f'[alerts]\nwebhook_url = "hooks/{CANARY}"\n'
+        pipeline_toml(
+            id_column="id",
+            time_column="t",
+            value_column="v",
+            horizon=2,
+            season_lengths=None,
+            min_value=None,
+            extra=f'[alerts]\nwebhook_url = "hooks/{CANARY}"\n',
+        )
     )
     done = cli("run", "p", "-w", str(ws.root), env=dict(os.environ))
     assert done.returncode == 2 and "webhook" in done.stderr, done.stderr

@@ -2,7 +2,7 @@
 
 Both read only the control plane (SQLite, WAL), so ``steadycast runs`` and ``steadycast hogs``
 answer while a run is working and never touch the DuckDB store. A pipeline's CPU is the sum of
-its stages' CPU, which includes the model worker processes (see ``ops/runlog.py``); its memory
+its stages' CPU, which includes the model worker processes (see ``storage/runlog.py``); its memory
 is the highest peak any of its stages reached.
 """
 

@@ -4,9 +4,8 @@ Gathering is kept apart from rendering so the report's facts can be tested witho
 and so the store is held only for the few reads at the start (``store.reading`` is short-lived:
 a run or an ingest may be waiting to write).
 
-Parts of a run record that other stages add over time (gate results, data-quality findings,
-realised accuracy, incidents) are read where they are found and reported as absent otherwise,
-so a report of an older run, or of a workspace made before a feature existed, still renders.
+A run that stopped early (failed before its checks, its gate or its forecasts) lacks those
+parts; they are reported as absent, so its report still renders.
 """
 
 from __future__ import annotations
@@ -32,10 +31,6 @@ SAMPLE_SERIES = 6
 WORST_SERIES = 3
 HISTORY_SEASONS = 3
 MAX_HISTORY_POINTS = 24 * 14  # keeps the e-mail small even for long seasons
-MAX_FINDINGS = 50
-# Store tables another stage may add; read when present, skipped when not.
-CHECK_TABLES = ("check_results", "checks")
-REALISED_TABLES = ("realised_accuracy", "realized_accuracy", "realised_scores")
 
 
 @dataclass
@@ -45,14 +40,14 @@ class ReportData:
     run: dict[str, Any]
     gate: list[dict[str, Any]] | None
     gate_passed: bool | None
-    findings: pd.DataFrame | None
+    findings: pd.DataFrame | None  # None: the run never reached its check stage
     quarantine: pd.DataFrame
     model_mix: pd.DataFrame
     backtest: pd.DataFrame
-    realised: pd.DataFrame | None
+    realised: pd.DataFrame
     stages: pd.DataFrame
     models: pd.DataFrame
-    incidents: pd.DataFrame | None
+    incidents: pd.DataFrame
     forecasts: pd.DataFrame
     history: pd.DataFrame
     levels: list[int]
@@ -63,87 +58,58 @@ class ReportData:
     notes: list[str] = field(default_factory=list)
 
 
-def _json(value: Any) -> Any:
-    if value is None or isinstance(value, dict | list):
-        return value
+def _json_object(text: str | None) -> dict[str, Any]:
+    """A recorded detail as a dict; an empty or free-text detail (older records) as ``{}``."""
     try:
-        return json.loads(value)
+        value = json.loads(text) if text else {}
     except (TypeError, ValueError):
-        return value
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _gate(run: dict[str, Any]) -> tuple[list[dict[str, Any]] | None, bool | None]:
-    """Gate results from wherever the run recorded them: a ``gate`` field, the run's detail, or
-    the detail of a stage named ``gate``. Accepts a list of results or ``{"passed", "results"}``."""
-    detail: dict[str, Any] = run["detail"] if isinstance(run.get("detail"), dict) else {}
-    candidates: list[Any] = [_json(run.get("gate")), detail.get("gate")]
-    for st in run.get("stages", []):
-        if st.get("name") == "gate" and isinstance(st.get("detail"), dict):
-            candidates += [st["detail"].get("results"), st["detail"].get("gate"), st["detail"]]
-    for cand in candidates:
-        passed: bool | None = None
-        if isinstance(cand, dict) and isinstance(cand.get("results"), list):
-            passed = bool(cand["passed"]) if "passed" in cand else None
-            cand = cand["results"]
-        if isinstance(cand, list) and all(isinstance(r, dict) for r in cand) and cand:
-            if passed is None:
-                passed = all(r.get("passed", True) or not r.get("blocking", True) for r in cand)
-            return cand, passed
-    return None, None
+    """The gate's results as the run recorded them, and whether every blocking rule passed;
+    ``(None, None)`` for a run that never reached the gate."""
+    results = run["detail"].get("gate")
+    if not isinstance(results, list) or not results:
+        return None, None
+    passed = all(r.get("passed", True) or not r.get("blocking", True) for r in results)
+    return results, passed
 
 
-def _findings_from_run(run: dict[str, Any]) -> pd.DataFrame | None:
-    detail: dict[str, Any] = run["detail"] if isinstance(run.get("detail"), dict) else {}
-    sources: list[Any] = [detail.get("checks"), detail.get("findings")]
-    for st in run.get("stages", []):
-        if st.get("name") == "check" and isinstance(st.get("detail"), dict):
-            sources += [st["detail"].get("results"), st["detail"].get("findings")]
-    for src in sources:
-        if isinstance(src, list) and all(isinstance(r, dict) for r in src):
-            return pd.DataFrame(src)
-    return None
-
-
-def _tables(con: duckdb.DuckDBPyConnection) -> set[str]:
-    return {
-        r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()
-    }
-
-
-def _columns(con: duckdb.DuckDBPyConnection, table: str) -> set[str]:
-    rows = con.execute(
-        "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [table]
-    ).fetchall()
-    return {r[0] for r in rows}
-
-
-def _run_table(con: duckdb.DuckDBPyConnection, names: tuple[str, ...], run_id: str) -> Any:
-    """Rows of the first optional table that exists and is keyed by run; None when none is."""
-    present = _tables(con)
-    for name in names:
-        if name in present and "run_id" in _columns(con, name):
-            return con.execute(f'SELECT * FROM "{name}" WHERE run_id = ?', [run_id]).fetchdf()
-    return None
+def _run_rows(con: duckdb.DuckDBPyConnection, table: str, run_id: str) -> pd.DataFrame:
+    """Every row a run wrote to ``table`` (a store table keyed by run)."""
+    return con.execute(f"SELECT * FROM {table} WHERE run_id = ?", [run_id]).fetchdf()
 
 
 def _release_frames(ws: Workspace, run: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    """The run's forecasts and provenance: its release, or the files a held run kept."""
-    pipeline, run_id = run["pipeline"], run["run_id"]
-    places: list[Path] = []
-    for rid in (run.get("release_id"), run_id):
-        if rid:
-            places.append(releases.pipeline_dir(ws.releases_dir, pipeline) / str(rid))
-    places.append(ws.root / "runs" / run_id)
+    """The run's forecasts, provenance and manifest: its release, or what a held run kept."""
+    places = [ws.root / "runs" / run["run_id"] / releases.HELD]
+    if run.get("release_id"):
+        places.insert(
+            0, releases.pipeline_dir(ws.releases_dir, run["pipeline"]) / run["release_id"]
+        )
     for place in places:
         if (place / releases.FORECASTS).exists():
-            manifest: dict[str, Any] = {}
-            if (place / releases.MANIFEST).exists():
-                manifest = json.loads((place / releases.MANIFEST).read_text())
-            fc = pq.read_table(place / releases.FORECASTS).to_pandas()
-            prov_path = place / "provenance.parquet"
-            prov = pq.read_table(prov_path).to_pandas() if prov_path.exists() else pd.DataFrame()
-            return fc, prov, manifest
+            return (
+                pq.read_table(place / releases.FORECASTS).to_pandas(),
+                _parquet_or_empty(place / "provenance.parquet"),
+                _manifest(place),
+            )
     return pd.DataFrame(), pd.DataFrame(), {}
+
+
+def _parquet_or_empty(path: Path) -> pd.DataFrame:
+    return pq.read_table(path).to_pandas() if path.exists() else pd.DataFrame()
+
+
+def _manifest(place: Path) -> dict[str, Any]:
+    """A release's manifest, or the meta a held run kept beside its forecasts."""
+    for name in (releases.MANIFEST, "meta.json"):
+        if (place / name).exists():
+            found: dict[str, Any] = json.loads((place / name).read_text())
+            return found
+    return {}
 
 
 def _levels(forecasts: pd.DataFrame, manifest: dict[str, Any]) -> list[int]:
@@ -177,76 +143,39 @@ def _pick_series(provenance: pd.DataFrame, ids: list[str]) -> tuple[list[str], d
     return [rest[int(i * step)] for i in range(SAMPLE_SERIES)], worst
 
 
-def _history_points(ws: Workspace, pipeline: str, manifest: dict[str, Any]) -> int:
+def _history_points(ws: Workspace, run: dict[str, Any], manifest: dict[str, Any]) -> int:
+    """How much history to plot: three seasons or three horizons, capped for the e-mail."""
     season = 1
     # The pipeline file may have gone since the run; the horizon still sizes the plot.
     with contextlib.suppress(SteadycastError):
-        season = ws.pipeline(pipeline).series.season_length
+        season = ws.pipeline(run["pipeline"]).series.season_length
     horizon = int(manifest.get("horizon", 24) or 24)
     return min(MAX_HISTORY_POINTS, max(HISTORY_SEASONS * season, 3 * horizon))
 
 
 def collect(ws: Workspace, run_id: str) -> ReportData:
     """Read everything the report of ``run_id`` shows; raises NotFoundError for an unknown run."""
-    run = get_run(ws.control_path, run_id)
-    if run is None:
-        raise NotFoundError(f"no run {run_id!r} in {ws.root}; list runs with `steadycast runs`")
-    run["detail"] = _json(run.get("detail")) or {}
-    for st in run["stages"]:
-        st["detail"] = _json(st.get("detail")) or {}
-    pipeline = run["pipeline"]
-    notes: list[str] = []
-
+    run = _load_run(ws, run_id)
     gate, gate_passed = _gate(run)
-    findings = _findings_from_run(run)
     forecasts, provenance, manifest = _release_frames(ws, run)
+    notes = []
     if forecasts.empty:
         notes.append("No forecasts were found for this run (no release and no kept output).")
-    levels = _levels(forecasts, manifest)
     ids = sorted(str(u) for u in forecasts["unique_id"].unique()) if not forecasts.empty else []
-
     with store.reading(ws.store_path) as con:
-        quarantine = con.execute(
-            "SELECT q.reason, count(*) AS rows, count(DISTINCT q.batch_id) AS batches, "
-            "count(DISTINCT q.unique_id) AS series FROM quarantine q "
-            "JOIN batches b ON b.pipeline = q.pipeline AND b.batch_id = q.batch_id "
-            "WHERE q.pipeline = ? AND b.ingested_at <= CAST(? AS TIMESTAMP) "
-            "GROUP BY q.reason ORDER BY rows DESC, q.reason",
-            [pipeline, _as_timestamp(run.get("finished_at") or run["started_at"])],
-        ).fetchdf()
         if provenance.empty:
             provenance = con.execute(
                 "SELECT * EXCLUDE (pipeline, run_id) FROM series_provenance WHERE run_id = ?",
                 [run_id],
             ).fetchdf()
-        backtest = con.execute(
-            "SELECT model, metric, avg(value) AS mean, count(DISTINCT unique_id) AS series, "
-            "count(*) FILTER (WHERE status IS DISTINCT FROM 'ok') AS failed_windows "
-            "FROM backtest_scores WHERE run_id = ? AND value IS NOT NULL "
-            "GROUP BY model, metric",
-            [run_id],
-        ).fetchdf()
-        if findings is None:
-            findings = _run_table(con, CHECK_TABLES, run_id)
-        realised = _run_table(con, REALISED_TABLES, run_id)
         sample_ids, worst_scores = _pick_series(provenance, ids)
         wanted = sample_ids + list(worst_scores)
-        history = pd.DataFrame(columns=["unique_id", "ds", "y"])
-        if wanted:
-            history = con.execute(
-                "SELECT unique_id, ds, y FROM observations WHERE pipeline = ? "
-                f"AND list_contains(?, unique_id) AND {in_range_sql('ds')} "
-                "QUALIFY row_number() OVER (PARTITION BY unique_id ORDER BY ds DESC) <= ? "
-                "ORDER BY unique_id, ds",
-                [pipeline, wanted, _history_points(ws, pipeline, manifest)],
-            ).fetchdf()
-
-    incidents = _incidents(ws.control_path, run_id)
-    worst_metric = None
-    if not provenance.empty and "metric" in provenance.columns:
-        metrics = provenance["metric"].dropna()
-        worst_metric = str(metrics.mode().iloc[0]) if not metrics.empty else None
-
+        quarantine = _quarantine(con, run)
+        backtest = _backtest_table(_backtest_means(con, run_id))
+        checked = any(st["name"] == "check" for st in run["stages"])
+        findings = _run_rows(con, "check_results", run_id) if checked else None
+        realised = _run_rows(con, "realised_accuracy", run_id)
+        history = _history(con, run["pipeline"], wanted, _history_points(ws, run, manifest))
     return ReportData(
         run=run,
         gate=gate,
@@ -254,20 +183,75 @@ def collect(ws: Workspace, run_id: str) -> ReportData:
         findings=findings,
         quarantine=quarantine,
         model_mix=_model_mix(provenance),
-        backtest=_backtest_table(backtest),
+        backtest=backtest,
         realised=realised,
         stages=pd.DataFrame(run["stages"]),
         models=pd.DataFrame(run["models"]),
-        incidents=incidents,
+        incidents=_incidents(ws.control_path, run_id),
         forecasts=forecasts[forecasts["unique_id"].isin(wanted)] if wanted else forecasts,
         history=history,
-        levels=levels,
+        levels=_levels(forecasts, manifest),
         sample_ids=sample_ids,
         worst_ids=list(worst_scores),
-        worst_metric=worst_metric,
+        worst_metric=_worst_metric(provenance),
         worst_scores=worst_scores,
         notes=notes,
     )
+
+
+def _load_run(ws: Workspace, run_id: str) -> dict[str, Any]:
+    """The run's record with its stages and models, its detail decoded."""
+    run = get_run(ws.control_path, run_id)
+    if run is None:
+        raise NotFoundError(f"no run {run_id!r} in {ws.root}; list runs with `steadycast runs`")
+    run["detail"] = _json_object(run.get("detail"))
+    return run
+
+
+def _quarantine(con: duckdb.DuckDBPyConnection, run: dict[str, Any]) -> pd.DataFrame:
+    """Quarantined rows by reason, of the batches ingested before the run ended."""
+    return con.execute(
+        "SELECT q.reason, count(*) AS rows, count(DISTINCT q.batch_id) AS batches, "
+        "count(DISTINCT q.unique_id) AS series FROM quarantine q "
+        "JOIN batches b ON b.pipeline = q.pipeline AND b.batch_id = q.batch_id "
+        "WHERE q.pipeline = ? AND b.ingested_at <= CAST(? AS TIMESTAMP) "
+        "GROUP BY q.reason ORDER BY rows DESC, q.reason",
+        [run["pipeline"], _as_timestamp(run.get("finished_at") or run["started_at"])],
+    ).fetchdf()
+
+
+def _backtest_means(con: duckdb.DuckDBPyConnection, run_id: str) -> pd.DataFrame:
+    """Mean backtest score per model and metric, with the series and failed windows counted."""
+    return con.execute(
+        "SELECT model, metric, avg(value) AS mean, count(DISTINCT unique_id) AS series, "
+        "count(*) FILTER (WHERE status IS DISTINCT FROM 'ok') AS failed_windows "
+        "FROM backtest_scores WHERE run_id = ? AND value IS NOT NULL "
+        "GROUP BY model, metric",
+        [run_id],
+    ).fetchdf()
+
+
+def _history(
+    con: duckdb.DuckDBPyConnection, pipeline: str, wanted: list[str], points: int
+) -> pd.DataFrame:
+    """The last ``points`` stored observations of each series to plot."""
+    if not wanted:
+        return pd.DataFrame(columns=["unique_id", "ds", "y"])
+    return con.execute(
+        "SELECT unique_id, ds, y FROM observations WHERE pipeline = ? "
+        f"AND list_contains(?, unique_id) AND {in_range_sql('ds')} "
+        "QUALIFY row_number() OVER (PARTITION BY unique_id ORDER BY ds DESC) <= ? "
+        "ORDER BY unique_id, ds",
+        [pipeline, wanted, points],
+    ).fetchdf()
+
+
+def _worst_metric(provenance: pd.DataFrame) -> str | None:
+    """The metric the worst series are ranked by: the one most series were selected on."""
+    if provenance.empty or "metric" not in provenance.columns:
+        return None
+    metrics = provenance["metric"].dropna()
+    return str(metrics.mode().iloc[0]) if not metrics.empty else None
 
 
 def _as_timestamp(text: str) -> str:
@@ -302,13 +286,9 @@ def _backtest_table(long: pd.DataFrame) -> pd.DataFrame:
     return wide.sort_values(key).reset_index()
 
 
-def _incidents(control_path: Path, run_id: str) -> pd.DataFrame | None:
+def _incidents(control_path: Path, run_id: str) -> pd.DataFrame:
+    """The incidents this run opened or raised again."""
     with connect(control_path) as con:
-        exists = con.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'incidents'"
-        ).fetchone()
-        if exists is None:
-            return None
         rows = con.execute(
             "SELECT id, kind, severity, state, title FROM incidents WHERE run_id = ? ORDER BY id",
             (run_id,),

@@ -43,56 +43,12 @@ def forecast_grid(
         horizontal_spacing=0.08,
     )
     for i, uid in enumerate(ids):
-        row, col = i // COLUMNS + 1, i % COLUMNS + 1
-        first = i == 0
         hist = history[history["unique_id"] == uid]
         fc = forecasts[forecasts["unique_id"] == uid].sort_values("ds")
-        for level in sorted(levels, reverse=True):
-            lo, hi = f"yhat_lo_{level}", f"yhat_hi_{level}"
-            if lo not in fc.columns or hi not in fc.columns or fc.empty:
-                continue
-            fig.add_trace(
-                go.Scatter(
-                    x=pd.concat([fc["ds"], fc["ds"][::-1]]),
-                    y=pd.concat([fc[hi], fc[lo][::-1]]),
-                    fill="toself",
-                    fillcolor=_BAND.get(level, _OTHER_BAND),
-                    line={"width": 0},
-                    hoverinfo="skip",
-                    name=f"{level}% interval",
-                    legendgroup=f"band{level}",
-                    showlegend=first,
-                ),
-                row=row,
-                col=col,
-            )
-        fig.add_trace(
-            go.Scatter(
-                x=hist["ds"],
-                y=hist["y"],
-                mode="lines",
-                line={"color": "#444", "width": 1},
-                name="history",
-                legendgroup="history",
-                showlegend=first,
-            ),
-            row=row,
-            col=col,
-        )
-        if not fc.empty:
-            fig.add_trace(
-                go.Scatter(
-                    x=fc["ds"],
-                    y=fc["yhat"],
-                    mode="lines",
-                    line={"color": "#1f77b4", "width": 2},
-                    name="forecast",
-                    legendgroup="forecast",
-                    showlegend=first,
-                ),
-                row=row,
-                col=col,
-            )
+        cell = {"row": i // COLUMNS + 1, "col": i % COLUMNS + 1}
+        for trace in [*_bands(fc, levels), *_lines(hist, fc)]:
+            trace.showlegend = i == 0  # one legend entry per kind of line
+            fig.add_trace(trace, **cell)
     fig.update_layout(
         height=PANEL_HEIGHT * rows + 90,
         margin={"l": 40, "r": 20, "t": 70, "b": 30},
@@ -102,6 +58,54 @@ def forecast_grid(
     )
     fig.update_annotations(font_size=12)
     return fig
+
+
+def _bands(fc: pd.DataFrame, levels: list[int]) -> list[go.Scatter]:
+    """A filled band per interval level the forecast carries, widest first."""
+    bands = []
+    for level in sorted(levels, reverse=True):
+        lo, hi = f"yhat_lo_{level}", f"yhat_hi_{level}"
+        if lo not in fc.columns or hi not in fc.columns or fc.empty:
+            continue
+        bands.append(
+            go.Scatter(
+                x=pd.concat([fc["ds"], fc["ds"][::-1]]),
+                y=pd.concat([fc[hi], fc[lo][::-1]]),
+                fill="toself",
+                fillcolor=_BAND.get(level, _OTHER_BAND),
+                line={"width": 0},
+                hoverinfo="skip",
+                name=f"{level}% interval",
+                legendgroup=f"band{level}",
+            )
+        )
+    return bands
+
+
+def _lines(hist: pd.DataFrame, fc: pd.DataFrame) -> list[go.Scatter]:
+    """The history line, and the forecast line when there is one."""
+    lines = [
+        go.Scatter(
+            x=hist["ds"],
+            y=hist["y"],
+            mode="lines",
+            line={"color": "#444", "width": 1},
+            name="history",
+            legendgroup="history",
+        )
+    ]
+    if not fc.empty:
+        lines.append(
+            go.Scatter(
+                x=fc["ds"],
+                y=fc["yhat"],
+                mode="lines",
+                line={"color": "#1f77b4", "width": 2},
+                name="forecast",
+                legendgroup="forecast",
+            )
+        )
+    return lines
 
 
 def figure_div(fig: go.Figure, div_id: str) -> str:

@@ -156,39 +156,100 @@ def _gate_section(data: ReportData) -> str:
     return verdict + _table(frame, cols, "no rules ran")
 
 
+FINDING_COUNT_COLUMNS = [("check", "check"), ("severity", "severity"), ("findings", "findings")]
+FINDING_COLUMNS = [
+    ("check", "check"),
+    ("severity", "severity"),
+    ("policy", "policy"),
+    ("unique_id", "unique_id"),
+    ("sentence", "finding"),
+]
+
+
 def _findings_section(data: ReportData) -> str:
+    """The failed data-quality checks: counted by check and severity, then the first few."""
     findings = data.findings
     if findings is None:
-        return '<p class="muted">No data-quality findings recorded for this run.</p>'
+        return _muted("No data-quality findings recorded for this run.")
     if findings.empty:
         return "<p>Every data-quality check passed.</p>"
-    failed = findings[~findings["passed"].astype(bool)] if "passed" in findings else findings
+    failed = findings[~findings["passed"].astype(bool)]
     if failed.empty:
         return f"<p>All {len(findings):,} check results passed.</p>"
-    by = [c for c in ("check", "severity") if c in failed.columns]
-    summary = ""
-    if by:
-        counts = failed.groupby(by).size().reset_index(name="findings")
-        summary = _table(counts, [*_all_columns(counts[by]), ("findings", "findings")], "")
-    text_col = next((c for c in ("sentence", "detail", "message") if c in failed.columns), None)
-    cols = [(c, c) for c in ("check", "severity", "policy", "unique_id") if c in failed.columns]
-    if text_col:
-        cols.append((text_col, "finding"))
+    counts = failed.groupby(["check", "severity"]).size().reset_index(name="findings")
+    summary = _table(counts, FINDING_COUNT_COLUMNS, "")
     shown = failed.head(MAX_SHOWN)
     more = len(failed) - len(shown)
     tail = f'<p class="muted">and {more:,} more</p>' if more > 0 else ""
-    return summary + _table(shown, cols, "") + tail
+    return summary + _table(shown, FINDING_COLUMNS, "") + tail
 
 
-def _optional(frame: pd.DataFrame | None, missing: str, empty: str) -> str:
-    if frame is None:
-        return f'<p class="muted">{_text(missing)}</p>'
+def _realised_section(data: ReportData) -> str:
+    """Realised accuracy: mean per model and metric over the release's scored series."""
+    frame = data.realised
     if frame.empty:
-        return f'<p class="muted">{_text(empty)}</p>'
-    if {"model", "metric", "value"} <= set(frame.columns):
-        frame = frame.pivot_table(index="model", columns="metric", values="value", aggfunc="mean")
-        frame = frame.reset_index()
-    return _table(frame.head(MAX_SHOWN), _all_columns(frame), empty)
+        return _muted("No actuals have arrived for this run's forecasts yet.")
+    frame = frame.pivot_table(index="model", columns="metric", values="value", aggfunc="mean")
+    frame = frame.reset_index()
+    return _table(frame.head(MAX_SHOWN), _all_columns(frame), "")
+
+
+def _muted(text: str) -> str:
+    return f'<p class="muted">{_text(text)}</p>'
+
+
+def _incidents_section(data: ReportData) -> str:
+    if data.incidents.empty:
+        return _muted("None.")
+    return _table(data.incidents.head(MAX_SHOWN), _all_columns(data.incidents), "")
+
+
+def _quarantine_section(data: ReportData) -> str:
+    cols = [("reason", "reason"), ("rows", "rows"), ("series", "series"), ("batches", "batches")]
+    return _table(data.quarantine, cols, "No rows quarantined in this pipeline's batches.")
+
+
+def _model_mix_section(data: ReportData) -> str:
+    cols = [("model", "model"), ("source", "source"), ("series", "series"), ("share", "share")]
+    return _table(data.model_mix, cols, "No provenance recorded for this run.")
+
+
+def _backtest_section(data: ReportData) -> str:
+    frame = data.backtest
+    return _table(frame, _all_columns(frame), "No backtest scores recorded for this run.")
+
+
+STAGE_COLUMNS = [
+    ("seq", "#"),
+    ("name", "stage"),
+    ("status", "status"),
+    ("wall_s", "wall s"),
+    ("cpu_s", "CPU s"),
+    ("peak_rss_mb", "peak MB"),
+    ("rows_in", "rows in"),
+    ("rows_out", "rows out"),
+    ("rows_rejected", "rejected"),
+    ("series_in", "series in"),
+    ("series_out", "series out"),
+]
+MODEL_COLUMNS = [
+    ("model", "model"),
+    ("tasks", "tasks"),
+    ("failures", "failures"),
+    ("cpu_s", "CPU s"),
+    ("peak_rss_mb", "peak MB"),
+]
+
+
+def _stages_section(data: ReportData) -> str:
+    return _table(data.stages, STAGE_COLUMNS, "No stages recorded.")
+
+
+def _models_section(data: ReportData) -> str:
+    models = data.models
+    if not models.empty:
+        models = models.sort_values("cpu_s", ascending=False)
+    return _table(models, MODEL_COLUMNS, "No model usage recorded.")
 
 
 def _plots(data: ReportData) -> tuple[str, bool]:
@@ -215,101 +276,32 @@ def _plots(data: ReportData) -> tuple[str, bool]:
 
 
 def render(data: ReportData) -> str:
-    """The whole page as a string."""
-    run = data.run
+    """The whole page as a string: plotly's JS in the head only when there is a figure."""
     plots, has_figures = _plots(data)
-    script = f'<script type="text/javascript">{get_plotlyjs()}</script>' if has_figures else ""
     notes = "".join(f'<p class="muted">{_text(n)}</p>' for n in data.notes)
     sections = [
         ("What ran", _summary(data)),
         ("Gate decision", _gate_section(data)),
         ("Data quality", _findings_section(data)),
-        (
-            "Quarantine",
-            _table(
-                data.quarantine,
-                [
-                    ("reason", "reason"),
-                    ("rows", "rows"),
-                    ("series", "series"),
-                    ("batches", "batches"),
-                ],
-                "No rows quarantined in this pipeline's batches.",
-            ),
-        ),
-        (
-            "Model mix",
-            _table(
-                data.model_mix,
-                [
-                    ("model", "model"),
-                    ("source", "source"),
-                    ("series", "series"),
-                    ("share", "share"),
-                ],
-                "No provenance recorded for this run.",
-            ),
-        ),
-        (
-            "Backtest accuracy (mean over series and windows)",
-            _table(
-                data.backtest,
-                _all_columns(data.backtest),
-                "No backtest scores recorded for this run.",
-            ),
-        ),
-        (
-            "Realised accuracy",
-            _optional(
-                data.realised,
-                "Realised accuracy is not recorded in this workspace yet.",
-                "No actuals have arrived for this run's forecasts yet.",
-            ),
-        ),
-        (
-            "Resource use by stage",
-            _table(
-                data.stages,
-                [
-                    ("seq", "#"),
-                    ("name", "stage"),
-                    ("status", "status"),
-                    ("wall_s", "wall s"),
-                    ("cpu_s", "CPU s"),
-                    ("peak_rss_mb", "peak MB"),
-                    ("rows_in", "rows in"),
-                    ("rows_out", "rows out"),
-                    ("rows_rejected", "rejected"),
-                    ("series_in", "series in"),
-                    ("series_out", "series out"),
-                ],
-                "No stages recorded.",
-            ),
-        ),
-        (
-            "Resource use by model",
-            _table(
-                data.models.sort_values("cpu_s", ascending=False)
-                if not data.models.empty
-                else data.models,
-                [
-                    ("model", "model"),
-                    ("tasks", "tasks"),
-                    ("failures", "failures"),
-                    ("cpu_s", "CPU s"),
-                    ("peak_rss_mb", "peak MB"),
-                ],
-                "No model usage recorded.",
-            ),
-        ),
-        (
-            "Incidents raised by this run",
-            _optional(data.incidents, "Incidents are not recorded in this workspace.", "None."),
-        ),
+        ("Quarantine", _quarantine_section(data)),
+        ("Model mix", _model_mix_section(data)),
+        ("Backtest accuracy (mean over series and windows)", _backtest_section(data)),
+        ("Realised accuracy", _realised_section(data)),
+        ("Resource use by stage", _stages_section(data)),
+        ("Resource use by model", _models_section(data)),
+        ("Incidents raised by this run", _incidents_section(data)),
         ("Forecasts", notes + plots),
     ]
     body = "".join(f"<section><h2>{_text(t)}</h2>{html}</section>" for t, html in sections)
-    title = f"steadycast run {run.get('run_id', '')} ({run.get('pipeline', '')})"
+    script = f'<script type="text/javascript">{get_plotlyjs()}</script>' if has_figures else ""
+    return _page(
+        f"steadycast run {data.run.get('run_id', '')} ({data.run.get('pipeline', '')})",
+        script,
+        body,
+    )
+
+
+def _page(title: str, script: str, body: str) -> str:
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en"><head><meta charset="utf-8">'

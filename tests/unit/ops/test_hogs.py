@@ -9,10 +9,38 @@ import pytest
 
 from steadycast.errors import UsageError
 from steadycast.ops.hogs import hogs, parse_since, run_history
+from steadycast.storage import control
 from steadycast.workspace import Workspace
-from tests.observability_workspace import real_run_workspace, record_run
+from tests.observability_workspace import real_run_workspace
 
 NOW = datetime(2026, 1, 10, 12, 0, tzinfo=UTC)
+MODELS = ["Naive", "SeasonalNaive", "HistoricAverage", "SES"]
+
+
+def record_run(
+    ws: Workspace, pipeline: str, run_id: str, started_at: str, cpu_scale: float, peak_mb: float
+) -> None:
+    """A finished run with chosen costs and start time, in the control plane: the ranking and
+    the time window are about those figures, which a real run cannot be made to have."""
+    with control.connect(ws.control_path) as con:
+        con.execute(
+            "INSERT INTO runs (run_id, pipeline, status, started_at, finished_at, engine) "
+            "VALUES (?, ?, 'published', ?, ?, 'local')",
+            (run_id, pipeline, started_at, started_at),
+        )
+        for seq, (name, wall, cpu) in enumerate(
+            [("snapshot", 0.1, 0.05), ("forecast", 4.0, 3.0), ("publish", 0.1, 0.02)], start=1
+        ):
+            con.execute(
+                "INSERT INTO stages (run_id, name, seq, status, started_at, wall_s, cpu_s, "
+                "peak_rss_mb, rows_in, rows_out) VALUES (?, ?, ?, 'ok', ?, ?, ?, ?, 2160, 108)",
+                (run_id, name, seq, started_at, wall * cpu_scale, cpu * cpu_scale, peak_mb + seq),
+            )
+        for k, model in enumerate(MODELS):
+            con.execute(
+                "INSERT INTO model_usage VALUES (?, ?, 3, ?, ?, ?)",
+                (run_id, model, int(k == 3), (k + 1) * 0.5 * cpu_scale, peak_mb + 10 * k),
+            )
 
 
 def stamp(hours_ago: float) -> str:
@@ -23,10 +51,10 @@ def stamp(hours_ago: float) -> str:
 def two_pipelines(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
     ws = Workspace.init(tmp_path_factory.mktemp("hogs") / "ws")
     for i in range(3):
-        record_run(ws, "light", f"light-{i}", started_at=stamp(10 + i), cpu_scale=1.0)
-    record_run(ws, "heavy", "heavy-0", started_at=stamp(5), cpu_scale=10.0, peak_mb=2000.0)
+        record_run(ws, "light", f"light-{i}", stamp(10 + i), cpu_scale=1.0, peak_mb=200.0)
+    record_run(ws, "heavy", "heavy-0", stamp(5), cpu_scale=10.0, peak_mb=2000.0)
     # Heavier still, but outside a 2-day window.
-    record_run(ws, "ancient", "ancient-0", started_at=stamp(24 * 30), cpu_scale=100.0)
+    record_run(ws, "ancient", "ancient-0", stamp(24 * 30), cpu_scale=100.0, peak_mb=200.0)
     return ws
 
 

@@ -7,10 +7,13 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from steadycast.ops.hogs import run_history
+from steadycast.ops.incidents import acknowledge, list_incidents
 from steadycast.ops.metrics import render_metrics, write_textfile
 from steadycast.storage.control import connect, utcnow
+from steadycast.storage.runlog import get_run
 from steadycast.workspace import Workspace
-from tests.observability_workspace import real_run_workspace, record_run, recorded_workspace
+from tests.observability_workspace import Observed, real_run_workspace
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -28,78 +31,115 @@ def value(found: Samples, name: str, **labels: str) -> float:
 
 
 @pytest.fixture(scope="module")
-def workspace_with_runs(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
-    ws, _ = recorded_workspace(tmp_path_factory.mktemp("metrics"))
-    record_run(ws, "meters", "meters-held-1", status="held", fallback=4)
-    record_run(ws, "other", "other-1", status="failed", cpu_scale=2.0)
+def workspace_with_runs(observed: Observed, tmp_path_factory: pytest.TempPathFactory) -> Workspace:
+    """The observed runs (meters: two published, one held; other: one failed), one incident
+    acknowledged, and a run of "other" still in progress."""
+    ws = observed.copy(tmp_path_factory.mktemp("metrics")).ws
+    acknowledge(ws.control_path, list_incidents(ws.control_path, state="open")[-1].id)
     with connect(ws.control_path) as con:
         con.execute(
             "INSERT INTO runs (run_id, pipeline, status, started_at) VALUES (?, ?, 'running', ?)",
             ("other-2", "other", utcnow()),
         )
-        for state, severity in (("open", "error"), ("open", "error"), ("acknowledged", "warning")):
-            con.execute(
-                "INSERT INTO incidents (fingerprint, pipeline, kind, severity, state, title, "
-                "first_seen, last_seen) VALUES (?, 'meters', 'gate', ?, ?, 't', ?, ?)",
-                (f"fp-{state}-{utcnow()}", severity, state, utcnow(), utcnow()),
-            )
     return ws
 
 
-def test_runs_gate_and_fallback(workspace_with_runs: Workspace) -> None:
-    found = samples(render_metrics(workspace_with_runs).decode())
-    assert value(found, "steadycast_runs_total", pipeline="meters", status="published") == 1
+def finished(ws: Workspace, pipeline: str) -> list[dict[str, object]]:
+    """The pipeline's finished runs, newest first, with their stages."""
+    return [r for r in run_history(ws, pipeline) if r["status"] != "running"]
+
+
+def stage_sum(ws: Workspace, pipeline: str, stage: str, figure: str) -> float:
+    return sum(
+        float(s[figure] or 0)
+        for run in finished(ws, pipeline)
+        for s in run["stages"]  # type: ignore[attr-defined]
+        if s["name"] == stage
+    )
+
+
+def test_runs_gate_and_fallback(workspace_with_runs: Workspace, observed: Observed) -> None:
+    ws = workspace_with_runs
+    found = samples(render_metrics(ws).decode())
+    assert value(found, "steadycast_runs_total", pipeline="meters", status="published") == 2
     assert value(found, "steadycast_runs_total", pipeline="meters", status="held") == 1
     assert value(found, "steadycast_runs_total", pipeline="other", status="failed") == 1
     assert value(found, "steadycast_runs_in_progress", pipeline="other") == 1
     assert value(found, "steadycast_gate_decisions_total", pipeline="meters", decision="held") == 1
     assert (
         value(found, "steadycast_gate_decisions_total", pipeline="meters", decision="published")
-        == 1
+        == 2
     )
     assert (
         "steadycast_gate_decisions_total",
         (("decision", "failed"), ("pipeline", "other")),
     ) not in found
-    # The newest finished run of "meters" is the held one, with 4 series on fallback.
-    assert value(found, "steadycast_series_on_fallback", pipeline="meters") == 4
-    duration = value(
-        found, "steadycast_last_run_duration_seconds", pipeline="meters", status="held"
+    # The newest finished run of "meters" is the one published after the held one.
+    newest = get_run(ws.control_path, observed.published)
+    assert newest is not None and finished(ws, "meters")[0]["run_id"] == observed.published
+    assert (
+        value(found, "steadycast_series_on_fallback", pipeline="meters")
+        == (newest["fallback_series"])
     )
-    assert 0 <= duration < 60
+    duration = value(
+        found, "steadycast_last_run_duration_seconds", pipeline="meters", status="published"
+    )
+    assert 0 <= duration < 600
     assert value(found, "steadycast_last_published_timestamp_seconds", pipeline="meters") > 1.7e9
 
 
 def test_stage_model_quarantine_and_incident_figures(workspace_with_runs: Workspace) -> None:
-    found = samples(render_metrics(workspace_with_runs).decode())
-    # Two recorded "meters" runs with 3.0 s of forecast CPU each; "other" ran at twice the cost.
+    ws = workspace_with_runs
+    found = samples(render_metrics(ws).decode())
+    for stage in ("snapshot", "forecast"):
+        assert value(
+            found, "steadycast_stage_cpu_seconds_total", pipeline="meters", stage=stage
+        ) == pytest.approx(stage_sum(ws, "meters", stage, "cpu_s"))
     assert value(
-        found, "steadycast_stage_cpu_seconds_total", pipeline="meters", stage="forecast"
-    ) == pytest.approx(6.0)
+        found, "steadycast_stage_rows_in_total", pipeline="meters", stage="snapshot"
+    ) == stage_sum(ws, "meters", "snapshot", "rows_in")
     assert value(
-        found, "steadycast_stage_cpu_seconds_total", pipeline="other", stage="forecast"
-    ) == pytest.approx(6.0)
-    assert (
-        value(found, "steadycast_stage_rows_in_total", pipeline="meters", stage="snapshot") == 4320
-    )
-    assert (
-        value(found, "steadycast_stage_rows_out_total", pipeline="meters", stage="forecast") == 216
-    )
+        found, "steadycast_stage_rows_out_total", pipeline="meters", stage="forecast"
+    ) == stage_sum(ws, "meters", "forecast", "rows_out")
+    # Three forecasts of 8 series (the stuck one left out) over the horizon of 12 steps.
+    assert stage_sum(ws, "meters", "forecast", "rows_out") == 3 * 8 * 12
+    newest = finished(ws, "meters")[0]["stages"][0]  # type: ignore[index]
     assert value(
-        found, "steadycast_last_run_stage_peak_rss_bytes", pipeline="meters", stage="forecast"
-    ) == pytest.approx(202 * 1024 * 1024)
-    assert value(found, "steadycast_model_failures_total", pipeline="meters", model="SES") == 2
-    assert value(found, "steadycast_model_cpu_seconds_total", pipeline="other", model="SES") == 4
+        found, "steadycast_last_run_stage_peak_rss_bytes", pipeline="meters", stage=newest["name"]
+    ) == pytest.approx(newest["peak_rss_mb"] * 1024 * 1024)
+    usage = [
+        m
+        for run in finished(ws, "meters")
+        for m in (get_run(ws.control_path, str(run["run_id"])) or {}).get("models", [])
+    ]
+    for model in {m["model"] for m in usage}:
+        assert value(found, "steadycast_model_failures_total", pipeline="meters", model=model) == (
+            sum(m["failures"] for m in usage if m["model"] == model)
+        )
+        assert value(
+            found, "steadycast_model_cpu_seconds_total", pipeline="meters", model=model
+        ) == pytest.approx(sum(m["cpu_s"] for m in usage if m["model"] == model))
     assert value(found, "steadycast_quarantined_rows", pipeline="meters", reason="below_min") == 1
     assert (
         value(found, "steadycast_quarantined_rows", pipeline="meters", reason="not_a_number") == 1
     )
     assert value(found, "steadycast_store_readable") == 1
-    assert value(found, "steadycast_open_incidents", pipeline="meters", severity="error") == 2
-    assert (
-        value(found, "steadycast_acknowledged_incidents", pipeline="meters", severity="warning")
-        == 1
-    )
+    for state, name in (("open", "open"), ("acknowledged", "acknowledged")):
+        live = list_incidents(ws.control_path, state=state)
+        assert live, state
+        for incident in live:
+            count = sum(
+                i.severity == incident.severity for i in live if i.pipeline == incident.pipeline
+            )
+            assert (
+                value(
+                    found,
+                    f"steadycast_{name}_incidents",
+                    pipeline=incident.pipeline,
+                    severity=incident.severity,
+                )
+                == count
+            )
 
 
 def test_textfile_is_written_whole(workspace_with_runs: Workspace, tmp_path: Path) -> None:
@@ -110,13 +150,12 @@ def test_textfile_is_written_whole(workspace_with_runs: Workspace, tmp_path: Pat
     assert samples(target.read_text()) == samples(render_metrics(workspace_with_runs).decode())
 
 
-def test_an_unreadable_store_is_reported_not_raised(tmp_path: Path) -> None:
-    ws = Workspace.init(tmp_path / "ws")
-    record_run(ws, "meters", "meters-1")
+def test_an_unreadable_store_is_reported_not_raised(observed: Observed, tmp_path: Path) -> None:
+    ws = observed.copy(tmp_path).ws
     ws.store_path.unlink()
     found = samples(render_metrics(ws).decode())
     assert value(found, "steadycast_store_readable") == 0
-    assert value(found, "steadycast_runs_total", pipeline="meters", status="published") == 1
+    assert value(found, "steadycast_runs_total", pipeline="meters", status="published") == 2
 
 
 @pytest.mark.slow

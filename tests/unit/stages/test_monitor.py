@@ -25,6 +25,7 @@ from steadycast.ops.accuracy import (
 from steadycast.ops.incidents import record_findings
 from steadycast.storage import releases, store
 from steadycast.workspace import Workspace
+from tests.pipelines import pipeline_toml
 
 # History 00:00-05:00. Season 1 scales: a = mean |diff| = (1+2+1+2+1)/5 = 1.4, b = 4/5 = 0.8.
 HISTORY = {"a": [1, 2, 4, 3, 5, 6], "b": [10, 10, 12, 12, 14, 14]}
@@ -371,24 +372,7 @@ def test_monitor_config_has_defaults_and_checks_its_values() -> None:
         parse_pipeline({**MINIMAL, "monitor": {"drift": 3}}, "meters", "pipelines/meters.toml")
 
 
-REAL_PIPELINE = """\
-[source]
-id_column = "meter_id"
-time_column = "timestamp"
-value_column = "kwh"
-
-[series]
-frequency = "1h"
-horizon = 12
-season_lengths = [24]
-min_value = 0
-
-[models]
-candidates = ["Naive", "SeasonalNaive", "SES"]
-
-[forecast]
-workers = 1
-"""
+REAL_PIPELINE = pipeline_toml(models=["Naive", "SeasonalNaive", "SES"], forecast={"workers": 1})
 
 
 def daily_csv(path: Path, start: str, hours: int, noise: float = 0.05) -> Path:
