@@ -3,7 +3,8 @@
 The public Python API; everything not listed in ``__all__`` may change between versions.
 """
 
-from steadycast.config import PipelineConfig, load_pipeline
+from typing import TYPE_CHECKING
+
 from steadycast.errors import (
     ConfigError,
     InputFileError,
@@ -16,13 +17,25 @@ from steadycast.errors import (
     UsageError,
     WorkspaceError,
 )
-from steadycast.workspace import Workspace
+
+if TYPE_CHECKING:  # what type checkers and editors see of the names that load on first use
+    from steadycast.config import PipelineConfig, load_pipeline
+    from steadycast.ingestion.batch import ingest
+    from steadycast.models.base import Capabilities, ForecastModel, ForecastTask
+    from steadycast.pipeline.levers import approve, rollback
+    from steadycast.pipeline.run import run_pipeline
+    from steadycast.testing import check_model
+    from steadycast.workspace import Workspace
 
 __version__ = "0.1.0"
 
-# The pipeline entry points pull in the forecasting libraries; they load on first use, so the
-# command line and the server start quickly.
+# Everything but the errors loads on first use (the configuration needs pydantic, the pipeline
+# entry points the data and forecasting libraries), so the command line and the server start
+# quickly.
 _LAZY = {
+    "PipelineConfig": ("steadycast.config", "PipelineConfig"),
+    "load_pipeline": ("steadycast.config", "load_pipeline"),
+    "Workspace": ("steadycast.workspace", "Workspace"),
     "ingest": ("steadycast.ingestion.batch", "ingest"),
     "run_pipeline": ("steadycast.pipeline.run", "run_pipeline"),
     "approve": ("steadycast.pipeline.levers", "approve"),

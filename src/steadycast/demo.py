@@ -115,30 +115,7 @@ def run_demo(directory: Path, console: Console, json_out: bool = False) -> dict[
     report = ws.root / f"report-{run2.run_id}.html"
     write_report(ws, run2.run_id, report)
     say(f"\nReport:    {report}")
-    if shutil.which("steadycast") is None:
-        bin_dir = Path(sys.executable).parent
-        activate = shlex.quote(str(bin_dir / "activate"))
-        say(
-            f"(The commands below are in {bin_dir}: run `source {activate}` first.)",
-            markup=False,
-        )
-    root = ws.root
-    if run2.status == "held":
-        say("Levers (one command each):")
-        say("  publish the held run anyway (the vanished meters were decommissioned):")
-        say(f"    {advice.approve(root, run2.run_id, 'meters were decommissioned')}", markup=False)
-        say("  then, to go back to the release before it:")
-        say(f"    {advice.rollback(root, DEMO_PIPELINE, 'undo the approval')}", markup=False)
-    say("Look around:")
-    for command in (
-        advice.command(root, "status", DEMO_PIPELINE),
-        advice.command(root, "incidents", "--state", "open"),
-        advice.command(root, "forecast", DEMO_PIPELINE) + " | head",
-        advice.command(root, "runs", DEMO_PIPELINE),
-        advice.command(root, "hogs", "--since", "1d"),
-        advice.command(root, "serve") + "   # then open http://127.0.0.1:8000/",
-    ):
-        say(f"  {command}", markup=False)
+    _say_next_steps(say, ws.root, run2)
     summary: dict[str, Any] = {
         "workspace": str(ws.root),
         "pipeline": DEMO_PIPELINE,
@@ -151,6 +128,36 @@ def run_demo(directory: Path, console: Console, json_out: bool = False) -> dict[
     if json_out:
         sys.stdout.write(json.dumps(summary, indent=2, default=str) + "\n")
     return summary
+
+
+def _say_next_steps(say: Callable[..., None], root: Path, run: RunResult) -> None:
+    """The levers and the commands to look around, each one working when pasted."""
+    if shutil.which("steadycast") is None:
+        bin_dir = Path(sys.executable).parent
+        activate = shlex.quote(str(bin_dir / "activate"))
+        say(
+            f"(The commands below are in {bin_dir}: run `source {activate}` first.)",
+            markup=False,
+        )
+    if run.status == "held":
+        say("Levers (one command each):")
+        say("  publish the held run anyway (the vanished meters were decommissioned):")
+        say(
+            f"    {advice.approve(root, run.run_id, 'meters were decommissioned')}",
+            markup=False,
+        )
+        say("  then, to go back to the release before it:")
+        say(f"    {advice.rollback(root, DEMO_PIPELINE, 'undo the approval')}", markup=False)
+    say("Look around:")
+    for command in (
+        advice.command(root, "status", DEMO_PIPELINE),
+        advice.command(root, "incidents", "--state", "open"),
+        advice.command(root, "forecast", DEMO_PIPELINE) + " | head",
+        advice.command(root, "runs", DEMO_PIPELINE),
+        advice.command(root, "hogs", "--since", "1d"),
+        advice.command(root, "serve") + "   # then open http://127.0.0.1:8000/",
+    ):
+        say(f"  {command}", markup=False)
 
 
 def _say_batch(say: Callable[..., None], batch: BatchResult) -> None:

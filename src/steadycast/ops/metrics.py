@@ -56,6 +56,7 @@ class SteadycastCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         with connect(self.ws.control_path) as con:
             yield from self._runs(con)
+            yield from self._last_runs(con)
             yield from self._stages(con)
             yield from self._models(con)
             if _has_table(con, "incidents"):
@@ -92,6 +93,7 @@ class SteadycastCollector(Collector):
         yield gate
         yield running
 
+    def _last_runs(self, con: sqlite3.Connection) -> Iterator[Metric]:
         duration = GaugeMetricFamily(
             "steadycast_last_run_duration_seconds",
             "Wall time of the newest finished run of each pipeline.",

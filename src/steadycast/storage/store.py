@@ -14,10 +14,12 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-
-import duckdb
+from typing import TYPE_CHECKING
 
 from steadycast.errors import StoreBusyError, WorkspaceError
+
+if TYPE_CHECKING:
+    import duckdb
 
 STORE_FILE = "store.duckdb"
 
@@ -158,6 +160,10 @@ SCHEMA_VERSION = len(MIGRATIONS)
 def _open(
     path: Path, read_only: bool, wait_s: float, memory_limit: str | None
 ) -> duckdb.DuckDBPyConnection:
+    # DuckDB loads on the first connection: opening a workspace for a command that never
+    # touches the store (``--help``, the forecast routes) does not pay for it.
+    import duckdb
+
     deadline = time.monotonic() + wait_s
     delay = 0.05
     while True:
