@@ -64,11 +64,8 @@ def spark() -> Iterator[Any]:
     pyspark_sql = pytest.importorskip("pyspark.sql")
     if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
         pytest.skip("the spark engine needs Java")
-    env = {
-        "PYSPARK_PYTHON": sys.executable,
-        "PYSPARK_DRIVER_PYTHON": sys.executable,
-        "SPARK_LOCAL_IP": "127.0.0.1",
-    }
+    # No PYSPARK_PYTHON: the engine gives the workers this interpreter, as for a user.
+    env = {"SPARK_LOCAL_IP": "127.0.0.1"}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     session = (

@@ -21,8 +21,11 @@ How a run's forecast stage maps onto Spark, and why:
   (CPU and peak memory of the task's process, model usage as JSON), never forecasts.
 
 The session: an active one is used as it is (a notebook on a cluster, ``spark-submit``); else
-one is started with the pipeline's ``engine.spark_master`` and stopped when the stage ends. In
-local mode the executors get this interpreter unless ``PYSPARK_PYTHON`` says otherwise.
+one is started with the pipeline's ``engine.spark_master`` and stopped when the stage ends.
+Either way the Python workers run this interpreter (and with it steadycast and the model
+plugins), unless the user named one (``PYSPARK_PYTHON``, ``spark.pyspark.python``, or the
+settings of ``spark-submit``). A task's failure reaches the run as the Python exception of the
+worker (type and message), its traceback kept in the run's record.
 PySpark is imported only here, and only when a run uses this engine.
 """
 
@@ -240,13 +243,49 @@ def _write_published(frame: pd.DataFrame, path: Path, pipeline: str) -> tuple[_P
 
 
 def _failure(exc: BaseException) -> str:
-    """The line of a failed Spark job's message that says what went wrong in a task."""
+    """What went wrong in a task, from a failed Spark job's message: steadycast's own line (it
+    names the partition), else the Python exception of the worker's traceback (``Type: message``,
+    the last one of a chain), else the first line. The first line alone is only Spark's frame
+    ("An exception was thrown from the Python worker:")."""
     text = str(exc)
     for line in reversed(text.splitlines()):
         if "steadycast: pipeline" in line:
             return line[line.index("steadycast: pipeline") + len("steadycast: ") :].strip()
+    raised = _worker_exception(text)
+    if raised is not None:
+        return raised
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     return lines[0][:500] if lines else type(exc).__name__
+
+
+#: The line of a Python traceback that names the exception: ``pkg.TypeError: message``.
+_RAISED = re.compile(
+    r"^((?:[A-Za-z_]\w*\.)*[A-Za-z_]\w*(?:Error|Exception|Exit|Interrupt)\b)(:.*)?$"
+)
+
+
+def _worker_exception(text: str) -> str | None:
+    """``Type: message`` of the last exception of the last Python traceback in ``text``."""
+    start = text.rfind("Traceback (most recent call last):")
+    if start < 0:
+        return None
+    found = None
+    for line in text[start:].splitlines():
+        match = _RAISED.match(line.rstrip())
+        if match:
+            found = match.group(1) + (match.group(2) or "")
+    return found[:500] if found else None
+
+
+def _advice(raised: str, python: str) -> str:
+    """What to do about a worker that could not import a module: name its interpreter."""
+    if not raised.startswith("ModuleNotFoundError"):
+        return ""
+    return (
+        f"; the Spark Python workers ran {python}, which lacks it: install steadycast and the "
+        "model plugins there, or set PYSPARK_PYTHON (or spark.pyspark.python) to an interpreter "
+        "that has them"
+    )
 
 
 def _watch(
@@ -264,6 +303,19 @@ def _watch(
                     if stage and stage.numTasks == tasks:
                         done = max(done, stage.numCompletedTasks)
         progress(done, tasks)
+
+
+def _use_interpreter(sc: SparkContext) -> None:
+    """Give the Python workers the user's interpreter (``PYSPARK_PYTHON``, else the session's
+    ``spark.pyspark.python``), else this one: it has steadycast and the model plugins, the
+    ``python3`` on the workers' PATH may not. PySpark started from a Python program (not by
+    ``spark-submit``, which turns the setting into the variable) reads only the variable and
+    falls back to ``python3``, so the choice is set on the context: every Python function it
+    ships carries it to the executors."""
+    if os.environ.get("PYSPARK_PYTHON") or os.environ.get(SUBMITTED):
+        return
+    conf = sc.getConf()
+    sc.pythonExec = conf.get("spark.pyspark.python") or sys.executable
 
 
 class SparkEngine:
@@ -290,10 +342,6 @@ class SparkEngine:
         )
         if not os.environ.get(SUBMITTED):  # spark-submit's --master and --conf stand
             builder = builder.master(self.master)
-            if self.master.startswith("local") and not os.environ.get("PYSPARK_PYTHON"):
-                # Executors are processes of this machine: give them this interpreter (and
-                # with it steadycast and the model plugins), not whatever python is on PATH.
-                builder = builder.config("spark.pyspark.python", sys.executable)
         try:
             session = builder.getOrCreate()
         except Exception as exc:
@@ -310,6 +358,7 @@ class SparkEngine:
         session, started = self._session()
         try:
             sc = session.sparkContext
+            _use_interpreter(sc)
             self._forward_failpoint(sc)
             frame = self._plan(session, job)
             rows = self._collect(sc, frame, len(job.parts), progress)
@@ -317,6 +366,7 @@ class SparkEngine:
                 "master": sc.master,
                 "application_id": sc.applicationId,
                 "spark_version": session.version,
+                "python": sc.pythonExec,
             }
         finally:
             if started:
@@ -430,9 +480,10 @@ class SparkEngine:
             sc.cancelJobGroup(group)
             raise
         except Exception as exc:
+            raised = _failure(exc)
             raise SteadycastError(
                 f"pipeline {self.pipeline!r}: the Spark job of the forecast stage failed "
-                f"(master {sc.master}): {_failure(exc)}"
+                f"(master {sc.master}): {raised}{_advice(raised, sc.pythonExec)}"
             ) from exc
         finally:
             stop.set()
