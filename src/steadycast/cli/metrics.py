@@ -53,7 +53,10 @@ def metrics(
     ] = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
-    """Prometheus metrics of the workspace: on stdout, or as a textfile when no server runs."""
+    """Prometheus metrics of the workspace: on stdout, or as a textfile when no server runs.
+
+    The server's /metrics has the same, plus its process and HTTP request metrics.
+    """
     from steadycast.ops.metrics import render_metrics, write_textfile
     from steadycast.workspace import Workspace
 

@@ -23,6 +23,7 @@ from fastapi import Depends, FastAPI
 
 from steadycast.errors import SteadycastError
 from steadycast.server import routes, schemas
+from steadycast.server._http_metrics import HttpMetrics, RequestStats
 from steadycast.server.deps import ServerState, require_read
 from steadycast.server.middleware import (
     NoSecretsInUrl,
@@ -63,6 +64,9 @@ def create_app(ws: Workspace, *, token: str | None = None) -> FastAPI:
     app.add_middleware(WritesNeedToken, state=state)
     app.add_middleware(NoSecretsInUrl)
     app.add_middleware(SecurityHeaders)
+    # Outermost: every request is counted, refused ones and the fast path's included.
+    app.state.http_requests = RequestStats()
+    app.add_middleware(HttpMetrics, stats=app.state.http_requests, routes=app.router.routes)
 
     # Open reads carry no dependency at all: solving even an empty one costs on the hot path.
     guarded = state.settings.read_token_required

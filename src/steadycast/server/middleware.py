@@ -2,7 +2,8 @@
 of credentials in URLs, and the one error body ``{"error": ..., "detail": ...}``.
 
 The middleware are plain ASGI classes: Starlette's ``BaseHTTPMiddleware`` costs about a third
-of the forecast route's time per request. Access logs are redacted by ``redact.py``.
+of the forecast route's time per request. Access logs are redacted by ``redact.py``; request
+counts and latencies per route are kept by ``_http_metrics.py``, the outermost layer.
 """
 
 from __future__ import annotations

@@ -7,10 +7,12 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from steadycast.config import AlertsConfig
+from steadycast.ops.alerts import send_alert
 from steadycast.ops.hogs import run_history
-from steadycast.ops.incidents import acknowledge, list_incidents
+from steadycast.ops.incidents import acknowledge, list_incidents, resolve
 from steadycast.ops.metrics import render_metrics, write_textfile
-from steadycast.storage.control import connect, utcnow
+from steadycast.storage.control import audit, connect, utcnow
 from steadycast.storage.runlog import get_run
 from steadycast.workspace import Workspace
 from tests.observability_workspace import Observed, real_run_workspace
@@ -174,3 +176,103 @@ def test_metrics_of_a_real_run(tmp_path: Path) -> None:
     assert snapshot_rows == 5 * 24 * 10 - 2  # two rows quarantined
     assert value(found, "steadycast_quarantined_rows", pipeline="meters", reason="below_min") == 1
     assert sum(v for (n, _), v in found.items() if n == "steadycast_model_tasks_total") > 0
+
+
+def test_incidents_opened_and_resolved_are_counted_from_the_audit_log(
+    observed: Observed, tmp_path: Path
+) -> None:
+    ws = observed.copy(tmp_path).ws
+    found = samples(render_metrics(ws).decode())
+    everything = list_incidents(ws.control_path)
+    assert everything
+    for incident in everything:
+        with connect(ws.control_path) as con:
+            opened = con.execute(
+                "SELECT count(*) FROM audit WHERE action = 'incident.opened' AND pipeline = ? "
+                "AND json_extract(detail, '$.kind') = ? AND json_extract(detail, '$.severity') = ?",
+                (incident.pipeline, incident.kind, incident.severity),
+            ).fetchone()[0]
+        assert opened >= 1
+        assert (
+            value(
+                found,
+                "steadycast_incidents_opened_total",
+                pipeline=incident.pipeline,
+                kind=incident.kind,
+                severity=incident.severity,
+            )
+            == opened
+        )
+    # Resolving one changes the open gauge, never the count of incidents opened.
+    before = sum(v for (n, _), v in found.items() if n == "steadycast_incidents_opened_total")
+    live = list_incidents(ws.control_path, state="open")[0]
+    resolve(ws.control_path, live.id, note="fixed at the source")
+    after = samples(render_metrics(ws).decode())
+    assert sum(v for (n, _), v in after.items() if n == "steadycast_incidents_opened_total") == (
+        before
+    )
+    assert (
+        value(after, "steadycast_incidents_resolved_total", pipeline=live.pipeline, kind=live.kind)
+        == found.get(
+            (
+                "steadycast_incidents_resolved_total",
+                (("kind", live.kind), ("pipeline", live.pipeline)),
+            ),
+            0,
+        )
+        + 1
+    )
+
+
+def test_every_pipeline_starts_its_counters_at_zero(workspace_with_runs: Workspace) -> None:
+    """So the first held run or failed alert is an increase, not a new series."""
+    found = samples(render_metrics(workspace_with_runs).decode())
+    for decision in ("approved", "rolled_back"):
+        assert (
+            value(found, "steadycast_gate_decisions_total", pipeline="other", decision=decision)
+            == 0
+        )
+    assert value(found, "steadycast_runs_total", pipeline="other", status="held") == 0
+    for channel in ("webhook", "command"):
+        assert (
+            value(found, "steadycast_alert_failures_total", pipeline="meters", channel=channel) == 0
+        )
+
+
+def test_alert_failures_are_counted(workspace: Workspace) -> None:
+    config = AlertsConfig(command=["false"], retries=0)
+    event = {"event": "incident.opened", "pipeline": "meters", "severity": "error", "title": "t"}
+    for _ in range(2):
+        send_alert(config, event, workspace.control_path)
+    found = samples(render_metrics(workspace).decode())
+    assert (
+        value(found, "steadycast_alert_failures_total", pipeline="meters", channel="command") == 2
+    )
+    assert value(found, "steadycast_alerts_sent_total", pipeline="meters", channel="command") == 0
+
+
+def test_an_approval_that_continued_a_stopped_run_is_one_approval(workspace: Workspace) -> None:
+    """Continuing a run its data checks stopped publishes a release on the way (audited as
+    ``release.published``): the gate held that run, so it counts as held, then approved."""
+    path = workspace.control_path
+    audit(path, "run.started", pipeline="meters", subject="r1")
+    audit(path, "release.published", pipeline="meters", subject="rel1", detail={"run_id": "r1"})
+    audit(path, "run.started", pipeline="meters", subject="r2")
+    audit(path, "run.held", pipeline="meters", subject="r2", reason="blocking checks")
+    audit(path, "release.published", pipeline="meters", subject="rel2", detail={"run_id": "r2"})
+    audit(path, "run.approved", pipeline="meters", subject="r2", detail={"release_id": "rel2"})
+    audit(path, "release.rollback", pipeline="meters", subject="rel1", reason="r")
+    audit(path, "ingest.ingested", pipeline="meters", subject="b1")
+    audit(path, "ingest.skipped", pipeline="meters", subject="b1")
+    found = samples(render_metrics(workspace).decode())
+    decisions = {
+        d: value(found, "steadycast_gate_decisions_total", pipeline="meters", decision=d)
+        for d in ("published", "held", "approved", "rolled_back")
+    }
+    assert decisions == {"published": 1, "held": 1, "approved": 1, "rolled_back": 1}
+    assert value(found, "steadycast_runs_total", pipeline="meters", status="published") == 1
+    assert value(found, "steadycast_runs_started_total", pipeline="meters") == 2
+    for status in ("ingested", "skipped"):
+        assert (
+            value(found, "steadycast_ingest_batches_total", pipeline="meters", status=status) == 1
+        )

@@ -1,19 +1,22 @@
 """What the pipelines cost: Prometheus metrics at each scrape, and the top consumers (hogs)."""
 
 # No `from __future__ import annotations`: FastAPI reads the route signatures.
+import threading
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
 
 from steadycast.errors import UsageError
 from steadycast.server import schemas
 from steadycast.server._encode import plain
-from steadycast.server.deps import State
+from steadycast.server.deps import ServerState, State
 
 __all__ = ["router"]
 
 router = APIRouter(tags=["ops"])
+_BUILDING = threading.Lock()
 
 
 @router.get(
@@ -21,12 +24,29 @@ router = APIRouter(tags=["ops"])
     response_class=Response,
     responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},
 )
-def metrics(state: State) -> Response:
-    """Prometheus metrics, read from the records at each scrape (see ``ops/metrics.py``)."""
-    # prometheus_client is loaded on the first scrape, not at start-up.
-    from steadycast.ops.metrics import render_metrics
+async def metrics(state: State, request: Request) -> Response:
+    """Prometheus metrics: the workspace's, read from the records at each scrape (see
+    ``ops/metrics.py``), this server process's, and its HTTP requests per route."""
+    # The request counts are only touched on the event loop: copied here, rendered in a
+    # worker thread with the rest (reading the records may wait on the store).
+    requests = request.app.state.http_requests.copy()
+    body = await run_in_threadpool(_render, request.app, state, requests)
+    return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
-    return Response(render_metrics(state.ws), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+def _render(app: Any, state: ServerState, requests: Any) -> bytes:
+    # prometheus_client is loaded on the first scrape, not at start-up.
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from steadycast.ops.metrics import server_registry
+
+    with _BUILDING:  # the workspace and process collectors: built by the first scrape
+        registry = getattr(app.state, "metrics_registry", None)
+        if registry is None:
+            registry = app.state.metrics_registry = server_registry(state.ws)
+    served = CollectorRegistry(auto_describe=False)
+    served.register(requests)
+    return bytes(generate_latest(registry) + generate_latest(served))
 
 
 @router.get("/api/v1/hogs", response_model=schemas.Hogs, responses=schemas.error_responses(400))
