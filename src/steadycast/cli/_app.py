@@ -8,6 +8,7 @@ command modules, never the data or forecasting libraries.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -61,6 +62,15 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
+    workspace: Annotated[
+        Path | None,
+        typer.Option(
+            "-w",
+            "--workspace",
+            help="Workspace directory for the command that follows, as in "
+            "`steadycast -w DIR status` (the command's own -w wins).",
+        ),
+    ] = None,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
     ] = False,
@@ -68,27 +78,50 @@ def _root(
         str, typer.Option("--log-format", help="Logs on stderr as readable 'text' or 'json' lines.")
     ] = "text",
     log_level: Annotated[
-        str, typer.Option("--log-level", help="DEBUG, INFO, WARNING or ERROR.")
-    ] = "WARNING",
+        str | None,
+        typer.Option(
+            "--log-level",
+            help="DEBUG, INFO, WARNING or ERROR (default: WARNING, with progress lines at INFO "
+            "when there is no terminal to draw a progress bar on).",
+        ),
+    ] = None,
 ) -> None:
     """steadycast: forecasts that just work."""
+    _use_workspace(workspace)
     from steadycast.errors import UsageError
-    from steadycast.ops.logging import configure_logging
+    from steadycast.ops.logging import configure_logging, show_progress
 
     if log_format not in ("text", "json"):
         raise UsageError(f"--log-format {log_format!r} is not supported; use text or json")
-    if log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+    level = (log_level or "WARNING").upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise UsageError(
             f"--log-level {log_level!r} is not a level; use DEBUG, INFO, WARNING or ERROR"
         )
-    configure_logging(log_format, log_level.upper())  # type: ignore[arg-type]
+    configure_logging(log_format, level)  # type: ignore[arg-type]
+    # Under cron or a scheduler nobody sees a progress bar: progress goes to the log instead.
+    show_progress(log_level is None and not interactive())
+
+
+def interactive() -> bool:
+    """True when a person watches: stdout and stderr are both a terminal."""
+    return out.is_terminal and err.is_terminal
+
+
+def _use_workspace(workspace: Path | None) -> None:
+    """``-w DIR`` before the command becomes the default of the command's own ``-w``: the
+    command's options are read after this callback, from ``$STEADYCAST_WORKSPACE`` when the
+    command has no ``-w`` of its own, so one place resolves the workspace for every command."""
+    if workspace is not None:
+        os.environ["STEADYCAST_WORKSPACE"] = str(workspace)
 
 
 class progress:
-    """A progress bar on a terminal, nothing in scripts or with --json."""
+    """A progress bar on a terminal; nothing with --json. Without a terminal the work logs its
+    progress instead (``steadycast.progress``, turned on by ``_root``)."""
 
     def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled and out.is_terminal
+        self.enabled = enabled and interactive()
         self._bar: Any = None
         self._tasks: dict[str, Any] = {}
 

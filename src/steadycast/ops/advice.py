@@ -40,3 +40,9 @@ def approve(root: Path | None, run_id: str, reason: str = APPROVE_REASON) -> str
 def rollback(root: Path | None, pipeline: str, reason: str) -> str:
     """The rollback command for a pipeline (to its previous release)."""
     return command(root, "rollback", pipeline, "--reason", reason)
+
+
+def anywhere(root: Path, *args: str) -> str:
+    """``steadycast ARGS -w ROOT``: for a message read away from the workspace (an alert), the
+    workspace is always named."""
+    return shlex.join(["steadycast", *args, "-w", str(root)])

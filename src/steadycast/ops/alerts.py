@@ -9,10 +9,18 @@ Channels (``[alerts]`` in the pipeline config):
   environment variable ``STEADYCAST_EVENT``; exit code 0 means delivered.
 
 Each channel is retried with exponential backoff (``retries`` more attempts after the first,
-waiting ``backoff_s``, then twice that, ...). The outcome of every delivery goes to the audit
-log (``alert.delivered`` or ``alert.failed`` with the error and the attempts), and
-``send_alert`` returns normally whatever happens: a broken alert channel is an alerting
-problem, never a reason to hold forecasts.
+waiting ``backoff_s``, then twice that, ...), all within ``deadline_s``. The outcome of every
+delivery goes to the audit log (``alert.delivered`` or ``alert.failed`` with the error and the
+attempts), and ``send_alert`` returns normally whatever happens: a broken alert channel is an
+alerting problem, never a reason to hold forecasts.
+
+``notify`` (what runs and ``monitor`` call) does not wait for any of it: it queues the alerts on
+a background thread (``ops.outbox``) and returns; at process exit the queue gets a few seconds
+to empty. A failed delivery opens (or updates) one ``alerts`` incident for the pipeline, "alerts
+undeliverable"; the next delivery that succeeds resolves it. ``flush`` waits for the queue.
+
+Each message links to its run's report and the pipeline's dashboard page when ``base_url`` is
+set, and names the commands that show the same when it is not.
 
 Webhook URLs often *are* the secret (Slack's carry it in the path), so what is recorded names
 only the scheme, host and first path segment: ``https://hooks.slack.com/services/…``; a path of
@@ -23,6 +31,7 @@ standard library quote it).
 
 from __future__ import annotations
 
+import functools
 import http.client
 import json
 import logging
@@ -41,13 +50,17 @@ from typing import Any, Literal
 
 from steadycast.config import AlertsConfig
 from steadycast.errors import SteadycastError
-from steadycast.ops.incidents import Incident, IncidentChanges
+from steadycast.ops import advice, incidents
+from steadycast.ops.incidents import Finding, Incident, IncidentChanges
+from steadycast.ops.outbox import Outbox
 from steadycast.quality.severity import rank
-from steadycast.storage import control
+from steadycast.storage import control, runlog
 
 __all__ = [
     "AlertDelivery",
+    "flush",
     "incident_event",
+    "links",
     "notify",
     "redact_url",
     "send_alert",
@@ -59,6 +72,9 @@ log = logging.getLogger("steadycast.alerts")
 # Worth another try: the receiver or the network may recover. Other 4xx will not.
 _RETRY_STATUS = {408, 425, 429}
 _ICON = {"incident.opened": ":rotating_light:", "incident.resolved": ":white_check_mark:"}
+
+#: Where ``notify`` queues its alerts: one background thread per process.
+OUTBOX = Outbox("steadycast-alerts")
 
 
 @dataclass(frozen=True)
@@ -138,12 +154,63 @@ def slack_body(event: Mapping[str, Any]) -> dict[str, Any]:
         lines.append(str(event["detail"]))
     if name == "incident.resolved" and event.get("resolution"):
         lines.append(f"_Resolution:_ {event['resolution']}")
+    lines += _link_lines(event)
     text = "\n".join(lines)
     return {
         "text": headline,
         "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text[:2900]}}],
         **event,
     }
+
+
+_LINK_NAMES = {"report": "Run report", "dashboard": "Dashboard"}
+_COMMAND_NAMES = {"report": "Run report", "status": "Status", "incidents": "Incidents"}
+
+
+def _link_lines(event: Mapping[str, Any]) -> list[str]:
+    """Slack's ``<url|label>`` links, else the commands to paste."""
+    urls = event.get("links") or {}
+    if urls:
+        return [" · ".join(f"<{url}|{_LINK_NAMES.get(k, k)}>" for k, url in urls.items())]
+    commands = event.get("commands") or {}
+    return [f"{_COMMAND_NAMES.get(k, k)}: `{c}`" for k, c in commands.items()]
+
+
+def links(
+    config: AlertsConfig, control_path: Path | None, pipeline: str, run_id: str | None
+) -> dict[str, Any]:
+    """What an alert links to: the run's report and the pipeline's dashboard page under
+    ``base_url`` (``{"links": ...}``), else the commands that show them (``{"commands": ...}``).
+    A run id that names no run (a ``monitor`` tick) gets no report."""
+    is_run = bool(run_id) and control_path is not None and _is_run(control_path, str(run_id))
+    base = config.base_url
+    if base:
+        found = {"dashboard": f"{base}/#pipeline={urllib.parse.quote(pipeline)}"}
+        if is_run:
+            found = {
+                "report": f"{base}/api/v1/runs/{urllib.parse.quote(str(run_id))}/report",
+                **found,
+            }
+        return {"links": found}
+    if control_path is None:
+        return {}
+    root = control_path.parent
+    commands = {"status": advice.anywhere(root, "status", pipeline)}
+    if is_run:
+        report = f"report-{run_id}.html"
+        commands = {"report": advice.anywhere(root, "report", str(run_id), "-o", report)}
+        commands["status"] = advice.anywhere(root, "status", pipeline)
+    commands["incidents"] = advice.anywhere(
+        root, "incidents", "--state", "open", "--pipeline", pipeline
+    )
+    return {"commands": commands}
+
+
+def _is_run(control_path: Path, run_id: str) -> bool:
+    try:
+        return runlog.get_run(control_path, run_id) is not None
+    except (sqlite3.Error, OSError, SteadycastError):
+        return False
 
 
 def _webhook_urls(config: AlertsConfig) -> list[str]:
@@ -218,13 +285,16 @@ def _deliver(
     config: AlertsConfig,
     secret: str | None,
 ) -> AlertDelivery:
-    """Try one channel up to ``1 + retries`` times with exponential backoff."""
+    """Try one channel up to ``1 + retries`` times with exponential backoff, all of it within
+    ``deadline_s``; ``attempt(timeout_s)`` makes one try."""
     errors: list[str] = []
     status: int | None = None
     attempts = 0
+    deadline = time.monotonic() + config.deadline_s
     for n in range(config.retries + 1):
         attempts = n + 1
-        ok, status, error, retry = attempt()
+        left = deadline - time.monotonic()
+        ok, status, error, retry = attempt(max(min(config.timeout_s, left), 0.1))
         if ok:
             return AlertDelivery(channel, target, True, attempts, status, None)
         message = error or "failed"
@@ -233,7 +303,11 @@ def _deliver(
         errors.append(message)
         if not retry or n == config.retries:
             break
-        time.sleep(config.backoff_s * (2**n))
+        pause = config.backoff_s * (2**n)
+        if time.monotonic() + pause >= deadline:
+            errors.append(f"gave up: the deadline of {config.deadline_s:g} s was reached")
+            break
+        OUTBOX.wait(pause)
     return AlertDelivery(channel, target, False, attempts, status, "; ".join(errors))
 
 
@@ -286,7 +360,7 @@ def send_alert(
         delivery = _guarded(
             "webhook",
             target,
-            lambda url=url: _post(url, body, config.timeout_s),
+            lambda timeout_s, url=url: _post(url, body, timeout_s),
             config,
             url,
         )
@@ -297,7 +371,7 @@ def send_alert(
         delivery = _guarded(
             "command",
             os.path.basename(argv[0]),
-            lambda: _run_command(argv, payload, config.timeout_s),
+            lambda timeout_s: _run_command(argv, payload, timeout_s),
             config,
             None,
         )
@@ -349,30 +423,70 @@ def notify(
     control_path: Path | None,
     pipeline: str,
     run_id: str | None = None,
-) -> list[AlertDelivery]:
+) -> int:
     """Alert on what a run changed: opened and resolved incidents (re-sightings are silent).
 
     More than ``max_per_run`` alertable incidents of one event become one summary alert, so a
-    fleet-wide problem is one message, not ten thousand. Never raises.
+    fleet-wide problem is one message, not ten thousand. The alerts are queued and sent in the
+    background (``flush`` waits for them); returns how many were queued. Never raises.
     """
-    deliveries: list[AlertDelivery] = []
     if not (_webhook_urls(config) or config.command):
-        return deliveries
+        return 0
+    events: list[dict[str, Any]] = []
     batches: Iterable[tuple[str, list[Incident]]] = (
         ("incident.opened", changes.opened),
         ("incident.resolved", changes.resolved),
     )
-    for name, incidents in batches:
+    for name, found in batches:
         if name not in config.events:
             continue
-        alertable = [
-            i for i in incidents if rank(i.severity, unknown=2) >= rank(config.min_severity)
-        ]
+        alertable = [i for i in found if rank(i.severity, unknown=2) >= rank(config.min_severity)]
         if len(alertable) > config.max_per_run:
-            deliveries += send_alert(
-                config, _summary_event(name, pipeline, alertable, run_id), control_path
-            )
-            continue
-        for incident in alertable:
-            deliveries += send_alert(config, incident_event(name, incident), control_path)
-    return deliveries
+            events.append(_summary_event(name, pipeline, alertable, run_id))
+        else:
+            events += [incident_event(name, i) for i in alertable]
+    seen: dict[str | None, dict[str, Any]] = {}
+    for event in events:
+        about = event.get("run_id") or run_id
+        if about not in seen:  # one look-up per run, not per incident
+            seen[about] = links(config, control_path, pipeline, about)
+        event.update(seen[about])
+        OUTBOX.put(functools.partial(_send_queued, config, event, control_path))
+    return len(events)
+
+
+def flush(timeout_s: float = 30.0) -> bool:
+    """Wait until every queued alert is delivered or given up (at most ``timeout_s``); True
+    when the queue is empty. For callers that need the outcome now: a test, a notebook."""
+    return OUTBOX.flush(timeout_s)
+
+
+def _send_queued(config: AlertsConfig, event: Mapping[str, Any], control_path: Path | None) -> None:
+    """Send one queued alert, then open or resolve the pipeline's "alerts undeliverable"
+    incident by how it went."""
+    deliveries = send_alert(config, event, control_path)
+    if control_path is None or not deliveries:
+        return
+    pipeline = str(event.get("pipeline") or "")
+    failed = [d for d in deliveries if not d.ok]
+    found = [_undeliverable(pipeline, failed)] if failed else []
+    subject = str(event.get("run_id") or "alerts")
+    try:
+        incidents.record_findings(control_path, pipeline, subject, found, ["alerts"])
+    except (sqlite3.Error, OSError, SteadycastError) as exc:
+        log.warning("could not record the alert outcome as an incident: %s", exc)
+
+
+def _undeliverable(pipeline: str, failed: list[AlertDelivery]) -> Finding:
+    """``alerts:PIPELINE``: one incident however many alerts fail, resolved by the next one
+    delivered. Not alerted itself: the channel it would go through is the one failing."""
+    where = "; ".join(f"{d.channel} {d.target}: {d.error}" for d in failed)
+    return Finding(
+        incidents.fingerprint("alerts", pipeline),
+        "alerts",
+        "error",
+        f"alerts undeliverable for pipeline {pipeline!r}",
+        f"{where[:1500]}. Check the [alerts] table (pipelines/{pipeline}.toml, or "
+        "steadycast.toml for the workspace's channels) and that the receiver is up; the audit "
+        "log (alert.failed) has every attempt.",
+    )

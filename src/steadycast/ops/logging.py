@@ -7,6 +7,12 @@ global, so two runs in two threads of one server never swap ids.
 
 ``configure_logging`` is called once by the CLI (``--log-format json``) or the server; calling it
 again replaces the handler it installed rather than adding a second one.
+
+Progress goes to the ``steadycast.progress`` logger at INFO: a stage's start and end and, for
+partitioned work, done/total, rate and elapsed time (``ProgressLog``), at most one line every
+``PROGRESS_EVERY_S`` seconds and always the last. On a terminal the CLI draws a progress bar
+instead; without one (cron, a scheduler, a pipe) it turns this logger on, so a captured log
+shows a long run moving.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -22,7 +29,16 @@ from typing import Any, Literal, TextIO
 
 from steadycast.errors import UsageError
 
-__all__ = ["JsonFormatter", "RunContextFilter", "configure_logging", "current_run", "run_context"]
+__all__ = [
+    "PROGRESS_LOGGER",
+    "JsonFormatter",
+    "ProgressLog",
+    "RunContextFilter",
+    "configure_logging",
+    "current_run",
+    "run_context",
+    "show_progress",
+]
 
 LogFormat = Literal["text", "json"]
 FORMATS: tuple[str, ...] = ("text", "json")
@@ -34,6 +50,13 @@ _pipeline: ContextVar[str | None] = ContextVar("steadycast_pipeline", default=No
 # Attributes every LogRecord has; anything else on a record came from ``extra=`` and is logged.
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "run_tag"}
 _OURS = "_steadycast_handler"
+
+#: The logger of progress lines; the CLI turns it on when there is no terminal.
+PROGRESS_LOGGER = "steadycast.progress"
+#: At most one progress line per stage this often (seconds), besides the last.
+PROGRESS_EVERY_S = 5.0
+
+progress_log = logging.getLogger(PROGRESS_LOGGER)
 
 
 def current_run() -> tuple[str | None, str | None]:
@@ -128,6 +151,59 @@ def configure_logging(
     root.addHandler(handler)
     root.setLevel(level)
     return handler
+
+
+def show_progress(on: bool = True) -> None:
+    """Log progress lines at INFO whatever the root level (``on``), or follow the root level."""
+    progress_log.setLevel(logging.INFO if on else logging.NOTSET)
+
+
+class ProgressLog:
+    """Progress lines for partitioned work: ``stage: done/total partitions (pct), rate/s,
+    elapsed``, throttled per stage so a million-series run does not flood its log."""
+
+    def __init__(self, every_s: float = PROGRESS_EVERY_S) -> None:
+        self.every_s = every_s
+        self._started: dict[str, tuple[float, int | None]] = {}
+        self._last: dict[str, float] = {}
+
+    def start(self, stage: str) -> None:
+        """The stage begins now: its elapsed time and rate count from here."""
+        self._started[stage] = (time.monotonic(), None)
+        self._last.pop(stage, None)
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        now = time.monotonic()
+        started, before = self._started.get(stage, (now, None))
+        if before is None:
+            # What is done at the first report may be resumed work, not this run's rate.
+            before = max(done - 1, 0)
+            self._started[stage] = (started, before)
+        last = self._last.get(stage)
+        if done < total and last is not None and now - last < self.every_s:
+            return
+        if not progress_log.isEnabledFor(logging.INFO):
+            return
+        self._last[stage] = now
+        elapsed = now - started
+        rate = (done - before) / elapsed if elapsed > 0 else 0.0
+        share = 100.0 * done / total if total else 100.0
+        progress_log.info(
+            "%s: %d/%d partitions (%.0f%%), %.2f partitions/s, elapsed %.1f s",
+            stage,
+            done,
+            total,
+            share,
+            rate,
+            elapsed,
+            extra={
+                "stage": stage,
+                "done": done,
+                "total": total,
+                "rate_per_s": round(rate, 3),
+                "elapsed_s": round(elapsed, 3),
+            },
+        )
 
 
 def _utc_struct_time(seconds: float | None) -> Any:

@@ -159,16 +159,15 @@ def _run_engine(
     resumed = _resume_partitions(parts_root, resume_from, names)
     todo = [name for name in names if not is_committed(parts_root / name)]
     engine = create_engine(cfg.engine, cfg.name, pool)
-    progress = scope.progress
 
     def advance(done: int, total: int) -> None:
-        if progress:  # resumed partitions count as done
-            progress("forecast", len(names) - total + done, len(names))
+        # Resumed partitions count as done.
+        scope.advance("forecast", len(names) - total + done, len(names))
 
     scratch = parts_root.parent / "engine"
     snapshot = snap.parts[0].parent.parent.resolve()
     job = Job(cfg.name, snapshot, todo, work, cfg.forecast, last_published, scratch)
-    ran: EngineRun = engine.run(job, advance if progress else None)
+    ran: EngineRun = engine.run(job, advance)
     # The partition processes are done: let their memory go before the outputs are gathered.
     pool.close()
     clear_staging(parts_root)

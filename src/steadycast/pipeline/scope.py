@@ -2,13 +2,16 @@
 
 ``RunResult`` is the ``--json`` shape of ``steadycast run``; ``STAGES`` names the recorded
 stages in the order they run, and ``RunScope.stage`` measures one of them and keeps its record
-for the result.
+for the result. Stages and partition progress are also logged (``steadycast.progress``), which
+is what a scheduler without a terminal captures.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -18,6 +21,7 @@ from typing import Any
 
 from steadycast.config import PipelineConfig
 from steadycast.ops import alerts
+from steadycast.ops.logging import ProgressLog, progress_log
 from steadycast.storage import runlog
 from steadycast.workspace import Workspace
 
@@ -27,6 +31,7 @@ __all__ = [
     "RunResult",
     "RunScope",
     "config_digest",
+    "config_doc",
     "config_lines",
     "new_run_id",
 ]
@@ -50,9 +55,10 @@ class RunResult:
     gate: list[dict[str, Any]] = field(default_factory=list)
     stages: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
+    config: dict[str, Any] | None = None  # the pipeline config as run (``config_doc``)
 
     def as_dict(self) -> dict[str, Any]:
-        out = {
+        out: dict[str, Any] = {
             "run_id": self.run_id,
             "pipeline": self.pipeline,
             "status": self.status,
@@ -62,6 +68,8 @@ class RunResult:
             "gate": self.gate,
             "stages": self.stages,
         }
+        if self.config is not None:
+            out["config"] = self.config
         if self.error:
             out["error"] = self.error
         return out
@@ -78,6 +86,7 @@ class RunScope:
     result: RunResult
     records: list[runlog.StageRecord] = field(default_factory=list)
     progress: Progress | None = None
+    progress_lines: ProgressLog = field(default_factory=ProgressLog)
 
     @property
     def pipeline(self) -> str:
@@ -89,12 +98,48 @@ class RunScope:
 
     @contextmanager
     def stage(self, name: str) -> Iterator[runlog.StageRecord]:
-        """Measure and record stage ``name`` (one of ``STAGES``)."""
-        with runlog.stage(
-            self.ws.control_path, self.run_id, name, STAGES.index(name) + 1
-        ) as record:
-            self.records.append(record)
-            yield record
+        """Measure and record stage ``name`` (one of ``STAGES``); log its start and end."""
+        progress_log.info("stage %s started", name, extra={"stage": name, "event": "started"})
+        self.progress_lines.start(name)
+        began = time.monotonic()
+        try:
+            with runlog.stage(
+                self.ws.control_path, self.run_id, name, STAGES.index(name) + 1
+            ) as record:
+                self.records.append(record)
+                yield record
+        except BaseException as exc:
+            elapsed = time.monotonic() - began
+            progress_log.info(
+                "stage %s failed after %.1f s: %s",
+                name,
+                elapsed,
+                type(exc).__name__,
+                extra={"stage": name, "event": "failed", "elapsed_s": round(elapsed, 3)},
+            )
+            raise
+        wall = record.usage.wall_s if record.usage else time.monotonic() - began
+        progress_log.info(
+            "stage %s finished in %.1f s: %d rows in, %d rows out",
+            name,
+            wall,
+            record.rows_in,
+            record.rows_out,
+            extra={
+                "stage": name,
+                "event": "finished",
+                "elapsed_s": round(wall, 3),
+                "rows_in": record.rows_in,
+                "rows_out": record.rows_out,
+            },
+        )
+
+    def advance(self, stage: str, done: int, total: int) -> None:
+        """``done`` of ``total`` partitions of ``stage`` are finished: tell the progress bar
+        (if any) and the progress log."""
+        if self.progress is not None:
+            self.progress(stage, done, total)
+        self.progress_lines(stage, done, total)
 
     def stage_dicts(self) -> list[dict[str, Any]]:
         """The measured stages, as ``RunResult.stages`` lists them."""
@@ -110,9 +155,19 @@ def config_digest(cfg: PipelineConfig) -> str:
     return hashlib.sha256(cfg.model_dump_json().encode()).hexdigest()
 
 
-def config_lines(cfg: PipelineConfig) -> list[str]:
-    """The configuration as recorded with a run and diffed into the audit log: webhook URLs
-    carry their secret in the path, so only their redacted form is kept."""
+def config_doc(cfg: PipelineConfig) -> dict[str, Any]:
+    """The configuration as recorded with a run and printed by ``run --json``, as an object:
+    webhook URLs carry their secret in the path, so only their redacted form is kept."""
     urls = [alerts.redact_url(u) for u in cfg.alerts.webhook_url]
     shown = cfg.model_copy(update={"alerts": cfg.alerts.model_copy(update={"webhook_url": urls})})
-    return shown.model_dump_json(indent=1).splitlines()
+    doc: dict[str, Any] = shown.model_dump(mode="json")
+    return doc
+
+
+def config_lines(config: PipelineConfig | dict[str, Any] | list[str]) -> list[str]:
+    """A recorded configuration as text lines, for the audit log's diff between two runs (a
+    run recorded before the config was an object kept these lines as they are)."""
+    if isinstance(config, list):
+        return config
+    doc = config_doc(config) if isinstance(config, PipelineConfig) else config
+    return json.dumps(doc, indent=1).splitlines()

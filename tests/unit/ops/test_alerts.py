@@ -1,12 +1,17 @@
 """Alerts against a real HTTP server on 127.0.0.1 and a real command: delivered, retried,
-recorded when they fail, and never raising."""
+recorded when they fail, and never raising. From the background queue: ``notify`` never waits
+for a receiver, a failing channel opens one "alerts undeliverable" incident that the next
+delivery resolves, every attempt ends by the deadline, and each message says where to look
+(links under ``base_url``, else commands)."""
 
 from __future__ import annotations
 
 import json
+import shlex
 import socket
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,8 +21,16 @@ from typing import Any
 import pytest
 
 from steadycast.config import AlertsConfig
-from steadycast.ops.alerts import incident_event, notify, redact_url, send_alert, slack_body
-from steadycast.ops.incidents import Finding, record_findings
+from steadycast.ops.alerts import (
+    flush,
+    incident_event,
+    notify,
+    redact_url,
+    send_alert,
+    slack_body,
+)
+from steadycast.ops.incidents import Finding, list_incidents, record_findings
+from steadycast.storage import runlog
 from steadycast.storage.control import audit_entries
 
 EVENT: dict[str, Any] = {
@@ -188,11 +201,13 @@ def test_notify_alerts_on_open_and_resolve_and_summarises_a_storm(
     ]
     config = fast(webhook_url=receiver.url, max_per_run=2)
     opened = record_findings(control_path, "meters", "run-1", findings, kinds=["check"])
-    notify(config, opened, control_path, "meters", "run-1")
+    assert notify(config, opened, control_path, "meters", "run-1") == 1
+    assert flush(10)
     (summary,) = receiver.bodies
     assert summary["count"] == 3 and summary["title"] == "3 incidents opened in pipeline 'meters'"
     resolved = record_findings(control_path, "meters", "run-2", findings[2:], kinds=["check"])
     notify(config, resolved, control_path, "meters", "run-2")
+    assert flush(10)
     assert [b["event"] for b in receiver.bodies[1:]] == ["incident.resolved"] * 2
     assert receiver.bodies[1]["resolution"] == "cause gone: not seen in run run-2"
     assert ":white_check_mark:" in receiver.bodies[1]["text"]
@@ -215,3 +230,101 @@ def test_incident_event_carries_what_a_receiver_needs(control_path: Path) -> Non
     assert event["event"] == "incident.opened" and event["incident_id"] == incident.id
     assert event["fingerprint"] == "held:meters" and event["run_id"] == "run-1"
     assert json.loads(json.dumps(event)) == event
+
+
+def _opened(control_path: Path, run_id: str, n: int = 1):  # type: ignore[no-untyped-def]
+    findings = [
+        Finding(f"check:flat_line:meters:m{i}", "check", "error", f"m{i} stuck", "stuck")
+        for i in range(n)
+    ]
+    return record_findings(control_path, "meters", run_id, findings, kinds=["check"])
+
+
+def _alerts_incidents(control_path: Path) -> list:  # type: ignore[type-arg]
+    return [i for i in list_incidents(control_path, pipeline="meters") if i.kind == "alerts"]
+
+
+def test_notify_returns_at_once_and_an_undeliverable_alert_opens_one_incident(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    control_path = tmp_path / "control.sqlite"
+    down = f"http://127.0.0.1:{closed_port()}/hooks/steadycast"
+    slow = AlertsConfig.model_validate({"webhook_url": down, "retries": 2, "backoff_s": 0.5})
+    started = time.perf_counter()
+    assert notify(slow, _opened(control_path, "run-1", 2), control_path, "meters", "run-1") == 2
+    assert time.perf_counter() - started < 0.5  # 2 alerts x (0.5 s + 1 s of backoff) queued
+    assert flush(30)
+    failed = [e for e in audit_entries(control_path) if e["action"] == "alert.failed"]
+    assert len(failed) == 2 and {e["detail"]["attempts"] for e in failed} == {3}
+    (incident,) = _alerts_incidents(control_path)
+    assert incident.state == "open" and incident.occurrences == 2
+    assert incident.title == "alerts undeliverable for pipeline 'meters'"
+    assert "cannot connect" in (incident.detail or "")
+
+    # The receiver is back: the next alert delivered resolves the incident.
+    up = AlertsConfig.model_validate({"webhook_url": receiver.url})
+    more = record_findings(
+        control_path, "meters", "run-2", [Finding("held:meters", "held", "error", "held", "")], []
+    )
+    assert notify(up, more, control_path, "meters", "run-2") == 1
+    assert flush(30)
+    assert len(receiver.bodies) == 1
+    (incident,) = _alerts_incidents(control_path)
+    assert incident.state == "resolved"
+
+
+def test_all_attempts_end_by_the_deadline(tmp_path: Path) -> None:
+    down = f"http://127.0.0.1:{closed_port()}/hooks/steadycast"
+    config = AlertsConfig.model_validate(
+        {"webhook_url": down, "retries": 10, "backoff_s": 1.0, "deadline_s": 0.5}
+    )
+    started = time.perf_counter()
+    (delivery,) = send_alert(config, EVENT, tmp_path / "control.sqlite")
+    assert time.perf_counter() - started < 1.0
+    assert not delivery.ok and delivery.attempts == 1
+    assert "deadline of 0.5 s" in (delivery.error or "")
+
+
+def test_with_a_base_url_each_alert_links_to_its_report_and_dashboard(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    control_path = tmp_path / "control.sqlite"
+    runlog.start_run(control_path, "meters-run-1", "meters", "local", "digest")
+    config = AlertsConfig.model_validate(
+        {"webhook_url": receiver.url, "base_url": "https://forecasts.example.com/"}
+    )
+    notify(config, _opened(control_path, "meters-run-1"), control_path, "meters", "meters-run-1")
+    assert flush(30)
+    (body,) = receiver.bodies
+    report = "https://forecasts.example.com/api/v1/runs/meters-run-1/report"
+    dashboard = "https://forecasts.example.com/#pipeline=meters"
+    assert body["links"] == {"report": report, "dashboard": dashboard}
+    text = body["blocks"][0]["text"]["text"]
+    assert f"<{report}|Run report>" in text and f"<{dashboard}|Dashboard>" in text
+
+
+def test_without_a_base_url_each_alert_names_the_commands_to_paste(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    control_path = tmp_path / "my ws" / "control.sqlite"
+    control_path.parent.mkdir()
+    runlog.start_run(control_path, "meters-run-1", "meters", "local", "digest")
+    config = AlertsConfig.model_validate({"webhook_url": receiver.url})
+    notify(config, _opened(control_path, "meters-run-1"), control_path, "meters", "meters-run-1")
+    # A monitor tick is not a run: its alert has no report to point at.
+    notify(config, _opened(control_path, "monitor-1", 2), control_path, "meters", "monitor-1")
+    assert flush(30)
+    first, second = receiver.bodies
+    root = str(control_path.parent)
+    assert shlex.split(first["commands"]["report"]) == [
+        "steadycast", "report", "meters-run-1", "-o", "report-meters-run-1.html", "-w", root
+    ]  # fmt: skip
+    assert shlex.split(first["commands"]["status"]) == [
+        "steadycast",
+        "status",
+        "meters",
+        "-w",
+        root,
+    ]
+    assert "Run report: `steadycast report meters-run-1" in first["blocks"][0]["text"]["text"]
+    assert "report" not in second["commands"] and "incidents" in second["commands"]

@@ -11,7 +11,13 @@ from collections.abc import Iterator
 import pytest
 
 from steadycast.errors import UsageError
-from steadycast.ops.logging import configure_logging, current_run, run_context
+from steadycast.ops.logging import (
+    ProgressLog,
+    configure_logging,
+    current_run,
+    run_context,
+    show_progress,
+)
 
 
 @pytest.fixture
@@ -97,3 +103,28 @@ def test_bad_format_or_level_is_a_usage_error() -> None:
         configure_logging("xml")  # type: ignore[arg-type]
     with pytest.raises(UsageError, match="log level 'LOUD'"):
         configure_logging("text", "LOUD")
+
+
+def test_progress_lines_are_throttled_but_the_last_always_comes(restore_root: None) -> None:
+    """Thousands of partitions are a few lines, not thousands; the end is never left out."""
+    stream = io.StringIO()
+    configure_logging("json", "WARNING", stream=stream)
+    show_progress(True)
+    try:
+        say = ProgressLog(every_s=60)
+        say.start("forecast")
+        for done in range(1, 1001):
+            say("forecast", done, 1000)
+    finally:
+        show_progress(False)
+    records = [json.loads(line) for line in lines(stream)]
+    assert [(r["done"], r["total"]) for r in records] == [(1, 1000), (1000, 1000)]
+    assert records[-1]["message"].startswith("forecast: 1000/1000 partitions (100%)")
+    assert records[-1]["rate_per_s"] > 0 and records[-1]["logger"] == "steadycast.progress"
+
+
+def test_progress_lines_follow_the_root_level_unless_turned_on(restore_root: None) -> None:
+    stream = io.StringIO()
+    configure_logging("text", "WARNING", stream=stream)
+    ProgressLog()("forecast", 1, 2)
+    assert lines(stream) == []

@@ -6,6 +6,7 @@
     forecasts.py  a pipeline's forecasts, its series and one series in detail, from memory;
                   and ForecastFastPath, the same forecast answer before FastAPI's routing
     runs.py       GET /api/v1/runs/{run_id} and a pipeline's data quality
+    reports.py    GET /api/v1/runs/{run_id}/report: the run's HTML report (alerts link to it)
     levers.py     POST rollback and approve (token, audited)
     incidents.py  the incident list, acknowledge and resolve (token, audited)
     audit.py      GET /api/v1/audit (token, even when reads are open)
@@ -26,6 +27,7 @@ from steadycast.server.routes import (
     levers,
     metrics,
     pipelines,
+    reports,
     runs,
 )
 
@@ -39,6 +41,7 @@ __all__ = [
     "levers",
     "metrics",
     "pipelines",
+    "reports",
     "runs",
 ]
 
@@ -49,6 +52,7 @@ GUARDED: tuple[APIRouter, ...] = (
     pipelines.router,
     levers.router,
     runs.router,
+    reports.router,
     incidents.router,
     audit.router,
 )
