@@ -500,6 +500,24 @@ class AlertsConfig(_Table):
     events: list[AlertEvent] = Field(default_factory=lambda: list(_ALL_ALERT_EVENTS))
     min_severity: SeverityField = Severity.WARNING
     max_per_run: int = Field(default=20, ge=1)  # beyond it, one summary alert per event
+    # All attempts of one alert (retries and their waits) end by then; it is sent in the
+    # background, so this bounds how long a failing channel keeps trying, never the run.
+    deadline_s: float = Field(default=60.0, gt=0.0, le=3600.0)
+    # The address people open the dashboard at (e.g. "https://forecasts.example.com"): each
+    # alert links to its run's report and the pipeline's dashboard page. Without it, an alert
+    # names the commands that show the same.
+    base_url: str = ""
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if value and not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError(
+                f"must start with http:// or https:// and name a host, e.g. "
+                f"'https://forecasts.example.com' (got {value!r})"
+            )
+        return value
 
     @field_validator("webhook_url", mode="before")
     @classmethod
@@ -721,3 +739,21 @@ def load_pipeline(path: Path, display: str | None = None) -> PipelineConfig:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{origin}: not valid TOML ({exc})") from None
     return parse_pipeline(data, path.stem, origin)
+
+
+def parse_alerts(table: Any, origin: str) -> AlertsConfig:
+    """The workspace's ``[alerts]`` table (in ``steadycast.toml``), validated like a pipeline's:
+    the default channels of every pipeline without an ``[alerts]`` table of its own."""
+    try:
+        return AlertsConfig.model_validate(table, strict=True)
+    except ValidationError as exc:
+        lines = [
+            f"{origin}: {_describe({**err, 'loc': ('alerts', *err['loc'])})}"
+            for err in exc.errors()
+        ]
+        raise ConfigError("\n".join(lines)) from None
+
+
+def has_own_alerts(cfg: PipelineConfig) -> bool:
+    """Whether the pipeline file has an ``[alerts]`` table (which overrides the workspace's)."""
+    return "alerts" in cfg.model_fields_set

@@ -16,7 +16,14 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from steadycast.config import PIPELINE_NAME, PipelineConfig, load_pipeline
+from steadycast.config import (
+    PIPELINE_NAME,
+    AlertsConfig,
+    PipelineConfig,
+    has_own_alerts,
+    load_pipeline,
+    parse_alerts,
+)
 from steadycast.errors import ConfigError, UnknownPipelineError, WorkspaceError
 from steadycast.storage import control, store
 
@@ -32,6 +39,12 @@ format = 1
 # The write token of the HTTP API is read from STEADYCAST_API_TOKEN, or from this file
 # (relative to the workspace), which must be readable by its owner only (chmod 600).
 # token_file = "api-token"
+
+# Where alerts go for every pipeline without an [alerts] table of its own, and for problems of
+# the workspace itself (a pipeline file that does not load). Same keys as a pipeline's [alerts].
+# [alerts]
+# webhook_url = "https://hooks.example.com/..."
+# command = ["/usr/local/bin/page-on-call"]
 """
 
 EXAMPLE_PIPELINE = """\
@@ -152,8 +165,48 @@ class Workspace:
             p.stem for p in self.pipelines_dir.glob("*.toml") if PIPELINE_NAME.match(p.stem)
         )
 
+    def alerts(self) -> AlertsConfig:
+        """The workspace's ``[alerts]`` table: the channels of every pipeline without its own,
+        and of the workspace's own incidents (no channels when there is none)."""
+        try:
+            settings = tomllib.loads(self.settings_file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return AlertsConfig()
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{WORKSPACE_FILE}: not valid TOML ({exc})") from None
+        table = settings.get("alerts")
+        return AlertsConfig() if table is None else parse_alerts(table, WORKSPACE_FILE)
+
     def pipeline(self, name: str) -> PipelineConfig:
-        """Load ``pipelines/NAME.toml``; the name is checked before it becomes a path."""
+        """Load ``pipelines/NAME.toml``, with the workspace's ``[alerts]`` unless it has its own.
+
+        The name is checked before it becomes a path. A file that does not load opens (or
+        updates) its ``config`` incident and alerts; one that loads again resolves it
+        (steadycast.workspace_check).
+        """
+        from steadycast import workspace_check
+
+        path = self._pipeline_path(name)
+        display = f"pipelines/{name}.toml"
+        try:
+            cfg = load_pipeline(path, display=display)
+        except ConfigError as exc:
+            workspace_check.config_broken(self, name, display, str(exc))
+            raise
+        workspace_check.config_loaded(self, name, display)
+        if has_own_alerts(cfg):
+            return cfg
+        try:
+            alerts = self.alerts()
+        except ConfigError as exc:
+            workspace_check.config_broken(
+                self, workspace_check.WORKSPACE_SCOPE, WORKSPACE_FILE, str(exc)
+            )
+            raise
+        workspace_check.config_loaded(self, workspace_check.WORKSPACE_SCOPE, WORKSPACE_FILE)
+        return cfg.model_copy(update={"alerts": alerts})
+
+    def _pipeline_path(self, name: str) -> Path:
         if not PIPELINE_NAME.match(name):
             raise ConfigError(
                 f"{name!r} is not a pipeline name; use letters, digits, '_', '-', '.'"
@@ -165,4 +218,4 @@ class Workspace:
                 f"no pipeline {name!r} in {self.root} (expected pipelines/{name}.toml; "
                 f"known: {known})"
             )
-        return load_pipeline(path, display=f"pipelines/{name}.toml")
+        return path

@@ -13,6 +13,7 @@ the server use too. One module per command group:
     status.py      status, runs, releases, forecast, report: what a pipeline did and serves
     incidents.py   incidents, ack, resolve
     monitor.py     monitor: realised accuracy and SLAs, on a schedule
+    validate.py    validate: every problem in the workspace's configuration files
     metrics.py     metrics, hogs: what the workspace counts and costs
     models.py      models: built-in and plugged-in
     serve.py       serve: the HTTP API and the dashboard
@@ -36,6 +37,7 @@ from steadycast.cli import (
     serve,
     status,
     synth,
+    validate,
     workspace,
 )
 from steadycast.cli._app import app, main
@@ -60,6 +62,7 @@ for _command in (
     synth.synth,
     serve.serve,
     monitor.monitor,
+    validate.validate,
     metrics.metrics,
     models.models,
     demo.demo,

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from steadycast.config import AlertsConfig, PipelineConfig
+from steadycast.errors import ConfigError
 from steadycast.ops import accuracy, alerts, incidents, sla
 from steadycast.ops.incidents import Finding, IncidentChanges
 from steadycast.workspace import Workspace
@@ -70,13 +71,20 @@ def watch_sla(
 def watch_pipelines(ws: Workspace, pipeline: str | None, now: datetime) -> list[dict[str, Any]]:
     """One monitor tick over ``pipeline`` (or every pipeline): realised accuracy where the
     monitor is enabled, with its recent trend, and the SLA. Run on a schedule, not by a run: a
-    missed deadline means no run happened."""
+    missed deadline means no run happened.
+
+    A pipeline file that does not load is an entry with its ``error`` (and its ``config``
+    incident, opened by loading it); the other pipelines are still watched."""
     names = [pipeline] if pipeline else ws.pipeline_names()
     tick = f"monitor-{now:%Y%m%dT%H%M%SZ}"
     doc = []
     for name in names:
-        cfg = ws.pipeline(name)
-        entry: dict[str, Any] = {"pipeline": name}
+        try:
+            cfg = ws.pipeline(name)
+        except ConfigError as exc:
+            doc.append({"pipeline": name, "error": str(exc)})
+            continue
+        entry: dict[str, Any] = {"pipeline": name, "error": None}
         if cfg.monitor.enabled:
             watched = watch_accuracy(ws, cfg, tick)
             entry["accuracy"] = {

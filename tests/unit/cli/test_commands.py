@@ -40,6 +40,7 @@ COMMANDS = [
     "synth",
     "serve",
     "monitor",
+    "validate",
     "metrics",
     "models",
     "demo",
