@@ -196,17 +196,21 @@ def test_approve_as_printed_continues_a_run_its_data_checks_stopped(stopped: Sto
     assert entry["detail"]["overridden_checks"] == ["volume_parity"]
     assert entry["detail"]["release_id"] == current.release_id
 
+    # One cause, one incident: the stop's check and gate rule are named in the held incident,
+    # not opened beside it, and the approval closes it saying who and why.
     by_kind = {i.fingerprint: i for i in list_incidents(ws.control_path, pipeline="p")}
-    for fingerprint in ("held:p", "gate:blocking_checks:p", "check:volume_parity:p"):
-        incident = by_kind[fingerprint]
-        assert incident.state == "resolved", incident
-        assert f"run {run_id} approved" in (incident.resolution or "")
+    assert "gate:blocking_checks:p" not in by_kind and "check:volume_parity:p" not in by_kind
+    held = by_kind["held:p"]
+    assert "volume_parity" in (held.detail or "") and "blocking_checks" in held.title
+    assert held.state == "resolved", held
+    assert f"run {run_id} approved by {entry['actor']}: " in (held.resolution or "")
+    assert held.resolved_by == entry["actor"] and held.resolved_at
 
-    # The lever is pulled once: again, it says why not (usage, exit 2); an unknown run is 1.
+    # The lever is pulled once: again, it says why not (usage, exit 2); an unknown run is 2 too.
     again = paste(approve[0], here)
     assert again.returncode == 2 and "published, not held" in again.stderr
     unknown = steadycast("approve", "p-nope", "--reason", "x", "-w", str(ws.root), cwd=here)
-    assert unknown.returncode == 1 and "no run 'p-nope'" in unknown.stderr
+    assert unknown.returncode == 2 and "no run 'p-nope'" in unknown.stderr
 
 
 def test_every_command_printed_for_a_stopped_run_works(stopped: Stopped) -> None:
@@ -231,7 +235,7 @@ def test_a_stopped_run_whose_snapshot_is_gone_says_so(stopped: Stopped) -> None:
         part.unlink()
     (approve,) = [c for c in advice(printed) if c.startswith("steadycast approve")]
     done = paste(approve, here)
-    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.returncode == 2, done.stdout + done.stderr
     assert "snapshot" in done.stderr and "gone" in done.stderr and run_id in done.stderr
     assert "Traceback" not in done.stderr
     assert releases.current_id(ws.releases_dir, "p") == first_release

@@ -120,8 +120,11 @@ def test_cli_run_json_and_forecast_export(ready: Workspace, tmp_path: Path) -> N
         "fallback_series",
         "gate",
         "stages",
+        "config",
     }
     assert doc["status"] == "published"
+    # The pipeline config as the run used it: an object, defaults filled in.
+    assert doc["config"]["name"] == "meters" and doc["config"]["series"]["horizon"] == 12
     assert set(doc["stages"][0]) == {
         "name",
         "wall_s",
@@ -148,7 +151,7 @@ def test_cli_run_json_and_forecast_export(ready: Workspace, tmp_path: Path) -> N
     )
     assert len(pd.read_parquet(out)) == 60
     unknown = run_cli("forecast", "meters", "--series", "nope", "-w", str(ready.root))
-    assert unknown.returncode == 1 and "no series 'nope'" in unknown.stderr
+    assert unknown.returncode == 2 and "no series 'nope'" in unknown.stderr
 
 
 def test_second_run_of_the_same_pipeline_fails_fast_naming_the_first(ready: Workspace) -> None:

@@ -48,7 +48,12 @@ def incidents(
             i.state,
             i.severity,
             i.pipeline,
-            i.title,
+            i.title
+            + (
+                f"\n{i.resolved_at[:19]} {i.resolved_by}: {i.resolution}"
+                if i.state == "resolved" and i.resolved_at
+                else ""
+            ),
             str(i.occurrences),
             i.last_seen[:19],
         )

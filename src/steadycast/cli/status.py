@@ -37,12 +37,31 @@ def status(
         _print_status(st, ws.root)
 
 
+def _print_broken(st: dict[str, Any], root: Path) -> None:
+    """A pipeline whose file does not load: what is wrong first, then how to see it all."""
+    from steadycast.ops import advice
+
+    for number, line in enumerate(str(st["config_error"]).splitlines()):
+        out.print(("  BROKEN:          " if number == 0 else " " * 19) + line, markup=False)
+    out.print(
+        f"  to see every problem: {advice.command(root, 'validate')}",
+        markup=False,
+        highlight=False,
+    )
+
+
 def _print_status(st: dict[str, Any], root: Path) -> None:
     last = st["last_run"] or {}
     out.rule(f"[bold]{st['pipeline']}")
+    if st.get("broken"):
+        _print_broken(st, root)
     out.print(
-        f"  last run:        {last.get('run_id', '-')} {last.get('status', '')} {last.get('finished_at') or ''}"
+        f"  last run:        {last.get('run_id', '-')} {last.get('finished_at') or ''}",
+        markup=False,
+        highlight=False,
     )
+    if last:
+        out.print(f"  outcome:         {last.get('outcome')}", markup=False, highlight=False)
     failed = [g for g in st["gate"] if not g["passed"]]
     gate_text = (
         "no gate yet"
@@ -112,7 +131,7 @@ def _print_history(history: list[dict[str, Any]]) -> None:
         for st in r.get("stages") or [{}]:
             table.add_row(
                 r["run_id"] if first else "",
-                r["status"] if first else "",
+                r.get("outcome") or r["status"] if first else "",
                 str(r.get("started_at", ""))[:19] if first else "",
                 str(st.get("name", "")),
                 _num(st.get("wall_s")),
@@ -193,14 +212,21 @@ def forecast(
 
 
 def report(
-    run_id: Annotated[str, typer.Argument(help="The run to report on.")],
+    run_id: Annotated[
+        str,
+        typer.Argument(
+            help="The run to report on: its id, 'latest', or a pipeline's name (its newest run)."
+        ),
+    ],
     output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the HTML file.")],
     workspace: WorkspaceOpt = None,
 ) -> None:
     """A self-contained HTML report of one run (plots included, works offline)."""
     from steadycast.report import write_report
+    from steadycast.storage.run_ref import resolve_run
     from steadycast.workspace import Workspace
 
     ws = Workspace.open(workspace)
-    path = write_report(ws, run_id, output)
-    out.print(f"wrote {path}")
+    resolved = resolve_run(ws, run_id)
+    path = write_report(ws, resolved, output)
+    out.print(f"wrote {path} (run {resolved})", markup=False, highlight=False)

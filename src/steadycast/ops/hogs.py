@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from steadycast.errors import UsageError
 from steadycast.storage.control import connect
+from steadycast.storage.outcome import outcome
 from steadycast.workspace import Workspace
 
 __all__ = ["hogs", "parse_since", "run_history"]
@@ -42,7 +43,8 @@ def parse_since(text: str) -> timedelta:
 def run_history(
     ws: Workspace, pipeline: str | None = None, limit: int = 20
 ) -> list[dict[str, Any]]:
-    """The newest runs first, each with its stages (wall, CPU, peak MB, rows) and totals.
+    """The newest runs first, each with its stages (wall, CPU, peak MB, rows), totals and
+    ``outcome`` (how it ended and what happened after, ``storage/outcome.py``).
 
     A run's ``wall_s`` is the time from start to finish (or its recorded wall time); ``cpu_s``
     and ``peak_rss_mb`` are summed and maxed over its stages when the run did not record them.
@@ -78,6 +80,7 @@ def _summarise(run: dict[str, Any]) -> dict[str, Any]:
         # An old free-text detail is returned as it is.
         with contextlib.suppress(ValueError):
             run["detail"] = json.loads(run["detail"])
+    run["outcome"] = outcome(run.get("status"), run.get("detail"))
     if run.get("wall_s") is None and run.get("finished_at"):
         start = datetime.strptime(run["started_at"], _TIME)
         end = datetime.strptime(run["finished_at"], _TIME)

@@ -1,7 +1,8 @@
 """Incidents: what needs a person, de-duplicated, with a state a person can move.
 
 An incident is opened by a failed check, a held run, a gate rule, an SLA miss, a plugin
-failure or a failed run. Its *fingerprint* names the cause (``check:flat_line:meters:m42``,
+failure, a failed run or a configuration file that does not load (``config:FILE``). Its
+*fingerprint* names the cause (``check:flat_line:meters:m42``,
 ``gate:fallback_share:meters``, ``held:meters``), so the same stuck meter seen run after run is
 one incident whose ``occurrences`` and ``last_seen`` grow, not a new incident every run.
 
@@ -62,7 +63,17 @@ __all__ = [
     "resolve",
 ]
 
-KINDS: tuple[str, ...] = ("check", "gate", "held", "sla", "drift", "plugin", "failed")
+KINDS: tuple[str, ...] = (
+    "check",
+    "gate",
+    "held",
+    "sla",
+    "drift",
+    "plugin",
+    "failed",
+    "config",
+    "alerts",
+)
 STATES: tuple[str, ...] = ("open", "acknowledged", "resolved")
 SEVERITIES: tuple[str, ...] = tuple(s.value for s in Severity)
 
@@ -166,13 +177,16 @@ def gate_findings(pipeline: str, decision: GateDecision) -> list[Finding]:
     ]
 
 
-def held_finding(pipeline: str, run_id: str, reason: str) -> Finding:
-    """The run was held: the pipeline keeps serving its last good release. ``held:PIPELINE``."""
+def held_finding(pipeline: str, run_id: str, reason: str, rules: Sequence[str] = ()) -> Finding:
+    """The run was held: the pipeline keeps serving its last good release. ``held:PIPELINE``:
+    the one incident of a hold, ``rules`` (the gate rules that held it) named in its title and
+    ``reason`` (each rule's and stopping check's finding) as its detail."""
+    named = f" by gate rule{'s' if len(rules) > 1 else ''} {', '.join(rules)}" if rules else ""
     return Finding(
         fingerprint("held", pipeline),
         "held",
         "error",
-        f"pipeline {pipeline!r} is held: run {run_id} was not published",
+        f"pipeline {pipeline!r} is held{named}: run {run_id} was not published",
         reason,
     )
 
@@ -307,11 +321,15 @@ def _observe(
         (pipeline, *kinds),
     ).fetchall()
     seen_set = set(seen)
-    resolution = f"cause gone: not seen in run {run_id}"
     resolved = []
     for row in rows:
         if row["fingerprint"] in seen_set:
             continue
+        resolution = (
+            f"cleared: run {run_id} passed its gate and was published"
+            if row["kind"] == "held"
+            else f"cause gone: not seen in run {run_id}"
+        )
         con.execute(
             "UPDATE incidents SET state = 'resolved', resolved_by = ?, resolved_at = ?, "
             "resolution = ? WHERE id = ?",

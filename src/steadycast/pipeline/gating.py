@@ -18,12 +18,14 @@ from steadycast.pipeline.checking import Checked
 from steadycast.pipeline.forecast_stage import Forecast
 from steadycast.pipeline.publish import Outputs
 from steadycast.pipeline.scope import RunScope
-from steadycast.quality import gate
+from steadycast.quality import checks, gate
 
 __all__ = ["Judged", "export_columns", "findings", "judge"]
 
 #: The incident kinds a run resolves when it does not find them again.
 RUN_KINDS = ["check", "gate", "held", "plugin"]
+#: The stopping check results a held incident names one by one; the rest are counted.
+HELD_DETAIL_CHECKS = 50
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,7 @@ def export_columns(forecasts: pd.DataFrame, levels: list[int]) -> list[str]:
 
 def findings(
     pipeline: str,
+    run_id: str,
     checked: Checked,
     decision: gate.GateDecision,
     plugin_messages: list[str],
@@ -87,16 +90,47 @@ def findings(
 ) -> tuple[list[Finding], list[str]]:
     """What the run found, and the incident kinds it resolves when not found again.
 
+    One incident per cause: a held run opens the pipeline's one ``held`` incident, naming in
+    its detail the blocking gate rules and the stopping data checks that held it; those are
+    folded into it rather than opened beside it, so approving, a later published run or a
+    rollback clears the hold in one place. What did not hold the run (a warning rule, a
+    check that only excluded its series, a plugin) is a cause of its own.
+
     An approved run's checks' incidents were raised by the stop, and the approval resolves
     those of the stop itself (``levers.approve``); what the output gate finds now is recorded.
     """
+    plugins = _plugin_findings(pipeline, plugin_messages)
+    if approved:
+        stop_rule = incidents.fingerprint("gate", "blocking_checks", pipeline)
+        found = incidents.gate_findings(pipeline, decision) + plugins
+        return [f for f in found if f.fingerprint != stop_rule], []
+    stops = checks.stop_results(checked.results)
+    folded = {incidents.fingerprint("check", r.check, pipeline, r.unique_id) for r in stops}
+    if decision.passed:
+        folded.clear()
+    else:
+        folded |= {incidents.fingerprint("gate", r.check, pipeline) for r in decision.holding}
     found = incidents.check_findings(pipeline, checked.results)
     found += incidents.gate_findings(pipeline, decision)
-    found += _plugin_findings(pipeline, plugin_messages)
-    if not approved:
-        return found, list(RUN_KINDS)
-    stop_rule = incidents.fingerprint("gate", "blocking_checks", pipeline)
-    return [f for f in found if f.kind in ("gate", "plugin") and f.fingerprint != stop_rule], []
+    found = [f for f in found if f.fingerprint not in folded] + plugins
+    if not decision.passed:
+        found.append(_held(pipeline, run_id, decision, stops))
+    return found, list(RUN_KINDS)
+
+
+def _held(
+    pipeline: str, run_id: str, decision: gate.GateDecision, stops: list[checks.CheckResult]
+) -> Finding:
+    """The pipeline's held incident, naming every rule and check that held the run."""
+    lines = [f"gate rule {r.check}: {r.detail}" for r in decision.holding]
+    for r in stops[:HELD_DETAIL_CHECKS]:
+        where = "" if r.unique_id is None else f" for series {r.unique_id!r}"
+        lines.append(f"data check {r.check} stopped the run{where}: {r.sentence}")
+    if len(stops) > HELD_DETAIL_CHECKS:
+        more = len(stops) - HELD_DETAIL_CHECKS
+        lines.append(f"and {more:,} more; the run's report lists every check result")
+    causes = [r.check for r in decision.holding]
+    return incidents.held_finding(pipeline, run_id, "\n".join(lines), causes)
 
 
 def _plugin_findings(pipeline: str, messages: list[str]) -> list[Finding]:

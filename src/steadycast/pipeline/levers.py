@@ -14,7 +14,7 @@ from typing import Any
 from steadycast.errors import NotFoundError, UsageError
 from steadycast.ops import incidents
 from steadycast.pipeline.publish import Audit, audit, audit_release, publish, read_held
-from steadycast.storage import releases, runlog
+from steadycast.storage import control, outcome, releases, runlog
 from steadycast.workspace import Workspace
 
 
@@ -47,7 +47,23 @@ def rollback(
         reason=reason,
         detail={"from": was, "to": to},
     )
+    _record_rollback(ws, pipeline, was, to, reason, actor or control.current_actor())
     return to
+
+
+def _record_rollback(
+    ws: Workspace, pipeline: str, was: str | None, to: str, reason: str, who: str
+) -> None:
+    """Say so on both runs (the one whose release was replaced, the one made current again)
+    and close the pipeline's held incident: a person chose what is served."""
+    replaced = outcome.run_of_release(ws.control_path, was)
+    if replaced is not None:
+        outcome.record_event(ws.control_path, replaced, "rolled_back", who, reason, to=to)
+    restored = outcome.run_of_release(ws.control_path, to)
+    if restored is not None:
+        outcome.record_event(ws.control_path, restored, "restored", who, reason, **{"from": was})
+    note = f"rolled back by {who}: {reason} (release {to} is current)"
+    _resolve(ws, pipeline, who, note, {incidents.fingerprint("held", pipeline)})
 
 
 def approve(ws: Workspace, run_id: str, reason: str, *, actor: str | None = None) -> str:
@@ -73,7 +89,7 @@ def approve(ws: Workspace, run_id: str, reason: str, *, actor: str | None = None
     approved = replace(held, meta={**held.meta, "approved": True, "approved_reason": reason})
     entry = Audit("run.approved", on_run=True, actor=actor, reason=reason)
     release = publish(ws, pipeline, run_id, approved, entry)
-    _resolve(ws, pipeline, run_id, reason, actor, {incidents.fingerprint("held", pipeline)})
+    _approved(ws, pipeline, run_id, release.release_id, reason, actor, set())
     return release.release_id
 
 
@@ -106,25 +122,34 @@ def _approve_stopped(ws: Workspace, run_id: str, reason: str, actor: str | None)
     }
     entry = Audit("run.approved", on_run=True, actor=actor, reason=reason, detail=detail)
     audit_release(ws, pipeline, run_id, release, entry)
-    _resolve(ws, pipeline, run_id, reason, actor, stop_prints)
+    _approved(ws, pipeline, run_id, release.release_id, reason, actor, stop_prints)
     return release.release_id
 
 
-def _resolve(
+def _approved(
     ws: Workspace,
     pipeline: str,
     run_id: str,
+    release_id: str,
     reason: str,
     actor: str | None,
     fingerprints: set[str],
 ) -> None:
-    """Resolve the live incidents with these fingerprints, the approval as the note: one
-    record however the run was held."""
+    """An approval on the run's record ("held, then approved by NAME: REASON") and its cause
+    cleared: the pipeline's held incident and ``fingerprints`` resolved, the approval as the
+    note."""
+    who = actor or control.current_actor()
+    outcome.record_event(ws.control_path, run_id, "approved", who, reason, release_id=release_id)
+    note = f"run {run_id} approved by {who}: {reason}"
+    _resolve(ws, pipeline, who, note, {incidents.fingerprint("held", pipeline), *fingerprints})
+
+
+def _resolve(ws: Workspace, pipeline: str, who: str, note: str, fingerprints: set[str]) -> None:
+    """Resolve the live incidents with these fingerprints, with ``note``: one record however
+    the run was held."""
     for incident in incidents.list_incidents(ws.control_path, pipeline=pipeline):
         if incident.fingerprint in fingerprints and incident.state != "resolved":
-            incidents.resolve(
-                ws.control_path, incident.id, actor=actor, note=f"run {run_id} approved: {reason}"
-            )
+            incidents.resolve(ws.control_path, incident.id, actor=who, note=note)
 
 
 def approval_outcome(ws: Workspace, run_id: str) -> dict[str, Any]:

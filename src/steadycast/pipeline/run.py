@@ -22,7 +22,7 @@ import pandas as pd
 from steadycast.engines import check_engine
 from steadycast.engines.pool import PartitionPool, processes_for
 from steadycast.errors import NotFoundError, SteadycastError, UsageError
-from steadycast.ops import advice, incidents, watch
+from steadycast.ops import advice, watch
 from steadycast.ops.logging import run_context
 from steadycast.pipeline.checking import Checked, run_checks
 from steadycast.pipeline.failure import failure_over, record_failure
@@ -76,6 +76,7 @@ def run_pipeline(
     run_id = new_run_id(pipeline)
     scope = RunScope(ws, cfg, run_id, RunResult(run_id, pipeline, "failed"), progress=progress)
     result = scope.result
+    trace: str | None = None
     with runlog.pipeline_lock(ws.control_path, pipeline, run_id):
         runlog.start_run(ws.control_path, run_id, pipeline, cfg.engine.name, config_digest(cfg))
         control.audit(ws.control_path, "run.started", pipeline=pipeline, subject=run_id)
@@ -86,6 +87,9 @@ def run_pipeline(
                 log.info("run finished: %s", result.status)
         except SteadycastError as exc:
             result.error = str(exc)
+            # What it wraps (a Spark worker's exception, a library's) keeps its traceback on record.
+            cause = exc.__cause__
+            trace = "".join(traceback.format_exception(cause, limit=20)) if cause else None
         except Exception as exc:
             result.error = f"internal error: {type(exc).__name__}: {exc}"
             record_failure(ws, cfg, run_id, result, traceback.format_exc(limit=20))
@@ -97,7 +101,7 @@ def run_pipeline(
         finally:
             result.stages = scope.stage_dicts()
         if result.error is not None and result.status != "held":
-            record_failure(ws, cfg, run_id, result)
+            record_failure(ws, cfg, run_id, result, trace)
         else:
             failure_over(ws, cfg, run_id)
     return result
@@ -130,7 +134,12 @@ def _execute(scope: RunScope, override: Override | None = None) -> None:
     judged = judge(scope, made, checked, last_published)
     detail["gate"] = [r.record() for r in judged.decision.results]
     found, kinds = findings(
-        scope.pipeline, checked, judged.decision, made.plugin_messages, approved=bool(override)
+        scope.pipeline,
+        scope.run_id,
+        checked,
+        judged.decision,
+        made.plugin_messages,
+        approved=bool(override),
     )
     # Judged: the run's own copies can go before the release is written (gigabytes at a
     # million series).
@@ -139,9 +148,6 @@ def _execute(scope: RunScope, override: Override | None = None) -> None:
         _publish(scope, judged, detail, override)
     else:
         _hold(scope, judged, detail)
-        found.append(
-            incidents.held_finding(scope.pipeline, scope.run_id, judged.decision.summary())
-        )
     watch.record_and_notify(scope.ws, scope.cfg.alerts, scope.pipeline, scope.run_id, found, kinds)
     newest = pd.Timestamp(snap.newest).to_pydatetime() if snap.newest else None
     watch.watch_sla(scope.ws, scope.cfg, scope.run_id, datetime.now(UTC), newest=newest)

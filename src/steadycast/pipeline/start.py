@@ -18,7 +18,7 @@ from steadycast.config import EngineConfig, PipelineConfig
 from steadycast.errors import ConfigError, UsageError
 from steadycast.models.registry import SteadycastPluginWarning, create_model
 from steadycast.ops import watch
-from steadycast.pipeline.scope import RunScope, config_lines
+from steadycast.pipeline.scope import RunScope, config_doc, config_lines
 from steadycast.storage import control
 
 __all__ = ["check_candidates", "choose_engine", "opening_detail", "previous_run"]
@@ -81,14 +81,17 @@ def opening_detail(scope: RunScope, previous: dict[str, Any] | None) -> dict[str
     """Audit a changed pipeline file, watch realised accuracy, and start the run's recorded
     detail with both (the config as run, the monitor's figures)."""
     _audit_config_change(scope, previous)
-    return {"config": config_lines(scope.cfg), "monitor": _watch_accuracy(scope)}
+    scope.result.config = config_doc(scope.cfg)
+    return {"config": scope.result.config, "monitor": _watch_accuracy(scope)}
 
 
 def _audit_config_change(scope: RunScope, previous: dict[str, Any] | None) -> None:
     """A pipeline file that changed since the last run goes to the audit log with its diff."""
-    now = config_lines(scope.cfg)
-    before = (previous or {}).get("detail", {}).get("config")
-    if before is None or before == now:
+    recorded = (previous or {}).get("detail", {}).get("config")
+    if recorded is None:
+        return
+    before, now = config_lines(recorded), config_lines(scope.cfg)
+    if before == now:
         return
     diff = list(difflib.unified_diff(before, now, "previous run", "this run", lineterm="", n=1))
     control.audit(

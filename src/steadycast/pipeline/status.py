@@ -9,11 +9,13 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from steadycast.config import PipelineConfig
 from steadycast.errors import ConfigError
 from steadycast.ops import sla
 from steadycast.ops.hogs import run_history
 from steadycast.ops.incidents import list_incidents
 from steadycast.storage import control, releases
+from steadycast.storage.outcome import outcome
 from steadycast.workspace import Workspace
 
 
@@ -28,21 +30,22 @@ def pipeline_status(ws: Workspace, pipeline: str) -> dict[str, Any]:
     gate: list[dict[str, Any]] = []
     if last is not None:
         detail = json.loads(last.pop("detail") or "{}")
+        last["outcome"] = outcome(last["status"], detail)
         gate = [
             {"check": g["check"], "passed": g["passed"], "detail": g["detail"]}
             for g in detail.get("gate", [])
         ]
+    cfg, config_error = _load(ws, pipeline)
     open_incidents = [
         i for i in list_incidents(ws.control_path, pipeline=pipeline) if i.state != "resolved"
     ]
-    try:
-        sla_now = sla.sla_state(
-            ws, pipeline, ws.pipeline(pipeline).sla, datetime.now(UTC)
-        ).as_dict()
-    except ConfigError:
-        sla_now = None
+    sla_now = (
+        None if cfg is None else sla.sla_state(ws, pipeline, cfg.sla, datetime.now(UTC)).as_dict()
+    )
     return {
         "pipeline": pipeline,
+        "broken": config_error is not None,
+        "config_error": config_error,
         "sla": sla_now,
         "last_run": last,
         "gate": gate,
@@ -53,25 +56,41 @@ def pipeline_status(ws: Workspace, pipeline: str) -> dict[str, Any]:
     }
 
 
+def _load(ws: Workspace, pipeline: str) -> tuple[PipelineConfig | None, str | None]:
+    """The pipeline's config, or why its file does not load (loading it opens its ``config``
+    incident): a broken pipeline is shown as broken, never as normal."""
+    try:
+        return ws.pipeline(pipeline), None
+    except ConfigError as exc:
+        return None, str(exc)
+
+
 def pipeline_summaries(ws: Workspace) -> list[dict[str, Any]]:
     """Every pipeline in one line each, for the dashboard and ``GET /api/v1/pipelines``: its
     last run (with the totals of ``steadycast runs``, without the stages), that run's gate
     results, the current release and the count of live incidents by state."""
+    names = ws.pipeline_names()
+    # Loaded before counting: loading a broken file opens (or resolves) its incident.
+    errors = {name: _load(ws, name)[1] for name in names}
     live: dict[str, dict[str, int]] = {}
     for incident in list_incidents(ws.control_path):
         if incident.state in ("open", "acknowledged"):
             counts = live.setdefault(incident.pipeline, {"open": 0, "acknowledged": 0})
             counts[incident.state] += 1
-    return [_summary(ws, name, live.get(name, {})) for name in ws.pipeline_names()]
+    return [_summary(ws, name, live.get(name, {}), errors[name]) for name in names]
 
 
-def _summary(ws: Workspace, pipeline: str, live: dict[str, int]) -> dict[str, Any]:
+def _summary(
+    ws: Workspace, pipeline: str, live: dict[str, int], config_error: str | None
+) -> dict[str, Any]:
     runs = run_history(ws, pipeline, limit=1)
     last = runs[0] if runs else None
     detail = last.get("detail") if last else None
     gate = detail.get("gate") if isinstance(detail, dict) else None
     return {
         "name": pipeline,
+        "broken": config_error is not None,
+        "config_error": config_error,
         "last_run": {k: v for k, v in last.items() if k not in ("stages", "detail")}
         if last
         else None,
@@ -87,7 +106,7 @@ def workspace_status(ws: Workspace, pipeline: str | None = None) -> dict[str, An
     ``pipeline`` is ``None``; a name with no pipeline file is a clear error, not an empty row."""
     names = [pipeline] if pipeline else ws.pipeline_names()
     if pipeline:
-        ws.pipeline(pipeline)
+        _load(ws, pipeline)  # an unknown name is an error; a broken file is shown as broken
     return {"pipelines": [pipeline_status(ws, name) for name in names]}
 
 

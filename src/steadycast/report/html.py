@@ -20,6 +20,7 @@ from plotly.offline import get_plotlyjs
 from steadycast import __version__
 from steadycast.report.data import ReportData
 from steadycast.report.figures import figure_div, forecast_grid
+from steadycast.storage.outcome import outcome
 
 STYLE = """
 body { font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; margin: 24px;
@@ -121,11 +122,15 @@ def _summary(data: ReportData) -> str:
         ("Host / pid", f"{run.get('host') or ''} / {run.get('pid') or ''}"),
     ]
     items = "".join(f"<dt>{_text(k)}</dt><dd>{_number(v)}</dd>" for k, v in fields)
+    said = outcome(status, run.get("detail"))
     error = ""
     if run.get("error"):
-        error = f'<p class="error"><b>Error:</b> {_text(run["error"])}</p>'
+        # An approved run keeps the gate's reason for holding it: history, not an error now.
+        label = "Held because" if said.startswith("held, then") else "Error"
+        error = f'<p class="error"><b>{label}:</b> {_text(run["error"])}</p>'
     return (
-        f'<p><span class="badge {badge}">{_text(status or "unknown")}</span></p>'
+        f'<p><span class="badge {badge}">{_text(status or "unknown")}</span> '
+        f'<span class="outcome">{_text(said)}</span></p>'
         f"<dl>{items}</dl>{error}"
     )
 

@@ -41,6 +41,24 @@ class Health(BaseModel):
     version: str
 
 
+OUTCOME = (
+    "how the run ended and each lever pulled on it since, e.g. 'held, then approved by NAME: "
+    "REASON' or 'published, then rolled back by NAME: REASON (release R made current)'"
+)
+
+
+class StageDetail(BaseModel):
+    """One recorded stage of a run; ``detail`` is the stage's own record, an object."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str
+    seq: int
+    status: str
+    detail: dict[str, Any] | str | None = Field(
+        None, description="what the stage recorded (text only for a run recorded as text)"
+    )
+
+
 class RunSummary(BaseModel):
     model_config = ConfigDict(extra="allow")
     run_id: str
@@ -51,10 +69,13 @@ class RunSummary(BaseModel):
     series: int | None = None
     fallback_series: int | None = None
     error: str | None = None
+    outcome: str | None = Field(None, description=OUTCOME)
 
 
 class PipelineSummary(BaseModel):
     name: str
+    broken: bool = Field(False, description="the pipeline file does not load: nothing runs")
+    config_error: str | None = Field(None, description="why the pipeline file does not load")
     last_run: RunSummary | None = None
     gate: list[dict[str, Any]] | None = Field(
         None, description="the last run's gate results, when the run recorded them"
@@ -157,9 +178,12 @@ class RunDetail(BaseModel):
     pipeline: str
     status: str
     started_at: str
-    stages: list[dict[str, Any]]
+    outcome: str = Field(description=OUTCOME)
+    stages: list[StageDetail]
     models: list[dict[str, Any]]
-    detail: Any = None
+    detail: dict[str, Any] | str | None = Field(
+        None, description="what the run recorded: its config, gate results, what came after"
+    )
 
 
 def _model_of(record: type, name: str) -> type[BaseModel]:
@@ -206,9 +230,13 @@ class Quality(BaseModel):
     quarantined_rows: int | None
     quarantine: list[QuarantineCount]
     checks: list[dict[str, Any]] | None = Field(
-        description="the latest run's check results, when recorded"
+        description="one page (limit, offset) of the latest run's check results, failures "
+        "first, when recorded"
     )
     checks_run_id: str | None = None
+    checks_total: int = Field(0, description="check results of that run in all, over every page")
+    limit: int = Field(100, description="the page size asked for")
+    offset: int = Field(0, description="results skipped before this page")
 
 
 class Hogs(BaseModel):

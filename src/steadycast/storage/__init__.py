@@ -5,6 +5,8 @@
     control.py   the control plane (SQLite in WAL mode): runs, stages, incidents, the audit
                  log and locks, which many processes read while one writes
     runlog.py    the run record on the control plane, and the one-run-per-pipeline lock
+    outcome.py   what happened to a run after it ended (approved, rolled back), and the one
+                 sentence every screen shows for it
     releases.py  immutable releases behind an atomically replaced pointer, and held runs
     export.py    the current release in the contract's columns, as CSV, Parquet or JSON
 
@@ -13,4 +15,4 @@ Importing this package loads none of its modules: callers import the module they
 a forecast.
 """
 
-__all__ = ["control", "export", "releases", "runlog", "store"]
+__all__ = ["control", "export", "outcome", "releases", "runlog", "store"]

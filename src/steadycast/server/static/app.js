@@ -80,20 +80,28 @@ async function loadOverview() {
     const keep = select.value;
     select.replaceChildren(...pipelines.map((p) => el("option", { value: p.name }, p.name)));
     const withRelease = pipelines.find((p) => p.current_release);
-    select.value = keep || (withRelease ? withRelease.name : "");
+    // An alert links to BASE/#pipeline=NAME: open on that pipeline.
+    const linked = new URLSearchParams(location.hash.slice(1)).get("pipeline");
+    const fromLink = pipelines.some((p) => p.name === linked) ? linked : "";
+    select.value = keep || fromLink || (withRelease ? withRelease.name : "");
   }
   fill($("#pipelines-table tbody"), pipelines.map((p) => {
     const run = p.last_run || {};
     const gate = (p.gate || []).filter((g) => !g.passed).map((g) => g.check + ": " + (g.detail || ""));
     const gateCell = el("td", {}, run.status ? badge(run.status) : "no run yet");
-    if (gate.length) gateCell.append(el("div", { class: "info" }, "gate: " + gate.join("; ")));
+    // A pipeline file that does not load runs nothing: say so above whatever ran before.
+    if (p.broken) gateCell.prepend(badge("broken"), el("div", { class: "config-error" }, p.config_error || ""));
+    // How the run ended and what people did since: "held, then approved by NAME: REASON".
+    if (run.outcome && run.outcome !== run.status) gateCell.append(el("div", { class: "outcome" }, run.outcome));
+    const approved = (run.outcome || "").startsWith("held, then");
+    if (gate.length) gateCell.append(el("div", { class: "info" }, (approved ? "gate held it: " : "gate: ") + gate.join("; ")));
     else if (p.gate && p.gate.length) gateCell.append(el("div", { class: "info" }, `all ${p.gate.length} gate rules passed`));
     const actions = el("td", {});
     if (run.status === "held") {
       actions.append(el("button", { class: "approve-button", "data-run": run.run_id,
         onclick: () => approve(run.run_id) }, "Approve…"));
     }
-    return el("tr", { "data-pipeline": p.name },
+    return el("tr", { "data-pipeline": p.name, class: p.broken ? "broken" : "" },
       el("td", {}, p.name),
       el("td", { class: "mono" }, run.run_id || ""),
       gateCell,
@@ -243,7 +251,7 @@ async function approve(runId) {
 async function loadQuality() {
   const pipeline = $("#quality-pipeline").value;
   if (!pipeline) return;
-  const q = await api(`/api/v1/pipelines/${enc(pipeline)}/quality`);
+  const q = await api(`/api/v1/pipelines/${enc(pipeline)}/quality?limit=200`);
   $("#quality-info").textContent = q.store_readable
     ? `${q.quarantined_rows} rows quarantined` + (q.checks_run_id ? `; checks of run ${q.checks_run_id}` : "")
     : "the store is busy (another process is writing); try again in a moment";
