@@ -1,18 +1,24 @@
 # steadycast: every target sets itself up on a fresh machine.
-#   make demo   the whole job on the bundled real sample
-#   make test   the test suite (quick: slow tests are left to `make test-all`)
+#   make demo   the whole job on the bundled real sample (in .venv)
+#   make test   the test suite (quick: slow tests are left to `make test-all`), in .venv-test
 
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-TEST_STAMP := $(VENV)/.installed-test-plugins
-# Installable model plugins the tests load through their entry points (not part of a demo setup).
+# The tests' own environment: steadycast plus the model plugins the tests load through their
+# entry points (misbehaving chaos models, the plugin template). They stay out of .venv, so a
+# user's runs there (`make demo`, `.venv/bin/steadycast`) never load them.
+TEST_VENV  := .venv-test
+TEST_PY    := $(TEST_VENV)/bin/python
+TEST_STAMP := $(TEST_VENV)/.installed
 PLUGINS := examples/model_template tests/plugins/chaos_models
+# A .venv made when the plugins were installed there has them removed, once.
+NO_PLUGINS_STAMP := $(VENV)/.without-test-plugins
 
 .PHONY: setup demo test test-all lint format bench reliability clean browser
 
-setup: $(STAMP)
+setup: $(STAMP) $(NO_PLUGINS_STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,8 +26,15 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev,spark]'
 	touch $(STAMP)
 
-$(TEST_STAMP): $(STAMP) $(wildcard examples/model_template/pyproject.toml tests/plugins/*/pyproject.toml)
-	for p in $(PLUGINS); do $(PY) -m pip install --quiet -e $$p || exit 1; done
+$(NO_PLUGINS_STAMP): $(STAMP)
+	$(PY) -m pip uninstall --quiet --yes steadycast-chaos-models steadycast-model-template 2>/dev/null || true
+	touch $(NO_PLUGINS_STAMP)
+
+$(TEST_STAMP): pyproject.toml $(wildcard examples/model_template/pyproject.toml tests/plugins/*/pyproject.toml)
+	test -x $(TEST_PY) || $(PYTHON) -m venv $(TEST_VENV)
+	$(TEST_PY) -m pip install --quiet --upgrade pip
+	$(TEST_PY) -m pip install --quiet -e '.[dev,spark]'
+	for p in $(PLUGINS); do $(TEST_PY) -m pip install --quiet -e $$p || exit 1; done
 	touch $(TEST_STAMP)
 
 # The demo tells a story from an empty workspace, so each `make demo` starts a fresh one.
@@ -36,10 +49,10 @@ browser:
 	else echo "browser tests need /usr/bin/chromium: run 'sudo apt-get install -y chromium' (they skip without it)"; fi
 
 test: $(TEST_STAMP) browser
-	$(PY) -m pytest -m "not slow" -q
+	$(TEST_PY) -m pytest -m "not slow" -q
 
 test-all: $(TEST_STAMP) browser
-	$(PY) -m pytest -q
+	$(TEST_PY) -m pytest -q
 
 lint: setup
 	$(VENV)/bin/ruff check src tests bench
@@ -59,9 +72,9 @@ RELIABILITY_FIGURES := .reliability/figures.jsonl
 reliability: $(TEST_STAMP) browser
 	rm -f $(RELIABILITY_FIGURES)
 	status=0; STEADYCAST_RELIABILITY=long STEADYCAST_RELIABILITY_FIGURES=$(CURDIR)/$(RELIABILITY_FIGURES) \
-		$(PY) -m pytest tests/reliability -q || status=$$?; \
-	$(PY) tests/reliability/report.py $(RELIABILITY_FIGURES) docs/RELIABILITY.md || status=1; \
+		$(TEST_PY) -m pytest tests/reliability -q || status=$$?; \
+	$(TEST_PY) tests/reliability/report.py $(RELIABILITY_FIGURES) docs/RELIABILITY.md || status=1; \
 	exit $$status
 
 clean:
-	rm -rf $(VENV) demo-workspace .pytest_cache build *.egg-info src/*.egg-info
+	rm -rf $(VENV) $(TEST_VENV) demo-workspace .pytest_cache build *.egg-info src/*.egg-info

@@ -23,6 +23,18 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("STEADYCAST_DATA", REPO.parent / "shared" / "data"))
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """The tests load test-only model plugins that a user's environment never has: say where
+    they are instead of failing every test."""
+    import importlib.util
+
+    if importlib.util.find_spec("steadycast_chaos_models") is None:
+        raise pytest.UsageError(
+            "the test plugins are not installed in this environment; run `make test`, or "
+            "`.venv-test/bin/python -m pytest ...` once `make test` has made .venv-test"
+        )
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _plugins_loaded_once() -> None:
     """The test plugin package registers a plugin that fails on import, on purpose: its warning

@@ -12,7 +12,8 @@ Every error a user can see is a ``SteadycastError``; its ``exit_code`` is what t
     ├── DataError                      exit 1   rows break a stage's contract (names the series)
     ├── ModelError                     exit 1   a model broke its contract (wrapped at the boundary)
     │   └── ModelOutputError           exit 1   what a model returned failed validation
-    └── NotFoundError                  exit 1   an unknown run, release, series or incident
+    └── NotFoundError                  exit 2   an unknown pipeline, run, release, series or
+        │                                       incident: one code in every command
         └── UnknownPipelineError       exit 2   no pipelines/NAME.toml for the name given
 
 Errors that come from data carry the file, row or series in their message; errors raised by
@@ -85,10 +86,11 @@ class ModelOutputError(ModelError):
 
 
 class NotFoundError(SteadycastError):
-    pass
+    """The command names something that is not there: a usage error (exit 2) in every command,
+    so a scheduler can tell "asked for the wrong thing" from "it failed" (exit 1)."""
+
+    exit_code = 2
 
 
 class UnknownPipelineError(NotFoundError):
-    """The command names a pipeline that has no file: a usage error, like a bad config."""
-
-    exit_code = 2
+    """The command names a pipeline that has no file."""

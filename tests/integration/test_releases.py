@@ -94,7 +94,7 @@ def test_rollback_to_previous_and_to_a_named_release_is_audited(ws: Workspace) -
 def test_rollback_cli(ws: Workspace) -> None:
     publish(ws, "run-a", 1.0)
     only = run_cli("rollback", "p", "--reason", "x", "-w", str(ws.root))
-    assert only.returncode == 1 and "no earlier release" in only.stderr
+    assert only.returncode == 2 and "no earlier release" in only.stderr
     publish(ws, "run-b", 2.0)
     missing_reason = run_cli("rollback", "p", "-w", str(ws.root))
     assert missing_reason.returncode == 2

@@ -84,7 +84,7 @@ class LightGBM:
 
     name: ClassVar[str] = "LightGBM"
     capabilities: ClassVar[Capabilities] = Capabilities(
-        intervals=True, min_history=2, global_model=True, cost="fast"
+        intervals=True, min_history=2, global_model=True, cost="full"
     )
 
     def __init__(self, **params: Any) -> None:

@@ -51,9 +51,10 @@ def series_store(
 
 
 def _latest_checks(
-    con: duckdb.DuckDBPyConnection, pipeline: str
-) -> tuple[list[dict[str, Any]], str] | None:
-    """The check results of the pipeline's newest checked run, if the store holds any."""
+    con: duckdb.DuckDBPyConnection, pipeline: str, limit: int, offset: int
+) -> tuple[list[dict[str, Any]], str, int] | None:
+    """One page of the check results of the pipeline's newest checked run (failures first),
+    their run and their total, if the store holds any: a fleet has a check per series."""
     has_checks = con.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_name = 'check_results'"
     ).fetchone()
@@ -67,16 +68,22 @@ def _latest_checks(
         return None
     frame = con.execute(
         "SELECT * FROM check_results WHERE pipeline = ? AND run_id = ? "
-        'ORDER BY passed, severity DESC, "check", unique_id',
-        [pipeline, latest[0]],
+        'ORDER BY passed, severity DESC, "check", unique_id LIMIT ? OFFSET ?',
+        [pipeline, latest[0], limit, offset],
     ).fetchall()
     names = [d[0] for d in con.description or []]
-    return [dict(zip(names, row, strict=True)) for row in frame], str(latest[0])
+    total = con.execute(
+        "SELECT count(*) FROM check_results WHERE pipeline = ? AND run_id = ?",
+        [pipeline, latest[0]],
+    ).fetchone()
+    rows = [dict(zip(names, row, strict=True)) for row in frame]
+    return rows, str(latest[0]), int(total[0]) if total else len(rows)
 
 
-def quality(ws: Workspace, pipeline: str) -> dict[str, Any]:
-    """Quarantined rows by reason and the latest check results; ``store_readable`` is false
-    (and the counts empty) while another process holds the store."""
+def quality(ws: Workspace, pipeline: str, limit: int = 100, offset: int = 0) -> dict[str, Any]:
+    """Quarantined rows by reason and one page of the latest check results (``checks_total``
+    of them in all); ``store_readable`` is false (and the counts empty) while another process
+    holds the store."""
     # The run history lives in the control plane; imported here, on the first quality read.
     from steadycast.ops.hogs import run_history
 
@@ -87,6 +94,9 @@ def quality(ws: Workspace, pipeline: str) -> dict[str, Any]:
         "quarantine": [],
         "checks": None,
         "checks_run_id": None,
+        "checks_total": 0,
+        "limit": limit,
+        "offset": offset,
     }
     try:
         with store.reading(ws.store_path, wait_s=STORE_WAIT_S) as con:
@@ -95,11 +105,11 @@ def quality(ws: Workspace, pipeline: str) -> dict[str, Any]:
                 "GROUP BY reason ORDER BY count(*) DESC, reason",
                 [pipeline],
             ).fetchall()
-            checks = _latest_checks(con, pipeline)
+            checks = _latest_checks(con, pipeline, limit, offset)
     except (StoreBusyError, WorkspaceError):
         return out
     if checks is not None:
-        out["checks"], out["checks_run_id"] = checks
+        out["checks"], out["checks_run_id"], out["checks_total"] = checks
     out["store_readable"] = True
     out["quarantine"] = [{"reason": str(r), "rows": int(n)} for r, n in counts]
     out["quarantined_rows"] = sum(int(n) for _, n in counts)
@@ -107,6 +117,7 @@ def quality(ws: Workspace, pipeline: str) -> dict[str, Any]:
         runs = run_history(ws, pipeline, limit=1)
         detail = runs[0].get("detail") if runs else None
         if isinstance(detail, dict) and isinstance(detail.get("checks"), list):
-            out["checks"] = detail["checks"]
+            out["checks"] = detail["checks"][offset : offset + limit]
             out["checks_run_id"] = runs[0]["run_id"]
+            out["checks_total"] = len(detail["checks"])
     return plain(out)

@@ -42,6 +42,20 @@ def _iso(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _make_folder(output: Path) -> None:
+    """``-o out/f.csv`` in a fresh checkout: the folder is made, as a user expects; what cannot
+    be made (a file in the way, no permission) is one line naming it."""
+    if output.is_dir():
+        raise UsageError(f"-o {output}: is a folder; name a file, for example {output / 'f.csv'}")
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(
+            f"-o {output}: cannot create the folder {output.parent} ({exc.strerror or exc}); "
+            "name a file in a folder you can write"
+        ) from None
+
+
 def export_forecast(
     ws: Workspace,
     pipeline: str,
@@ -54,6 +68,8 @@ def export_forecast(
     if fmt not in FORMATS:
         raise UsageError(f"--format {fmt!r} is not supported; use one of {', '.join(FORMATS)}")
     release_id, frame = current_forecast(ws, pipeline, series)
+    if output is not None:
+        _make_folder(output)
     if fmt == "parquet":
         if output is None:
             raise UsageError("--format parquet needs -o FILE (Parquet is binary)")
