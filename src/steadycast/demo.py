@@ -17,7 +17,7 @@ from rich.table import Table
 
 from steadycast.ingestion.batch import BatchResult, ingest_file
 from steadycast.ops import advice
-from steadycast.ops.incidents import list_incidents
+from steadycast.ops.incidents import Incident, list_incidents
 from steadycast.pipeline.run import RunResult, run_pipeline
 from steadycast.report import write_report
 from steadycast.storage import releases
@@ -107,8 +107,11 @@ def run_demo(directory: Path, console: Console, json_out: bool = False) -> dict[
     open_incidents = [
         i for i in list_incidents(ws.control_path, pipeline=DEMO_PIPELINE) if i.state == "open"
     ]
-    for incident in open_incidents[:5]:
-        say(f"   incident {incident.id} ({incident.severity}): {incident.title}", markup=False)
+    held = [i for i in open_incidents if i.kind == "held"]
+    say(
+        f"   Incidents: {len(held)} holding the run, {len(open_incidents) - len(held)} about "
+        "single meters (listed at the end, each with what clears it)."
+    )
     current = releases.current_id(ws.releases_dir, DEMO_PIPELINE)
     say(f"   Still serving release {current} (the last good one).")
 
@@ -116,6 +119,7 @@ def run_demo(directory: Path, console: Console, json_out: bool = False) -> dict[
     write_report(ws, run2.run_id, report)
     say(f"\nReport:    {report}")
     _say_next_steps(say, ws.root, run2)
+    _say_incidents(say, ws.root, run2, open_incidents)
     summary: dict[str, Any] = {
         "workspace": str(ws.root),
         "pipeline": DEMO_PIPELINE,
@@ -158,6 +162,35 @@ def _say_next_steps(say: Callable[..., None], root: Path, run: RunResult) -> Non
         advice.command(root, "serve") + "   # then open http://127.0.0.1:8000/",
     ):
         say(f"  {command}", markup=False)
+
+
+def _say_incidents(
+    say: Callable[..., None], root: Path, run: RunResult, open_incidents: list[Incident]
+) -> None:
+    """One incident per cause, and the lever that clears each."""
+    if not open_incidents:
+        return
+    say("Open incidents, one per cause, and what clears each:")
+    by_check: dict[str, list[Incident]] = {}
+    for incident in open_incidents:
+        if incident.kind == "held":
+            say(f"  {incident.id} ({incident.severity}) {incident.title}", markup=False)
+            say(f"     cleared by approving run {run.run_id} (the lever above), or by the")
+            say("     next run that publishes")
+        else:
+            by_check.setdefault(incident.title.split(" failed", 1)[0], []).append(incident)
+    for check, found in sorted(by_check.items()):
+        ids = ", ".join(str(i.id) for i in found[:6]) + (", ..." if len(found) > 6 else "")
+        say(
+            f"  {check}: {len(found)} meter(s) (incidents {ids}); each clears itself once its "
+            "meter reports normally again, or by hand:",
+            markup=False,
+        )
+        note = f"{check} checked on site"
+        say(
+            f"     {advice.command(root, 'resolve', str(found[0].id), '--note', note)}",
+            markup=False,
+        )
 
 
 def _say_batch(say: Callable[..., None], batch: BatchResult) -> None:
