@@ -15,7 +15,7 @@ import pytest
 from steadycast.ops.incidents import get_incident, raise_incident
 from steadycast.server import create_app
 from steadycast.storage import releases
-from tests.browser.conftest import ARGS, ARTIFACTS, CHROMIUM
+from tests.browser.conftest import ARTIFACTS
 from tests.server_workspace import PIPELINE, TOKEN, Served, running, served_workspace
 
 
@@ -28,32 +28,6 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Served:
 def base_url(served: Served) -> Iterator[str]:
     with running(create_app(served.ws, token=TOKEN)) as url:
         yield url
-
-
-@pytest.fixture
-def page(base_url: str) -> Iterator[Any]:
-    from playwright.sync_api import Route, sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
-        try:
-            context = browser.new_context(viewport={"width": 1366, "height": 800})
-            p = context.new_page()
-
-            def only_local(route: Route) -> None:
-                if route.request.url.startswith(base_url):
-                    route.continue_()
-                else:
-                    route.abort()
-
-            p.route("**/*", only_local)
-            errors: list[str] = []
-            p.on("pageerror", lambda exc: errors.append(str(exc)))
-            p.set_default_timeout(15_000)
-            yield p
-            assert not errors, errors
-        finally:
-            browser.close()
 
 
 def shot(page: Any, name: str) -> None:

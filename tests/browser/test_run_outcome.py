@@ -5,7 +5,6 @@ report. Screenshots go to ``test-artifacts/``."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ import steadycast
 from steadycast.pipeline.levers import rollback
 from steadycast.report import write_report
 from steadycast.server import create_app
-from tests.browser.conftest import ARGS, ARTIFACTS, CHROMIUM
+from tests.browser.conftest import ARTIFACTS
 from tests.observability_workspace import Observed
 from tests.server_workspace import TOKEN, running
 
@@ -38,31 +37,6 @@ def _release_of(observed: Observed, run_id: str) -> str:
     run = get_run(observed.ws.control_path, run_id)
     assert run is not None and run["release_id"]
     return str(run["release_id"])
-
-
-@pytest.fixture
-def page() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
-        try:
-            p = browser.new_context(viewport={"width": 1366, "height": 800}).new_page()
-            p.route(
-                "**/*",
-                lambda route: (
-                    route.continue_()
-                    if route.request.url.startswith(("http://127.0.0.1", "file://"))
-                    else route.abort()
-                ),
-            )
-            errors: list[str] = []
-            p.on("pageerror", lambda exc: errors.append(str(exc)))
-            p.set_default_timeout(15_000)
-            yield p
-            assert not errors, errors
-        finally:
-            browser.close()
 
 
 def _row_says(page: Any, text: str) -> str:
