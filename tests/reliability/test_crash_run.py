@@ -155,10 +155,15 @@ def finish(ws: Workspace, ref: Reference) -> list[str]:
     result = json.loads(done.stdout)
     with connect(ws.control_path) as con:
         killed = con.execute(
-            "SELECT count(*) FROM runs WHERE run_id <> ? AND (status <> 'failed' OR error NOT LIKE 'interrupted%')",
+            # A run killed after its record was complete (published or held: the kill landed
+            # while the process was exiting) is recorded truly; every other killed run must be
+            # recorded as interrupted.
+            "SELECT status FROM runs WHERE run_id <> ? AND status NOT IN ('published', 'held') "
+            "AND (status <> 'failed' OR error NOT LIKE 'interrupted%')",
             (result["run_id"],),
-        ).fetchone()[0]
-    return [f"{killed} killed runs not recorded as interrupted"] if killed else []
+        ).fetchall()
+    statuses = sorted(str(row[0]) for row in killed)
+    return [f"killed runs not recorded as interrupted: {statuses}"] if killed else []
 
 
 def stage_resumed(ws: Workspace, run_id: str) -> int:
