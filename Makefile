@@ -16,7 +16,7 @@ PLUGINS := examples/model_template tests/plugins/chaos_models
 # A .venv made when the plugins were installed there has them removed, once.
 NO_PLUGINS_STAMP := $(VENV)/.without-test-plugins
 
-.PHONY: setup demo test test-all lint format bench reliability clean browser
+.PHONY: setup demo test test-all accuracy lint format bench reliability clean browser
 
 setup: $(STAMP) $(NO_PLUGINS_STAMP)
 
@@ -53,6 +53,11 @@ test: $(TEST_STAMP) browser
 
 test-all: $(TEST_STAMP) browser
 	$(TEST_PY) -m pytest -q
+
+# The accuracy check alone (it also runs in `make test`): the default pool on a fixed sample of
+# real series must not lose accuracy (tests/accuracy).
+accuracy: $(TEST_STAMP)
+	$(TEST_PY) -m pytest tests/accuracy -q
 
 lint: setup
 	$(VENV)/bin/ruff check src tests bench

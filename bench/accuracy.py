@@ -1,12 +1,13 @@
 """Accuracy benchmark: steadycast's per-series selection against baselines on real data.
 
     python bench/accuracy.py [--quick] [--data DIR] [--out FILE.md] [--workers N]
-                             [--datasets m4,gefcom,sgsc]
+                             [--datasets m4,gefcom,sgsc] [--split dev|test|all]
+                             [--candidates A,B,...] [--gefcom-weeks N]
 
 1. Proves the metric code by reproducing the published M4 Weekly Naive2 figures (sMAPE 9.161,
    MASE 2.777) from the organisers' own Naive2 forecasts and from our Naive2.
-2. Runs ``run_partition`` (profile, route, backtest, select, forecast, with the default
-   candidates and the isolated runner) on
+2. Runs ``run_partition`` (profile, route, backtest, select, forecast, with the default pool
+   of each dataset's frequency, or ``--candidates``, and the isolated runner) on
    - M4 Weekly: 359 series, h = 13, season 52 (M4 scores weekly MASE with m = 1, so that is
      used for the published comparison);
    - GEFCom2012 load: the 20 zones on the 8 hidden backcast weeks, each forecast from the
@@ -14,7 +15,15 @@
      published truth, which lies in the past of the origin);
    - SGSC smart meters: each household's last week (h = 336 half-hours, seasons 48 and 336).
    and scores the selection and each single candidate on the held-out data: sMAPE, MASE, OWA
-   against Naive2, coverage of the 80% and 95% intervals.
+   against Naive2, coverage of the 80% and 95% intervals, and the CPU seconds per series of
+   the selection's whole path (backtest and forecast: the run process and its model workers).
+
+Development protocol: each dataset is split in two halves; pools and settings are tuned on the
+DEV half only, and the other (TEST) half is reported. DEV is M4 Weekly series at even 0-based
+positions in Weekly-train.csv file order (W1, W3, ...), GEFCom2012 zones 1-10, and the first 25
+SGSC households in file order. ``--split dev`` (or ``test``) runs one half; ``--split all`` (the
+default) runs every series and reports the selection on the dev half, the test half and the
+whole, with the verdict whether it beats every single candidate on each.
 
 The data directory defaults to ``../shared/data`` next to the repository (``--data`` or
 ``STEADYCAST_DATA`` override it). Not part of the test suite; writes markdown to stdout or
@@ -25,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import sys
 import time
 from collections.abc import Sequence
@@ -33,6 +43,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import psutil
 
 from steadycast.config import PipelineConfig, parse_pipeline
 from steadycast.forecasting import metrics as M
@@ -124,15 +135,38 @@ class Dataset:
     mase_season: int  # the m of the MASE scale reported
     note: str
     extra: dict[str, pd.Series] | None = None  # other forecasts aligned with test rows
+    dev: frozenset[str] = frozenset()  # series ids of the development half
+
+
+SPLITS = ("dev", "test", "all")
+
+
+def in_split(ids: pd.Series, dev: frozenset[str], split: str) -> pd.Series:
+    """Which of ``ids`` belong to ``split`` (dev half, test half or all)."""
+    if split == "all":
+        return pd.Series(True, index=ids.index)
+    inside = ids.isin(dev)
+    return inside if split == "dev" else ~inside
+
+
+def keep_split(frame: pd.DataFrame, dev: frozenset[str], split: str) -> pd.DataFrame:
+    return frame[in_split(frame["unique_id"], dev, split)].reset_index(drop=True)
+
+
+# ``--candidates``: the models to run instead of the frequency's default pool.
+CANDIDATES: list[str] = []
 
 
 def _config(frequency: str, horizon: int, seasons: list[int]) -> PipelineConfig:
+    models: dict[str, object] = {"plugins": False}  # built-in models only
+    if CANDIDATES:
+        models["candidates"] = list(CANDIDATES)
     return parse_pipeline(
         {
             "source": {},
             "series": {"frequency": frequency, "horizon": horizon, "season_lengths": seasons},
             "forecast": {"timeout_s": 3600, "memory_mb": 4096},
-            "models": {"plugins": False},  # the built-in default candidates only
+            "models": models,
         },
         "bench",
         "bench/accuracy.py",
@@ -146,12 +180,16 @@ def _m4_long(path: Path) -> pd.DataFrame:
     return long.drop(columns="col").sort_values(["unique_id", "i"]).reset_index(drop=True)
 
 
-def m4_weekly(data: Path, quick: bool) -> tuple[Dataset, pd.DataFrame]:
+def m4_weekly(data: Path, quick: bool, split: str = "all") -> tuple[Dataset, pd.DataFrame]:
     """M4 Weekly with made-up Sunday dates (M4 gives none; every series ends 2017-12-31)."""
     train = _m4_long(data / "m4" / "Weekly-train.csv")
     test = _m4_long(data / "m4" / "Weekly-test.csv")
-    if quick:
-        keep = sorted(train["unique_id"].unique(), key=lambda s: int(s[1:]))[::6]
+    in_file_order = pd.read_csv(data / "m4" / "Weekly-train.csv", usecols=["V1"])["V1"]
+    dev = frozenset(in_file_order.iloc[::2])  # even 0-based positions: W1, W3, ...
+    train, test = keep_split(train, dev, split), keep_split(test, dev, split)
+    if quick:  # every 6th series of each half present
+        ids = sorted(train["unique_id"].unique(), key=lambda s: int(s[1:]))
+        keep = [u for u in ids if u in dev][::6] + [u for u in ids if u not in dev][::6]
         train, test = train[train["unique_id"].isin(keep)], test[test["unique_id"].isin(keep)]
     end = pd.Timestamp("2017-12-31")
     n = train.groupby("unique_id")["i"].transform("max")
@@ -171,7 +209,8 @@ def m4_weekly(data: Path, quick: bool) -> tuple[Dataset, pd.DataFrame]:
         test=test[columns].reset_index(drop=True),
         config=_config("W-SUN", 13, [52]),
         mase_season=1,
-        note="359 series (every 6th in --quick), h=13, season 52; MASE with m=1 as in M4",
+        note="359 series (every 6th of each half in --quick), h=13, season 52; MASE with m=1 as in M4",
+        dev=dev,
     )
     return dataset, pd.DataFrame({"Naive2 (M4 organisers' file)": bundled.to_numpy()})
 
@@ -185,8 +224,8 @@ def _gefcom_long(frame: pd.DataFrame) -> pd.DataFrame:
     return long[["zone_id", "ds", "y"]].sort_values(["zone_id", "ds"]).reset_index(drop=True)
 
 
-def gefcom(data: Path, quick: bool) -> Dataset:
-    """Each zone x backcast week is one series: the 12 weeks before the gap, then the gap."""
+def gefcom(data: Path, quick: bool, split: str = "all", weeks_of_history: int = 12) -> Dataset:
+    """Each zone x backcast week is one series: the weeks before the gap, then the gap."""
     folder = data / "gefcom2012_load"
     history = _gefcom_long(pd.read_csv(folder / "Load_history.csv.gz", thousands=","))
     solution = pd.read_csv(folder / "Load_solution.csv")
@@ -202,9 +241,11 @@ def gefcom(data: Path, quick: bool) -> Dataset:
     starts = sorted(truth["ds"].dt.normalize().drop_duplicates())
     weeks = [d for d in starts if not any(d - pd.Timedelta(days=k) in starts for k in range(1, 7))]
     zones = sorted(truth["zone_id"].unique())
+    dev_zones = {z for z in zones if z <= 10}
+    zones = [z for z in zones if split == "all" or (z in dev_zones) == (split == "dev")]
     if quick:
         zones, weeks = zones[::5], weeks[::4]
-    span = pd.Timedelta(weeks=12)
+    span = pd.Timedelta(weeks=weeks_of_history)
     parts, tests, benches = [], [], []
     for week in weeks:
         first = week + pd.Timedelta(hours=1)  # h1 of the gap's first day
@@ -222,19 +263,21 @@ def gefcom(data: Path, quick: bool) -> Dataset:
     test = pd.concat(tests)[columns].reset_index(drop=True)
     organisers = pd.concat(benches)[columns].rename(columns={"y": "yhat"})
     aligned = test.merge(organisers, on=["unique_id", "ds"], how="left")["yhat"]
+    dev = frozenset(u for u in test["unique_id"].unique() if int(u[1:3]) in dev_zones)
     return Dataset(
         name="GEFCom2012 load (backcast weeks)",
         history=pd.concat(parts)[columns].reset_index(drop=True),
         test=test,
         config=_config("h", 168, [24, 168]),
         mase_season=24,
-        note=f"{len(zones)} zones x {len(weeks)} hidden weeks, 12 weeks of history each, "
-        "h=168, seasons 24 and 168; MASE with m=24",
+        note=f"{len(zones)} zones x {len(weeks)} hidden weeks, {weeks_of_history} weeks of "
+        "history each, h=168, seasons 24 and 168; MASE with m=24",
         extra={"GEFCom organisers' benchmark (uses actual temperatures)": aligned},
+        dev=dev,
     )
 
 
-def sgsc(data: Path, quick: bool) -> Dataset:
+def sgsc(data: Path, quick: bool, split: str = "all") -> Dataset:
     """Each household's last week held out; 8 weeks of history regularised to 30 min."""
     raw = pd.read_csv(
         data / "sgsc_smart_meter_50" / "sm_cust50.csv.gz",
@@ -243,7 +286,12 @@ def sgsc(data: Path, quick: bool) -> Dataset:
         parse_dates=["reading_datetime"],
     )
     raw.columns = ["unique_id", "ds", "y"]
-    ids = sorted(raw["unique_id"].unique())
+    dev = frozenset(raw["unique_id"].unique()[:25])  # the first 25 households in file order
+    ids = [
+        u
+        for u in sorted(raw["unique_id"].unique())
+        if split == "all" or (u in dev) == (split == "dev")
+    ]
     if quick:
         ids = ids[::5]
     horizon, keep = 336, 336 * 8
@@ -269,6 +317,7 @@ def sgsc(data: Path, quick: bool) -> Dataset:
         mase_season=48,
         note=f"{len(histories)} households, 8 weeks of history, h=336 half-hours, seasons 48 "
         "and 336; MASE with m=48",
+        dev=dev,
     )
 
 
@@ -305,12 +354,21 @@ def _align(test: pd.DataFrame, forecast: pd.DataFrame, name: str) -> pd.DataFram
     return merged[present].rename(columns=renamed)
 
 
-def score_table(
+@dataclass
+class SeriesScores:
+    """Per-series scores of every method, so any half of the series can be summarised."""
+
+    scores: pd.DataFrame  # unique_id, model, smape, mase, coverage_80, coverage_95
+    failed: pd.DataFrame  # unique_id, model: series a method had no forecast for
+    methods: list[str]
+
+
+def series_scores(
     dataset: Dataset, forecasts: dict[str, pd.DataFrame | pd.Series], fill: pd.Series
-) -> pd.DataFrame:
-    """sMAPE, MASE, OWA vs Naive2 and coverage per method; failed series get ``fill``."""
+) -> SeriesScores:
+    """sMAPE, MASE and coverage per series and method; failed series get ``fill``."""
     wide = dataset.test.copy()
-    failed: dict[str, int] = {}
+    failed = []
     for name, fc in forecasts.items():
         if isinstance(fc, pd.Series):
             wide[name] = fc.to_numpy()
@@ -318,35 +376,121 @@ def score_table(
             aligned = _align(dataset.test, fc, name)
             wide[aligned.columns] = aligned.to_numpy()
         missing = wide[name].isna()
-        failed[name] = int(wide.loc[missing, "unique_id"].nunique())
+        failed.append(pd.DataFrame({"unique_id": wide.loc[missing, "unique_id"].unique()}))
+        failed[-1]["model"] = name
         wide.loc[missing, name] = fill[missing]
     metrics = [M.smape, M.mase, *(M.coverage(lv) for lv in LEVELS)]
     scores = M.evaluate(wide, metrics, list(forecasts), dataset.history, dataset.mase_season)
-    table = scores.groupby("model")[[M.metric_name(m) for m in metrics]].mean()
+    return SeriesScores(scores, pd.concat(failed, ignore_index=True), list(forecasts))
+
+
+def score_table(scored: SeriesScores, ids: frozenset[str] | None = None) -> pd.DataFrame:
+    """sMAPE, MASE, OWA vs Naive2 and coverage per method, over ``ids`` (all series if None)."""
+    scores, failed = scored.scores, scored.failed
+    if ids is not None:
+        scores = scores[scores["unique_id"].isin(ids)]
+        failed = failed[failed["unique_id"].isin(ids)]
+    columns = ["smape", "mase", *(f"coverage_{lv}" for lv in LEVELS)]
+    table = scores.groupby("model")[columns].mean()
     base = table.loc["Naive2"]
     table["owa"] = [
         M.owa(r["smape"], r["mase"], base["smape"], base["mase"]) for _, r in table.iterrows()
     ]
-    table["failed_series"] = pd.Series(failed)
-    return table.reindex(list(forecasts))
+    table["failed_series"] = failed.groupby("model")["unique_id"].nunique()
+    table["failed_series"] = table["failed_series"].fillna(0)
+    return table.reindex(scored.methods)
 
 
-def run_dataset(dataset: Dataset, runner: Runner) -> tuple[pd.DataFrame, PartitionResult, float]:
-    started = time.perf_counter()
+SELECTION = "steadycast selection"
+
+
+def split_rows(scored: SeriesScores, dataset: Dataset) -> tuple[pd.DataFrame, list[str]]:
+    """The selection's row on the dev half, the test half and all series (the halves present),
+    and the verdict on each: does the selection beat every single candidate there?"""
+    present = frozenset(dataset.test["unique_id"].unique())
+    halves = {"dev": present & dataset.dev, "test": present - dataset.dev}
+    if all(halves.values()):  # both halves present: the whole too
+        halves["all"] = present
+    rows, verdicts = [], []
+    singles = [m for m in scored.methods if m in set(dataset.config.models.candidates)]
+    for half, ids in halves.items():
+        if not ids:
+            continue
+        table = score_table(scored, ids)
+        row = table.loc[SELECTION].rename(f"{SELECTION} [{half}, {len(ids)} series]")
+        rows.append(row)
+        best = table.loc[singles, "owa"].dropna()
+        if best.empty:
+            continue
+        name, owa = str(best.idxmin()), float(best.min())
+        beats = bool(row["owa"] < owa)
+        verdicts.append(
+            f"{half}: {'yes' if beats else 'NO'} (selection OWA {_fmt(row['owa'])}, best single "
+            f"candidate {name} {_fmt(owa)})"
+        )
+    return pd.DataFrame(rows), verdicts
+
+
+@dataclass
+class Cost:
+    """What the selection's whole path cost: wall seconds and CPU seconds of every process."""
+
+    wall_s: float
+    cpu_s: float  # the run process + its model workers (+ reaped children)
+    series: int
+
+    @property
+    def cpu_per_series(self) -> float:
+        return self.cpu_s / max(self.series, 1)
+
+
+def _own_cpu_s() -> float:
+    """CPU seconds of this process and of its reaped children (user + system)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def _workers_cpu_s(runner: IsolatedRunner) -> dict[int, float]:
+    """CPU seconds so far of each live model worker and its children, start-up included (they
+    are not reaped while the runner lives, so RUSAGE_CHILDREN cannot see them; a worker that
+    is replaced is reaped and counted there)."""
+    spent = {}
+    for pid in runner.worker_pids():
+        try:
+            t = psutil.Process(pid).cpu_times()
+        except psutil.Error:
+            continue
+        spent[pid] = t.user + t.system + t.children_user + t.children_system
+    return spent
+
+
+def _workers_delta(before: dict[int, float], after: dict[int, float]) -> float:
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
+
+
+def run_dataset(
+    dataset: Dataset, runner: IsolatedRunner
+) -> tuple[SeriesScores, PartitionResult, float, Cost]:
+    started, cpu0, workers0 = time.perf_counter(), _own_cpu_s(), _workers_cpu_s(runner)
     result = run_partition(dataset.history, dataset.config, runner)
+    cost = Cost(
+        wall_s=time.perf_counter() - started,
+        cpu_s=_own_cpu_s() - cpu0 + _workers_delta(workers0, _workers_cpu_s(runner)),
+        series=dataset.history["unique_id"].nunique(),
+    )
     singles = single_models(dataset, runner)
     elapsed = time.perf_counter() - started
     task = task_for(dataset.config)
     # Naive2's seasonal test uses the M4 frequency of the data (1 for weekly), as MASE does.
     own = naive2_forecasts(model_history(dataset.history), task, dataset.mase_season)
     naive2_values = _align(dataset.test, own, "Naive2")["Naive2"]
-    forecasts: dict[str, pd.DataFrame | pd.Series] = {"steadycast selection": result.forecasts}
+    forecasts: dict[str, pd.DataFrame | pd.Series] = {SELECTION: result.forecasts}
     forecasts.update(singles)
     forecasts["Naive2"] = naive2_values
     for name, values in (dataset.extra or {}).items():
         forecasts[name] = values
-    table = score_table(dataset, forecasts, naive2_values)
-    return table, result, elapsed
+    return series_scores(dataset, forecasts, naive2_values), result, elapsed, cost
 
 
 # -- report -------------------------------------------------------------------------------------
@@ -474,33 +618,68 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", help="write the markdown here instead of stdout")
     parser.add_argument("--workers", type=int, default=2, help="isolated model workers")
     parser.add_argument("--datasets", default="m4,gefcom,sgsc")
+    parser.add_argument(
+        "--split",
+        choices=SPLITS,
+        default="all",
+        help="dev: the development half only (tune on it); test: the other half; all: both, "
+        "reported per half and together",
+    )
+    parser.add_argument(
+        "--candidates",
+        default="",
+        help="comma-separated models to run instead of each frequency's default pool",
+    )
+    parser.add_argument(
+        "--gefcom-weeks",
+        type=int,
+        default=12,
+        help="weeks of history before each hidden GEFCom week (hourly: 12 weeks = 2016 points)",
+    )
     args = parser.parse_args(argv)
+    CANDIDATES[:] = [c.strip() for c in args.candidates.split(",") if c.strip()]
     data = Path(args.data)
     chosen = [d.strip() for d in args.datasets.split(",") if d.strip()]
     if not (data / "m4").exists():
         print(f"no M4 data under {data}; pass --data or set STEADYCAST_DATA", file=sys.stderr)
         return 2
     mode = "quick subset" if args.quick else "full"
+    mode += f", {args.split} split" if args.split != "all" else ""
     out = [f"## Accuracy ({mode})", ""]
+    command = " ".join(["python bench/accuracy.py", *(argv if argv is not None else sys.argv[1:])])
+    out += [f"Reproduce: `{command}`", ""]
     out += ["### M4 Weekly: Naive2 reproduction (proves the metric code, all 359 series)", ""]
     out += [naive2_reproduction(*m4_weekly(data, quick=False)), ""]
-    m4, _ = m4_weekly(data, args.quick)
-    builders = {"m4": lambda: m4, "gefcom": lambda: gefcom(data, args.quick)}
-    builders["sgsc"] = lambda: sgsc(data, args.quick)
+    m4, _ = m4_weekly(data, args.quick, args.split)
+    builders = {
+        "m4": lambda: m4,
+        "gefcom": lambda: gefcom(data, args.quick, args.split, args.gefcom_weeks),
+        "sgsc": lambda: sgsc(data, args.quick, args.split),
+    }
     cfg = m4.config.forecast
     with IsolatedRunner(args.workers, cfg.timeout_s, cfg.memory_mb) as runner:
         for key in chosen:
             dataset = builders[key]()
             print(f"running {dataset.name} ...", file=sys.stderr, flush=True)
             before = runner.usage()
-            table, result, seconds = run_dataset(dataset, runner)
+            scored, result, seconds, cost = run_dataset(dataset, runner)
             n = dataset.history["unique_id"].nunique()
             out += [f"### {dataset.name}", "", f"{dataset.note}. {n} series; "]
             out[-1] += (
                 f"selection and single models took {seconds:.0f} s wall with "
                 f"{args.workers} workers. OWA against Naive2 computed here."
             )
-            out += ["", markdown_table(table), "", selection_summary(result)]
+            halves, verdicts = split_rows(scored, dataset)
+            table = pd.concat([halves, score_table(scored).drop(index=SELECTION)])
+            out += ["", markdown_table(table), ""]
+            out += [
+                f"- selection cost (backtest and forecast, run process and model workers): "
+                f"{cost.cpu_s:.0f} CPU-s, {cost.cpu_per_series:.2f} CPU-s per series, "
+                f"{cost.wall_s:.0f} s wall",
+                "- selection beats every single candidate: " + "; ".join(verdicts),
+                "- candidates: " + ", ".join(dataset.config.models.candidates),
+                selection_summary(result),
+            ]
             out += [coverage_by_source(dataset, result), cost_summary(before, runner.usage()), ""]
             if key == "m4":
                 out += ["Published M4 Weekly figures, for comparison:", "", published_m4(data), ""]

@@ -23,6 +23,11 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     "fast_tier": ("fast_tier.py", ["--series", "100000"], ["--series", "2000"]),
     "regime": ("regime.py", [], []),
     "scale": ("scale.py", [], ["--series", "500,5000", "--name", "scale"]),
+    "scale_1d": (
+        "scale.py",
+        ["--series", "1000,10000", "--days", "730", "--frequency", "1D", "--name", "scale_1d"],
+        ["--series", "1000", "--days", "730", "--frequency", "1D", "--name", "scale_1d"],
+    ),
     "scale_1m": (
         "scale.py",
         ["--series", "1000000", "--days", "730", "--frequency", "1D", "--name", "scale_1m"],

@@ -1,18 +1,23 @@
 """Scale benchmark: whole fleets end to end (ingest to publish) through the fast tier, with the
-libraries people would otherwise use measured in the same run.
+accuracy of what was published and the libraries people would otherwise use measured in the
+same run.
 
-For each fleet size: ``steadycast synth`` makes a realistic fleet (faults planted), then
-``steadycast ingest`` and ``steadycast run`` (tier "fast") each run in their own process:
-wall, CPU (workers included), peak memory (all its processes together, and the largest).
+For each fleet size: ``steadycast synth`` makes a realistic fleet (faults planted) one horizon
+longer than ``--days``; that last horizon is held out (never ingested), then ``steadycast
+ingest`` and ``steadycast run`` (tier "fast", its default pool) each run in their own process:
+wall, CPU (workers included), peak memory (all its processes together, and the largest). The
+published forecasts of a sample of series are scored against the held-out readings: MASE (scale:
+the in-sample seasonal naive error at the first season) beside seasonal naive's own forecast.
 Peers, on the
 same data in the same run:
 
-- statsforecast directly with the same models (SeasonalNaive, SES with optimised alpha,
-  WindowAverage, HistoricAverage): ``cross_validation`` (the same 2 windows) + ``forecast``,
-  on a sample of the fleet (its cost is linear in series);
+- statsforecast directly with the pool's models it has (SeasonalNaive and the standard Theta
+  method; Card has no statsforecast twin): ``cross_validation`` (the same 3 windows) +
+  ``forecast``, on a sample of the fleet (its cost is linear in series);
 - Prophet (fit + predict, one series at a time, as an analyst would) on a small sample.
 
     python bench/scale.py [--series 1000,10000,100000] [--days 28] [--frequency 1h]
+    python bench/scale.py --series 10000,100000 --days 730 --frequency 1D --name scale_1d
     python bench/scale.py --series 1000000 --days 730 --frequency 1D --name scale_1m
 """
 
@@ -32,14 +37,17 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import WORK, Measured, machine, measure, today, write_section
 
+from steadycast.config import BacktestConfig, ModelsConfig
+
 STEADYCAST = [sys.executable, "-m", "steadycast.cli"]
+FAST_POOL = ModelsConfig().fast_candidates
+BACKTEST_WINDOWS = BacktestConfig().windows
 PEER = """
 import json, sys, time, warnings, resource
 import pandas as pd
 warnings.simplefilter("ignore")
 from statsforecast import StatsForecast
-from statsforecast.models import (HistoricAverage, SeasonalNaive,
-    SimpleExponentialSmoothingOptimized, WindowAverage)
+from statsforecast.models import SeasonalNaive, Theta
 files, sample, freq, season, h = json.loads(sys.argv[1])
 # The sample's rows only (a million-series fleet does not fit in pandas): ids from the first
 # file, their rows from every file (a series may continue in the next one).
@@ -51,11 +59,10 @@ frame = frame.sort_values(["unique_id", "ds"]).reset_index(drop=True)
 # statsforecast needs regular series without gaps, as steadycast's prepare stage makes them.
 full = frame.set_index("ds").groupby("unique_id")["y"].resample(freq).mean().reset_index()
 full["y"] = full.groupby("unique_id")["y"].transform(lambda s: s.interpolate().bfill().ffill())
-models = [SeasonalNaive(season_length=season), SimpleExponentialSmoothingOptimized(),
-          WindowAverage(window_size=season), HistoricAverage()]
+models = [SeasonalNaive(season_length=season), Theta(season_length=season)]
 sf = StatsForecast(models=models, freq=freq, n_jobs=1)
 started, cpu = time.perf_counter(), time.process_time()
-sf.cross_validation(df=full, h=h, n_windows=2, step_size=h)
+sf.cross_validation(df=full, h=h, n_windows=3, step_size=h)
 sf.forecast(df=full, h=h)
 print(json.dumps({"series": len(ids), "wall_s": time.perf_counter() - started,
                   "cpu_s": time.process_time() - cpu,
@@ -97,6 +104,8 @@ def stages(ws: Path) -> dict[str, dict[str, Any]]:
 
 
 def fleet(series: int, days: int, frequency: str) -> tuple[Path, dict[str, Any], float]:
+    """The fleet of ``days`` days plus one day-rounded horizon to hold out (cached)."""
+    days += holdout_days(frequency)
     out = WORK / f"fleet_{series}_{days}_{frequency}"
     done = out / "synth.json"
     if done.exists():
@@ -123,19 +132,132 @@ def fleet(series: int, days: int, frequency: str) -> tuple[Path, dict[str, Any],
     return out, json.loads(done.read_text()), made.wall_s
 
 
+def holdout_days(frequency: str) -> int:
+    """Whole days covering one horizon of the synthetic pipeline at ``frequency``."""
+    import math
+
+    import pandas as pd
+
+    from steadycast.synth.fleet import _SERIES_SETTINGS
+
+    horizon = _SERIES_SETTINGS[frequency][0]
+    return math.ceil(
+        horizon * pd.Timedelta(pd.tseries.frequencies.to_offset(frequency)).total_seconds() / 86400
+    )
+
+
+def hold_out(out: Path, info: dict[str, Any], sample: int) -> tuple[list[str], Path, Path, int]:
+    """Cut the fleet's last horizon off every file: the files to ingest, and the held-out
+    readings and the history of up to ``sample`` series of the first data file (by id), for
+    scoring. One file at a time, so memory stays bounded by the generator's file size."""
+    import pandas as pd
+    import pyarrow.dataset as pads
+    import pyarrow.parquet as pq
+
+    settings = tomllib.loads((out / "pipeline.toml").read_text())["series"]
+    horizon, season = settings["horizon"], settings["season_lengths"][0]
+    step = pd.Timedelta(pd.tseries.frequencies.to_offset(settings["frequency"]))
+    files = [out / f for f in info["files"]]
+    last = max(pq.read_table(f, columns=["ds"])["ds"].to_pandas().max() for f in files)
+    cutoff = last - (horizon - 1) * step  # readings from here on are held out
+    kept = out / "ingest"
+    kept.mkdir(exist_ok=True)
+    first = pq.read_table(files[0], columns=["unique_id"])["unique_id"].to_pandas()
+    ids = sorted(first.astype(str).unique())[:sample]
+    held, history = [], []
+    for f in files:
+        table = pads.dataset(f).to_table()
+        stamps = pd.DatetimeIndex(table["ds"].to_pandas())
+        before = stamps < cutoff
+        pq.write_table(table.filter(before), kept / f.name)
+        frame = table.to_pandas()
+        frame["unique_id"] = frame["unique_id"].astype(str)
+        mine = frame["unique_id"].isin(ids).to_numpy()
+        held.append(frame[mine & ~before])
+        history.append(frame[mine & before])
+    actuals, past = out / "actuals.parquet", out / "history_sample.parquet"
+    pd.concat(held).drop_duplicates(["unique_id", "ds"], keep="last").to_parquet(actuals)
+    pd.concat(history).drop_duplicates(["unique_id", "ds"], keep="last").to_parquet(past)
+    return [str(kept / f.name) for f in files], actuals, past, season
+
+
+def accuracy(ws: Path, actuals: Path, past: Path, season: int, frequency: str) -> dict[str, Any]:
+    """MASE of the published forecasts on the held-out readings, beside seasonal naive's.
+
+    Both on the same sample and the same scale: the mean absolute seasonal difference of each
+    series' history (at the first season). Seasonal naive repeats the last season observed;
+    a series without a full last season (a gap) is left out of both.
+    """
+    import numpy as np
+    import pandas as pd
+
+    from steadycast.storage import releases
+
+    truth = pd.read_parquet(actuals)
+    history = pd.read_parquet(past)
+    step = pd.Timedelta(pd.tseries.frequencies.to_offset(frequency))
+    release = releases.current(ws / "releases", "fleet")
+    if release is None:
+        return {}
+    published = releases.read_forecasts(release, sorted(truth["unique_id"].unique()))
+    published["unique_id"] = published["unique_id"].astype(str)
+    published["ds"] = pd.to_datetime(published["ds"], utc=True)
+    truth["ds"] = pd.to_datetime(truth["ds"], utc=True)
+    history["ds"] = pd.to_datetime(history["ds"], utc=True)
+    lagged = history.assign(ds=history["ds"] + season * step)
+    pairs = history.merge(lagged, on=["unique_id", "ds"], suffixes=("", "_lag"))
+    scale = (pairs["y"] - pairs["y_lag"]).abs().groupby(pairs["unique_id"]).mean()
+    last = history.groupby("unique_id")["ds"].transform("max")
+    recent = history[history["ds"] > last - season * step]
+    # Seasonal naive: the reading one season (a whole number of them) before each target.
+    target = truth[["unique_id", "ds"]].merge(
+        history.groupby("unique_id")["ds"].max().rename("last").reset_index(), on="unique_id"
+    )
+    back = np.ceil((target["ds"] - target["last"]) / (season * step)).astype(int)
+    target["source"] = target["ds"] - back * season * step
+    naive = target.merge(
+        recent.rename(columns={"ds": "source", "y": "naive"}), on=["unique_id", "source"]
+    )
+    scored = truth.merge(published[["unique_id", "ds", "yhat"]], on=["unique_id", "ds"]).merge(
+        naive[["unique_id", "ds", "naive"]], on=["unique_id", "ds"]
+    )
+    per = (
+        scored.assign(
+            model=(scored["y"] - scored["yhat"]).abs(), naive=(scored["y"] - scored["naive"]).abs()
+        )
+        .groupby("unique_id")[["model", "naive"]]
+        .mean()
+    )
+    per = per.div(scale.reindex(per.index), axis=0).replace([np.inf, -np.inf], np.nan).dropna()
+    return {
+        "scored_series": len(per),
+        "mase": float(per["model"].mean()),
+        "mase_naive": float(per["naive"].mean()),
+        "relative": float(per["model"].mean() / per["naive"].mean()),
+        "beats_naive_share": float((per["model"] < per["naive"]).mean()),
+        "median_mase": float(per["model"].median()),
+        "median_mase_naive": float(per["naive"].median()),
+    }
+
+
 def end_to_end(
-    out: Path, info: dict[str, Any], partition_size: int, workers: int
+    out: Path,
+    info: dict[str, Any],
+    partition_size: int,
+    workers: int,
+    score_sample: int,
+    pool: list[str],
 ) -> dict[str, Any]:
     ws = WORK / f"ws_{out.name}"
     shutil.rmtree(ws, ignore_errors=True)
     _checked(measure([*STEADYCAST, "init", str(ws)]), "init")
     pipeline = (out / "pipeline.toml").read_text()
     pipeline += (
-        '\n[models]\ntier = "fast"\n'
+        f'\n[models]\ntier = "fast"\nfast_candidates = {json.dumps(pool)}\n'
         f"\n[forecast]\npartition_size = {partition_size}\nworkers = {workers}\n"
     )
     (ws / "pipelines" / "fleet.toml").write_text(pipeline)
-    files = [str(out / f) for f in info["files"]]
+    files, actuals, past, season = hold_out(out, info, score_sample)
     ingest = _checked(
         measure([*STEADYCAST, "ingest", "fleet", *files, "-w", str(ws), "--json"]), "ingest"
     )
@@ -169,6 +291,7 @@ def end_to_end(
     summary["peak_mb"] = max(ingest.peak_rss_mb, run.peak_rss_mb)
     summary["tree_peak_mb"] = max(ingest.tree_peak_mb, run.tree_peak_mb)
     summary["checks"] = check_scores(ws, out)
+    summary["accuracy"] = accuracy(ws, actuals, past, season, info["frequency"])
     summary["release_mb"] = release_memory(ws)
     shutil.rmtree(ws, ignore_errors=True)
     return summary
@@ -218,9 +341,11 @@ def check_scores(ws: Path, out: Path) -> list[dict[str, Any]]:
 def peers(
     out: Path, info: dict[str, Any], sample: int, prophet_sample: int, season: int, horizon: int
 ) -> dict[str, Any]:
-    files = [str(out / f) for f in info["files"]]
+    files = [str(out / "ingest" / Path(f).name) for f in info["files"]]  # held-out tail cut
     freq = {"1h": "h", "30min": "30min", "1D": "D"}[info["frequency"]]
     found: dict[str, Any] = {}
+    if not sample:
+        return found
     sf = _checked(
         measure([sys.executable, "-c", PEER, json.dumps([files, sample, freq, season, horizon])]),
         "statsforecast",
@@ -252,6 +377,8 @@ def markdown(args: argparse.Namespace, rows: list[dict[str, Any]]) -> str:
         f"python bench/scale.py --series {args.series} --days {args.days} "
         f"--frequency {args.frequency} --name {args.name}"
     )
+    if args.pool != list(FAST_POOL):
+        command += f" --fast-candidates {','.join(args.pool)}"
     lines = [
         f"## Scale: {args.frequency} fleets, {args.days} days of history, fast tier, end to end",
         "",
@@ -259,9 +386,11 @@ def markdown(args: argparse.Namespace, rows: list[dict[str, Any]]) -> str:
         "",
         "Each fleet is made by `steadycast synth` (daily and weekly cycles, holidays, household",
         "heterogeneity, planted faults), then `steadycast ingest` (all files) and `steadycast run`",
-        f"(tier `fast`, partitions of {args.partition_size} series, {args.workers or 'one per core'}",
-        "workers: snapshot, data-quality checks, backtest of 2 windows, selection, forecast,",
-        "gate, publish), each in its own process. Peak memory: the most the command held at once",
+        f"(tier `fast`: {', '.join(args.pool)}; partitions of {args.partition_size} series,",
+        f"{args.workers or 'one per core'} workers: snapshot, data-quality checks, backtest of",
+        f"{BACKTEST_WINDOWS} windows, selection (a combination of each series' best three where its backtest",
+        "wins), forecast, gate, publish), each in its own process. The fleet's last horizon is",
+        "held out (never ingested) and scored. Peak memory: the most the command held at once",
         "in all its processes together (partition processes and model workers included, sampled",
         "every 0.2 s), and its largest single process.",
         "",
@@ -311,6 +440,24 @@ def markdown(args: argparse.Namespace, rows: list[dict[str, Any]]) -> str:
             )
             + ".",
         ]
+    scored = [r for r in rows if r.get("accuracy")]
+    if scored:
+        lines += [
+            "",
+            "Accuracy of the published forecasts on the held-out horizon (a sample of series;",
+            "MASE scaled by each series' in-sample seasonal naive error at the first season;",
+            "planted faults in the held-out readings are scored as they are):",
+            "",
+            "| series | scored | MASE, published | MASE, seasonal naive | ratio | published better on | median MASE, published / seasonal naive |",
+            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for r in scored:
+            a = r["accuracy"]
+            lines.append(
+                f"| {r['series']:,} | {a['scored_series']:,} | {a['mase']:.3f} "
+                f"| {a['mase_naive']:.3f} | {a['relative']:.3f} | {a['beats_naive_share']:.0%} "
+                f"| {a['median_mase']:.3f} / {a['median_mase_naive']:.3f} |"
+            )
     lines += ["", "Where the time goes (seconds, per stage of the run):", ""]
     names = list(rows[0]["stages"])
     lines.append("| series | ingest | " + " | ".join(names) + " |")
@@ -353,7 +500,7 @@ def markdown(args: argparse.Namespace, rows: list[dict[str, Any]]) -> str:
             lines.append("| " + " | ".join(cells) + " |")
     lines += [
         "",
-        "statsforecast runs the same four models (`cross_validation` with the same 2 windows,",
+        "statsforecast runs SeasonalNaive and Theta (`cross_validation` with the same 3 windows,",
         "then `forecast`, `n_jobs=1`) on series already made regular; steadycast's forecast stage",
         "also prepares the series, profiles and routes them, validates every model's output,",
         "selects per series (ensembles included) and records every score. Prophet fits and",
@@ -371,14 +518,19 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--peer-sample", type=int, default=2000)
     parser.add_argument("--prophet-sample", type=int, default=20)
+    parser.add_argument("--score-sample", type=int, default=20000, help="series scored")
     parser.add_argument("--name", default="scale")
     parser.add_argument("--keep", action="store_true", help="keep the generated fleets")
+    parser.add_argument(
+        "--fast-candidates", default=",".join(FAST_POOL), help="the fast pool to run"
+    )
     args = parser.parse_args()
+    args.pool = args.fast_candidates.split(",")
     rows = []
     for n in [int(s) for s in args.series.split(",")]:
         started = time.perf_counter()
         out, info, synth_s = fleet(n, args.days, args.frequency)
-        row = end_to_end(out, info, args.partition_size, args.workers)
+        row = end_to_end(out, info, args.partition_size, args.workers, args.score_sample, args.pool)
         series_table = tomllib.loads((out / "pipeline.toml").read_text())["series"]
         season, horizon = series_table["season_lengths"][0], series_table["horizon"]
         row["peers"] = peers(

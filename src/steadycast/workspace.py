@@ -70,12 +70,13 @@ min_value = 0                 # optional: values below are quarantined
 # snap_to_frequency = false   # true: 10:17 in an hourly series is stored as 10:00, not quarantined
 #
 # [models]
-# candidates = ["SeasonalNaive", "AutoETS", "AutoTheta", "MSTL", "LightGBM"]
+# candidates = [...]          # default: the pool of the frequency (docs/configuration.md)
 # levels = [80, 95]           # prediction interval levels, in percent
 #
 # [backtest]
-# windows = 2                 # rolling origins per series
+# windows = 3                 # rolling origins per series
 # metric = "mase"             # mase, smape or rmsse
+# combination = "mean"        # how the best 3 are combined: mean, median or trimmed
 """
 
 

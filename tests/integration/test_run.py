@@ -10,7 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from steadycast.config import ModelsConfig
 from steadycast.errors import NotFoundError, StoreBusyError
+from steadycast.forecasting.selection import ensemble_members
 from steadycast.ingestion.batch import ingest
 from steadycast.pipeline.run import run_pipeline
 from steadycast.storage import releases, store
@@ -214,7 +216,10 @@ def test_auto_tier_splits_the_fleet_and_records_the_plan(ready: Workspace) -> No
     tiers_of = {uid: tier for uid, tier, _ in rows}
     # 5 series in one partition, 40% of them full: the two largest (m4 and m3, by volume).
     assert {uid for uid, tier in tiers_of.items() if tier == "full"} == {"m3", "m4"}
-    assert all(model.startswith("Fast") for uid, tier, model in rows if tier == "fast")
+    fast_pool = set(ModelsConfig().fast_candidates)
+    assert all(
+        set(ensemble_members(model)) <= fast_pool for uid, tier, model in rows if tier == "fast"
+    )
     assert not any(str(model).startswith("Fast") for uid, tier, model in rows if tier == "full")
     with connect(ready.control_path) as con:
         detail = json.loads(

@@ -19,6 +19,14 @@ def ingest(
     files: Annotated[list[Path], typer.Argument(help="CSV (plain or .gz) or Parquet files.")],
     workspace: WorkspaceOpt = None,
     json_out: JsonOpt = False,
+    covariates: Annotated[
+        bool,
+        typer.Option(
+            "--covariates",
+            help="The files hold the pipeline's covariates ([covariates] in its file): one "
+            "batch per declared column.",
+        ),
+    ] = False,
 ) -> None:
     """Store the rows of each file as one batch; bad rows are quarantined with a reason."""
     from steadycast.ingestion.batch import ingest_file
@@ -26,6 +34,9 @@ def ingest(
 
     ws = Workspace.open(workspace)
     cfg = ws.pipeline(pipeline)
+    if covariates:
+        _ingest_covariates(ws, cfg, files, json_out)
+        return
     results = []
     failure: SteadycastError | None = None
     # File by file, so the batches stored before a failing file are still reported.
@@ -43,6 +54,31 @@ def ingest(
         emit_json(doc)
     elif results:
         _print_batches(pipeline, results)
+    if failure is not None:
+        raise failure
+
+
+def _ingest_covariates(ws: Any, cfg: Any, files: list[Path], json_out: bool) -> None:
+    """``ingest --covariates``: each file once per covariate column, reported like batches."""
+    from steadycast.ingestion.covariates import ingest_covariates
+
+    results: list[tuple[str, BatchResult]] = []
+    failure: SteadycastError | None = None
+    with progress(enabled=not json_out) as update:
+        for file in files:
+            try:
+                results.extend(ingest_covariates(ws, cfg, file, progress=update))
+            except SteadycastError as exc:
+                failure = exc
+                break
+    if json_out:
+        batches = [{**r.contract(), "covariate": column} for column, r in results]
+        doc: dict[str, Any] = {"pipeline": cfg.name, "covariates": True, "batches": batches}
+        if failure is not None:
+            doc["error"] = str(failure)
+        emit_json(doc)
+    elif results:
+        _print_batches(f"{cfg.name} (covariates)", [r for _, r in results])
     if failure is not None:
         raise failure
 

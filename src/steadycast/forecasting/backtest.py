@@ -5,6 +5,12 @@ at each origin a model is fitted on the history before it and scored on the next
 points. Window 0 is the most recent origin, window 1 the one before, and so on, so window 0
 exists for every backtested series even when short series get fewer windows.
 
+A model that declares ``capabilities.backtests_itself`` (the global LightGBM) is instead
+called once for all its windows (``BacktestTask``): it fits once, before the oldest origin,
+and forecasts every window from that fit. Its answer is cut into the windows it covers and
+judged exactly as per-window answers are, so scores, window forecasts and failures look the
+same either way.
+
 Models are vectorised over series (and global models need the whole batch), so each model is
 called once per window with every series routed to it (slow models in chunks, see
 :func:`batches`), through the isolated runner when one is given. A model that crashes, times out or returns an invalid forecast is recorded as
@@ -20,6 +26,7 @@ process pool and inside Spark's ``applyInPandas``.
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -42,7 +49,7 @@ from steadycast.forecasting.metrics import (
     series_scales,
 )
 from steadycast.forecasting.profile import SAFE_MODELS
-from steadycast.models.base import Capabilities, ForecastTask
+from steadycast.models.base import BacktestTask, Capabilities, ForecastTask, answer
 from steadycast.models.validation import to_naive_utc, validate_against
 
 __all__ = [
@@ -203,7 +210,7 @@ def _run_inline(job: Job) -> pd.DataFrame | ModelError:
         # platform judges the validated output and the backtest score.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return create_model(name, params).forecast(history, task)
+            return answer(create_model(name, params), history, task)
     except ModelError as exc:
         return exc
     except Exception as exc:  # the boundary around model code: any failure is the model's
@@ -425,19 +432,36 @@ def backtest(
     lengths = pd.Series(layout.lengths, index=pd.Index(layout.ids, name=ID))
     series, pairs, skipped = _plan(lengths, routing, capabilities, horizon, windows, step)
     calls, windows_of = _calls(layout, series, pairs, capabilities, task, step)
+    own = _own_calls(layout, series, pairs, capabilities, task, step)
     # Each call's history is cut from the model history when the call is made, so one copy
     # at a time is alive (per worker), not one per model and window.
-    jobs = (
+    jobs = itertools.chain(
         (
-            c.model,
-            dict(params.get(c.model, {})),
-            layout.take(layout.rows(c.series, 0, c.lengths)),
-            c.task,
-        )
-        for c in calls
+            (
+                c.model,
+                dict(params.get(c.model, {})),
+                layout.take(layout.rows(c.series, 0, c.lengths)),
+                c.task,
+            )
+            for c in calls
+        ),
+        (
+            (
+                c.model,
+                dict(params.get(c.model, {})),
+                layout.take(layout.rows(c.series)),
+                c.task,
+            )
+            for c in own
+        ),
     )
     outputs = call_models(jobs, runner)
-    checked, failures = _collect(calls, outputs, layout, windows_of)
+    per_window = list(zip(calls, outputs[: len(calls)], strict=True))
+    for c, output in zip(own, outputs[len(calls) :], strict=True):
+        per_window.extend(_split_windows(c, output, layout, windows_of))
+    checked, failures = _collect(
+        [c for c, _ in per_window], [o for _, o in per_window], layout, windows_of
+    )
     del outputs
     forecasts, scores, misaligned = _join_and_score(checked, layout, windows_of, task, metrics)
     failures.extend(misaligned)
@@ -473,6 +497,8 @@ def _calls(
         train_len = layout.lengths[active] - horizon - offset
         windows_of.append(_Window(window, active, train_len, _cutoffs(layout, active, train_len)))
         for name in sorted(set(pair_model.tolist())):
+            if _backtests_itself(capabilities.get(name)):
+                continue  # one call for all its windows: see _own_calls
             chosen = pair_series[pair_model == name]
             chosen = chosen[n_windows[chosen] > window].astype(np.int64)
             model_task = model_task_for(task, capabilities.get(name))
@@ -481,6 +507,83 @@ def _calls(
                 lens = train_len[np.searchsorted(active, positions)]
                 calls.append(_Call(name, window, positions, lens, model_task))
     return calls, windows_of
+
+
+def _backtests_itself(capabilities: Capabilities | None) -> bool:
+    return capabilities is not None and capabilities.backtests_itself
+
+
+@dataclass(frozen=True)
+class _OwnCall:
+    """One call of a model that backtests itself: all ``windows`` of its series at once."""
+
+    model: str
+    windows: int
+    series: Ints
+    task: BacktestTask
+
+
+def _own_calls(
+    layout: Layout,
+    series: pd.DataFrame,
+    pairs: pd.DataFrame,
+    capabilities: Mapping[str, Capabilities],
+    task: ForecastTask,
+    step: int,
+) -> list[_OwnCall]:
+    """The calls of models that declare ``backtests_itself``: one per model and number of
+    windows (series of one call share their windows), in chunks as :func:`batches` cuts them.
+
+    Each call gets the whole history of its series and fits once, before the oldest window,
+    instead of once per window."""
+    n_windows = series["windows"].to_numpy()
+    pair_series = layout.ids.searchsorted(pairs[ID].to_numpy()) if len(pairs) else np.zeros(0)
+    pair_model = pairs["model"].to_numpy()
+    calls: list[_OwnCall] = []
+    for name in sorted(set(pair_model.tolist())):
+        if not _backtests_itself(capabilities.get(name)):
+            continue
+        model_task = model_task_for(task, capabilities.get(name))
+        chosen = pair_series[pair_model == name].astype(np.int64)
+        for k in sorted(set(n_windows[chosen].tolist())):
+            if k == 0:
+                continue
+            members = chosen[n_windows[chosen] == k]
+            own_task = BacktestTask(**vars(model_task), windows=int(k), step=step)
+            for chunk in batches(members.tolist(), capabilities.get(name)):
+                calls.append(_OwnCall(name, int(k), np.asarray(chunk, dtype=np.int64), own_task))
+    return calls
+
+
+def _split_windows(
+    call: _OwnCall,
+    output: pd.DataFrame | ModelError,
+    layout: Layout,
+    windows_of: Sequence[_Window],
+) -> list[tuple[_Call, pd.DataFrame | ModelError]]:
+    """One model call's answer for all its windows, cut into what per-window calls would have
+    returned: a row belongs to the window whose cutoff (the last time seen) it names, so rows
+    for any other origin count as missing and are judged by :func:`_collect` like any other."""
+    plain = call.task.forecast_task()
+    if isinstance(output, pd.DataFrame) and not {ID, "cutoff"} <= set(output.columns):
+        output = ModelError(call.model, "cross_validation returned no 'cutoff' column")
+    pieces: list[tuple[_Call, pd.DataFrame | ModelError]] = []
+    if isinstance(output, pd.DataFrame):
+        ids = canonical_ids(output[ID])
+        cutoffs = to_naive_utc(output["cutoff"]).to_numpy()
+        place = pd.Index(layout.ids[call.series]).get_indexer(ids)
+    for window in range(call.windows):
+        w = windows_of[window]
+        at = np.searchsorted(w.active, call.series)
+        piece = _Call(call.model, window, call.series, w.train_len[at], plain)
+        if not isinstance(output, pd.DataFrame):
+            pieces.append((piece, output))
+            continue
+        expected = w.cutoffs[at]
+        mine = (place >= 0) & (cutoffs == expected[np.maximum(place, 0)])
+        rows = output.loc[mine].drop(columns="cutoff").reset_index(drop=True)
+        pieces.append((piece, rows))
+    return pieces
 
 
 def _join_and_score(

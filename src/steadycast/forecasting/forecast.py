@@ -14,23 +14,18 @@ again (an ensemble member that worked is reused when the chain reaches it as a s
 Intervals are returned at every configured level for every series, and ``interval_source``
 in the provenance says where they came from:
 
-- ``model``: the model's own intervals; for an ensemble, the mean of its members' bounds when
-  every member has them (quantile averaging, the rule its backtest coverage was scored with);
-- ``backtest``: the model has none (nor, for an ensemble, all of its members): symmetric
-  bounds yhat ± q, where q at step k is the empirical quantile (level L, "higher"
-  interpolation) of the absolute backtest errors of this series and model at steps 1..k over
-  all windows, made non-decreasing in k. Pooling the earlier steps gives a small backtest
-  enough errors to take a quantile of; with 2 windows the 95% bound at step 1 is the larger
-  of two errors, so expect these intervals to under-cover when windows are few (the backtest
-  scores show coverage per model, and the bench reports it per interval source);
-- ``history``: no backtest errors for this model and series (a fallback that was not a
-  candidate): the quantile of the series' one-step changes times sqrt(k), the random-walk
-  growth of the naive forecast's error;
+- ``calibrated``: yhat ± q_L(step) × the series' scale, q pooled over the backtest errors of
+  every series of the partition (:mod:`steadycast.forecasting.intervals`). Bounds a model
+  returns itself are replaced by these: measured on development data, models' own intervals
+  (and the quantile averages of an ensemble's members) under-cover;
+- ``history``: the partition has no backtest errors at all (every series too short): the
+  quantile of the series' one-step changes times sqrt(k), the random-walk growth of the
+  naive forecast's error;
 - ``last_published``: taken from the last published forecast where it has them.
 
-Levels are filled one by one: a source that gives some levels keeps them and only the missing
-ones are derived (``interval_source`` then reads e.g. "last_published+history"). Derived lower
-bounds are clipped at 0 for series that have never been negative.
+A series forecast from the last release keeps the levels the release has and only the missing
+ones are derived (``interval_source`` then reads e.g. "last_published+calibrated"). Derived
+lower bounds are clipped at 0 for series that have never been negative.
 
 Plain functions on pandas frames, no I/O and no global state.
 """
@@ -47,7 +42,7 @@ import pandas as pd
 
 from steadycast.config import PipelineConfig
 from steadycast.errors import ModelError
-from steadycast.forecasting._segments import Layout, RunningMean, factorize_runs
+from steadycast.forecasting._segments import Layout
 from steadycast.forecasting.backtest import (
     DS,
     ID,
@@ -62,8 +57,22 @@ from steadycast.forecasting.backtest import (
     model_task_for,
     task_for,
 )
+from steadycast.forecasting.covariates import (
+    Covariates,
+    mark_fallbacks,
+    missing_future,
+    route_without,
+    with_covariates,
+)
+from steadycast.forecasting.covariates import candidates as covariate_candidates
+from steadycast.forecasting.intervals import (
+    Calibration,
+    calibrate,
+    calibrated_halves,
+    history_halves,
+)
 from steadycast.forecasting.profile import profile_series, route
-from steadycast.forecasting.selection import Selection, select
+from steadycast.forecasting.selection import Selection, combine, ensemble_combination, select
 from steadycast.models.base import Capabilities, ForecastTask
 from steadycast.models.validation import expected_timestamps, to_naive_utc, validate_against
 
@@ -238,7 +247,7 @@ def forecast_partition(
     if len(all_ids) == 0 or out.empty:
         return _result_without_forecasts(all_ids, outcome, selection, levels)
     forecasts, interval_source = _fill_intervals(
-        out.frame(all_ids, levels), selection, layout, levels
+        out.frame(all_ids, levels), selection, layout, levels, task
     )
     return PartitionResult(
         forecasts=forecasts,
@@ -378,9 +387,9 @@ class _Walked:
         return [(int(a), found[self.outcome[found] == a]) for a in np.unique(self.outcome[found])]
 
     def combined(self, attempt: _Attempt, series: Ints, task: ForecastTask) -> dict[str, Floats]:
-        """The forecast of ``series`` by ``attempt``: its model's rows, or for an ensemble the
-        mean of its members' (Kahan, in member order, as the frame-based mean adds them) and
-        of each bound that every member gave (quantile averaging)."""
+        """The forecast of ``series`` by ``attempt``: its model's rows, or for an ensemble its
+        members' combined as its name says (:func:`~steadycast.forecasting.selection.combine`,
+        the rule its backtest was scored with), each bound only where every member gave it."""
         horizon = task.horizon
         frames = [self._rows(m, series, horizon) for m in attempt.members]
         if len(frames) == 1:
@@ -390,12 +399,8 @@ class _Walked:
         for column in present:
             if column == DS:
                 continue
-            mean = RunningMean(frames[0][column].shape)
-            for f in frames:
-                mean.add(f[column])
-            values = mean.mean()
-            values[mean.count != len(frames)] = np.nan
-            out[column] = values
+            stacked = np.stack([np.asarray(f[column], dtype=np.float64) for f in frames])
+            out[column] = combine(stacked, ensemble_combination(attempt.model))
         return out
 
     def _rows(self, model: str, series: Ints, horizon: int) -> dict[str, Floats]:
@@ -654,11 +659,14 @@ def _fill_intervals(
     selection: Selection,
     layout: Layout,
     levels: Sequence[int],
+    task: ForecastTask,
 ) -> tuple[pd.DataFrame, dict[Any, str]]:
     """Give every row bounds at every level; return where each series' bounds came from.
 
     ``forecasts`` has every level's columns (NaN where missing) and ``_from_release``; the
-    result is sorted by series and time, in the export columns.
+    result is sorted by series and time, in the export columns. Rows a model produced get
+    calibrated bounds (:mod:`steadycast.forecasting.intervals`) in place of any the model
+    gave; rows from the last release keep theirs and only the missing levels are derived.
     """
     columns = [ID, DS, "yhat", *interval_columns(levels), "model"]
     codes, ids = pd.factorize(forecasts[ID].to_numpy(dtype=object), sort=True)
@@ -671,21 +679,31 @@ def _fill_intervals(
     starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
     sizes = np.diff(np.r_[starts, len(codes)])
     step = np.arange(len(codes)) - np.repeat(starts, sizes) + 1
-    # A level is derived for a whole series when any of its rows lacks that level's bounds.
+    from_release = out["_from_release"].to_numpy() == True  # noqa: E712 (NaN is not True)
+    # A model's rows are recalibrated at every level; a release's keep the levels it has.
     lacking = {}
     for level in levels:
         gap = np.isnan(out[f"yhat_lo_{level}"].to_numpy()) | np.isnan(
             out[f"yhat_hi_{level}"].to_numpy()
         )
-        lacking[level] = np.repeat(np.logical_or.reduceat(gap, starts), sizes)
+        lacking[level] = np.repeat(np.logical_or.reduceat(gap, starts), sizes) | ~from_release
     n_lacking = np.sum([lacking[lv] for lv in levels], axis=0)
-    missing = n_lacking > 0
-    from_release = out["_from_release"].to_numpy() == True  # noqa: E712 (NaN is not True)
     derived = np.full(len(out), "", dtype=object)
+    models = out["model"].to_numpy(dtype=object)
+    published = ~from_release[starts]
+    pairs = pd.MultiIndex.from_arrays(
+        [ids[codes[starts]][published].astype(str), models[starts][published]]
+    )
+    calibration = calibrate(
+        selection.forecasts, layout, pairs, task.season_length, task.horizon, levels
+    )
+    missing = n_lacking > 0
     if missing.any():
-        _derive_bounds(out, derived, missing, lacking, selection, layout, ids, codes, step, levels)
-    keeps_some = n_lacking < len(levels)
-    base = np.where(keeps_some, np.where(from_release, "last_published", "model"), "")
+        _derive_bounds(
+            out, derived, missing, lacking, calibration, layout, ids, codes, step, levels
+        )
+    keeps_some = from_release & (n_lacking < len(levels))
+    base = np.where(keeps_some, "last_published", "")
     labels = [
         f"{b}+{d}" if b and d else b or d
         for b, d in zip(base[starts].tolist(), derived[starts].tolist(), strict=True)
@@ -698,25 +716,24 @@ def _derive_bounds(
     derived: npt.NDArray[Any],
     missing: npt.NDArray[np.bool_],
     lacking: dict[int, npt.NDArray[np.bool_]],
-    selection: Selection,
+    calibration: Calibration | None,
     layout: Layout,
     ids: npt.NDArray[Any],
     codes: npt.NDArray[np.intp],
     step: Ints,
     levels: Sequence[int],
 ) -> None:
-    """Fill, in ``out``, the levels each series lacks, from its backtest errors or else from
-    its history; ``derived`` learns which source each row's bounds came from."""
+    """Fill, in ``out``, the levels each row lacks: calibrated from the partition's backtest
+    errors, or from the series' history when the partition has none; ``derived`` learns which
+    source each row's bounds came from."""
     yhat = out["yhat"].to_numpy()
     rows = np.flatnonzero(missing)
-    models = out["model"].to_numpy(dtype=object)
     halves = np.full((len(out), len(levels)), np.nan)
-    halves[rows] = _backtest_halves(selection, ids[codes[rows]], models[rows], step[rows], levels)
-    derived[rows] = "backtest"
-    no_bt = missing & np.isnan(halves[:, 0])
-    if no_bt.any():
-        rows = np.flatnonzero(no_bt)
-        halves[rows] = _history_halves(layout, ids[codes[rows]], step[rows], levels)
+    if calibration is not None:
+        halves[rows] = calibrated_halves(calibration, layout, ids[codes[rows]], step[rows])
+        derived[rows] = "calibrated"
+    else:
+        halves[rows] = history_halves(layout, ids[codes[rows]], step[rows], levels)
         derived[rows] = "history"
     # Derived lower bounds stop at 0 for series that have never been negative.
     at = pd.Index(layout.ids).get_indexer(ids)
@@ -732,125 +749,10 @@ def _derive_bounds(
         lacks = lacking[level]
         half = halves[:, k]
         lo = yhat - half
-        lo = np.where(clip & (lo < 0), 0.0, lo)
+        lo = np.where(clip & (lo < 0), np.minimum(0.0, yhat), lo)
         lo_col, hi_col = f"yhat_lo_{level}", f"yhat_hi_{level}"
         out[lo_col] = np.where(lacks, lo, out[lo_col].to_numpy())
         out[hi_col] = np.where(lacks, yhat + half, out[hi_col].to_numpy())
-
-
-def _backtest_halves(
-    selection: Selection,
-    ids: npt.NDArray[Any],
-    models: npt.NDArray[Any],
-    steps: Ints,
-    levels: Sequence[int],
-) -> Floats:
-    """Half-widths from the absolute backtest errors of steps <= k (see the module docstring),
-    for rows ``(ids, models, steps)``; NaN where the backtest has no error for the model.
-
-    For each series and model, the quantile ("higher") of its errors over steps 1..k, for each
-    step k it was scored at, made non-decreasing in k: what an expanding quantile over the
-    errors ordered by step gives at the end of each step.
-    """
-    result = np.full((len(ids), len(levels)), np.nan)
-    fc = selection.forecasts
-    if fc.empty:
-        return result
-    pairs = pd.MultiIndex.from_arrays([ids, models])
-    distinct = pairs.unique()
-    pair_of = _pair_of_rows(fc, distinct)
-    chosen = np.flatnonzero(pair_of >= 0)
-    if not len(chosen):
-        return result
-    step = fc["step"].to_numpy()[chosen]
-    error = np.abs(fc["y"].to_numpy(dtype=float)[chosen] - fc["yhat"].to_numpy(dtype=float)[chosen])
-    scored_steps, table, present = _step_quantiles(
-        pair_of[chosen], step, error, len(distinct), levels
-    )
-    row_pair = distinct.get_indexer(pairs)
-    column = np.searchsorted(scored_steps, steps)
-    column = np.minimum(column, len(scored_steps) - 1)
-    found = (scored_steps[column] == steps) & present[row_pair, column]
-    result[found] = table[row_pair[found], column[found]]
-    return result
-
-
-def _pair_of_rows(fc: pd.DataFrame, distinct: pd.MultiIndex) -> Ints:
-    """For each row of the window forecasts ``fc``, its place in ``distinct`` (series, model)
-    pairs, -1 for rows of other pairs; hashing only where the columns change value."""
-    series_of, series_ids = factorize_runs(fc[ID].to_numpy(dtype=object))
-    model_of, model_names = factorize_runs(fc["model"].to_numpy(dtype=object))
-    width = len(model_names)
-    s = pd.Index(series_ids).get_indexer(distinct.get_level_values(0))
-    m = pd.Index(model_names).get_indexer(distinct.get_level_values(1))
-    known = np.flatnonzero((s >= 0) & (m >= 0))
-    found = pd.Index(s[known] * width + m[known]).get_indexer(series_of * width + model_of)
-    pair_of = np.full(len(found), -1, dtype=np.int64)
-    pair_of[found >= 0] = known[found[found >= 0]]
-    return pair_of
-
-
-def _step_quantiles(
-    pair: Ints, step: Ints, error: Floats, n_pairs: int, levels: Sequence[int]
-) -> tuple[Ints, Floats, npt.NDArray[np.bool_]]:
-    """``(scored_steps, table, present)``: per pair, scored step and level, the "higher"
-    quantile of the pair's errors at steps up to that one, made non-decreasing over the steps
-    the pair was scored at; ``present`` marks those steps."""
-    scored_steps = np.unique(step)
-    # Errors sorted within each pair once; each step's prefix set keeps that order.
-    order = np.lexsort((error, pair))
-    pair, step, error = pair[order], step[order], error[order]
-    observed = ~np.isnan(error)
-    table = np.full((n_pairs, len(scored_steps), len(levels)), np.nan)
-    present = np.zeros((n_pairs, len(scored_steps)), dtype=bool)
-    for j, k in enumerate(scored_steps.tolist()):
-        present[np.unique(pair[step == k]), j] = True
-        upto = np.flatnonzero((step <= k) & observed)
-        count = np.bincount(pair[upto], minlength=n_pairs)
-        first = np.cumsum(count) - count
-        has = count > 0
-        for li, level in enumerate(levels):
-            where = level / 100 * (count[has] - 1).astype(np.float64)
-            index = where.astype(np.int64)
-            index = np.where(where == index, index, index + 1)
-            table[has, j, li] = error[upto[first[has] + index]]
-    # Non-decreasing over the steps each pair was scored at (NaN stays NaN, as cummax does).
-    running = np.full((n_pairs, len(levels)), np.nan)
-    for j in range(len(scored_steps)):
-        here = present[:, j]
-        running[here] = np.fmax(running[here], table[here, j])
-        table[here, j] = np.where(np.isnan(table[here, j]), np.nan, running[here])
-    return scored_steps, table, present
-
-
-def _history_halves(
-    layout: Layout, ids: npt.NDArray[Any], steps: Ints, levels: Sequence[int]
-) -> Floats:
-    """Half-widths from one-step changes of the history, grown by sqrt(step)."""
-    result = np.zeros((len(ids), len(levels)))
-    series, series_of = np.unique(ids.astype(str), return_inverse=True)
-    at = pd.Index(layout.ids).get_indexer(series)
-    known = np.flatnonzero(at >= 0)
-    quantiles = np.zeros((len(series), len(levels)))
-    if len(known):
-        y = layout.frame[Y].to_numpy(dtype=float)
-        rows = layout.rows(at[known], 1)  # every point after the first
-        label = np.repeat(np.arange(len(known)), layout.lengths[at[known]] - 1)
-        change = np.abs(y[rows] - y[rows - 1])
-        order = np.lexsort((change, label))
-        label, change = label[order], change[order]
-        count = np.bincount(label[~np.isnan(change)], minlength=len(known))
-        first = np.searchsorted(label, np.arange(len(known)))
-        has = count > 0
-        for li, level in enumerate(levels):
-            where = level / 100 * (count[has] - 1).astype(np.float64)
-            index = where.astype(np.int64)
-            index = np.where(where == index, index, index + 1)
-            values = np.zeros(len(known))
-            values[has] = change[first[has] + index]
-            quantiles[known, li] = values
-    result = quantiles[series_of.reshape(-1)] * np.sqrt(steps.astype(float))[:, None]
-    return np.asarray(result, dtype=float)
 
 
 def _with_scores(provenance: pd.DataFrame, selection: Selection) -> pd.DataFrame:
@@ -880,12 +782,18 @@ def run_partition(
     last_published: pd.DataFrame | None = None,
     *,
     capabilities: Mapping[str, Capabilities] | None = None,
+    covariates: Covariates | None = None,
 ) -> PartitionResult:
     """Profile -> route -> backtest -> select -> forecast, for one partition of series."""
     task = task_for(config)
     caps = dict(capabilities) if capabilities is not None else _capabilities(config)
     profile = profile_series(history, task.season_length)
-    routing = route(profile, config.models.candidates, caps, season_length=task.season_length)
+    pool = covariate_candidates(config, config.models.candidates)
+    routing = route(profile, pool, caps, season_length=task.season_length)
+    # A series whose covariates miss part of its horizon is not offered the covariate models.
+    missing = missing_future(history, covariates, task)
+    routing = route_without(routing, missing, caps)
+    runner = with_covariates(runner, covariates, caps)
     result = backtest(
         history,
         routing,
@@ -902,12 +810,13 @@ def run_partition(
         metric=config.backtest.metric,
         ensemble_top_k=config.backtest.ensemble_top_k,
         levels=task.levels,
+        combination=config.backtest.combination,
     )
     out = forecast_partition(history, config, runner, selection, last_published, capabilities=caps)
     profile = profile.merge(routing, on=ID, how="left")
     return PartitionResult(
         forecasts=out.forecasts,
-        provenance=out.provenance,
+        provenance=mark_fallbacks(out.provenance, missing),
         scores=out.scores,
         selection=out.selection,
         profile=profile,

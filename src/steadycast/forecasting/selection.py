@@ -11,10 +11,30 @@ The rule, per series:
    larger than that, and a simpler model is cheaper, more robust and easier to explain.
    Simplicity is the fixed ``COMPLEXITY`` order; models not in it (plugins) come after the
    built-ins, alphabetically, and an ensemble is the most complex of all.
-4. With ``ensemble_top_k >= 2`` and at least two qualified candidates, the mean of the top k
-   (in rank order) is scored on the stored window forecasts, with no refit. It is chosen only
-   when it beats the best single model by more than the tie tolerance.
+4. With ``ensemble_top_k >= 2`` and at least two qualified candidates, a combination of the
+   top k (in rank order) is scored on the stored window forecasts, with no refit. The
+   ``combination`` says which: ``mean``; ``median`` (element-wise, so one wildly wrong member
+   cannot drag it); ``trimmed`` (the mean after dropping the highest and the lowest member at
+   each point). With fewer than three members the median and the trimmed mean are the mean,
+   and the ensemble is named as one. Interval bounds are combined the same way, and only where
+   every member gave the bound (the median and the trimmed mean keep lower <= point <= upper
+   because order statistics keep the members' order).
+   The combination is chosen unless it scores worse than the best single model by more than
+   the tie tolerance (``ENSEMBLE_ON_TIE``): out of sample a combination averages away more of
+   its members' errors than a few backtest windows show. On 120 M4 Weekly development
+   series, taking the combination on a tie lowered OWA in 21 of 24 settings with the weekly
+   pool (mean, median, trimmed; top 3, 4, 5, 8; 2 or 3 windows; bench/combinations.py), the
+   mean of the top 3 over 3 windows from 0.656 to 0.647, and in 15 of 18 with the earlier
+   default candidates.
+   With ``ensemble_on_tie=False`` it must beat the best single model by more than the
+   tolerance, and a tie goes to the single model, as before.
 5. The rest of the ranking is the fallback chain for the forecast stage.
+
+Ensemble names say their members, simplest first, and their combination:
+``Ensemble(A+B+C)`` is the mean, ``Ensemble(median:A+B+C)`` the median,
+``Ensemble(trimmed:A+B+C)`` the trimmed mean (:func:`ensemble_name`,
+:func:`ensemble_members`, :func:`ensemble_combination` read and write them; :func:`combine`
+is the one place the combination is computed, for the backtest and the forecast stage alike).
 
 Series that could not be backtested (too short) or whose candidates all failed get the
 simplest routed model, and the reason says so.
@@ -57,12 +77,15 @@ from steadycast.forecasting.metrics import smape as smape_metric
 
 __all__ = [
     "ABS_TOL",
+    "COMBINATIONS",
     "COMPLEXITY",
     "ENSEMBLE_PREFIX",
     "REL_TOL",
     "TABLE_COLUMNS",
     "Selection",
+    "combine",
     "complexity_rank",
+    "ensemble_combination",
     "ensemble_members",
     "ensemble_name",
     "select",
@@ -88,13 +111,18 @@ COMPLEXITY: tuple[str, ...] = (
     "CrostonOptimized",
     "IMAPA",
     "AutoTheta",
+    "DynamicOptimizedTheta",
     "AutoETS",
+    "AutoCES",
     "MSTL",
     "AutoARIMA",
     "LightGBM",
 )
 
 ENSEMBLE_PREFIX = "Ensemble("
+
+# How an ensemble combines its members (``BacktestConfig.combination``).
+COMBINATIONS: tuple[str, ...] = ("mean", "median", "trimmed")
 
 # Columns of ``Selection.table``.
 TABLE_COLUMNS = (
@@ -115,21 +143,89 @@ Ints = npt.NDArray[np.int64]
 
 _METRICS: dict[str, Metric] = {"mase": mase_metric, "smape": smape_metric, "rmsse": rmsse_metric}
 _LABEL = {"mase": "MASE", "smape": "sMAPE", "rmsse": "RMSSE"}
+_COMBINATION_WORDS = {"mean": "mean", "median": "median", "trimmed": "trimmed mean"}
+
+# Whether a combination that ties with the best single model is chosen (see the docstring).
+ENSEMBLE_ON_TIE = True
 
 
-def ensemble_name(members: Sequence[str]) -> str:
+def _tag(combination: str, n_members: int) -> str:
+    """The combination's mark inside an ensemble name: none for the mean, and none below
+    three members, where the median and the trimmed mean are the mean."""
+    if combination not in COMBINATIONS:
+        raise ValueError(f"combination {combination!r} is not one of {', '.join(COMBINATIONS)}")
+    return "" if combination == "mean" or n_members < 3 else f"{combination}:"
+
+
+def ensemble_name(members: Sequence[str], combination: str = "mean") -> str:
     """The model name an ensemble gets in scores, forecasts and provenance.
 
-    Members are listed simplest first, so the same ensemble always has the same name.
+    Members are listed simplest first, so the same ensemble always has the same name; the
+    combination is marked unless it is the mean (``Ensemble(median:A+B+C)``).
     """
-    return f"{ENSEMBLE_PREFIX}{'+'.join(sorted(members, key=complexity_rank))})"
+    listed = "+".join(sorted(members, key=complexity_rank))
+    return f"{ENSEMBLE_PREFIX}{_tag(combination, len(members))}{listed})"
+
+
+def _inside(name: str) -> str | None:
+    """What an ensemble name holds between its parentheses, or None for a single model."""
+    if name.startswith(ENSEMBLE_PREFIX) and name.endswith(")"):
+        return name[len(ENSEMBLE_PREFIX) : -1]
+    return None
 
 
 def ensemble_members(name: str) -> list[str]:
     """The member models of an ensemble name, or ``[name]`` for a single model."""
-    if name.startswith(ENSEMBLE_PREFIX) and name.endswith(")"):
-        return name[len(ENSEMBLE_PREFIX) : -1].split("+")
-    return [name]
+    inside = _inside(name)
+    if inside is None:
+        return [name]
+    tag, colon, listed = inside.partition(":")
+    return (listed if colon and tag in COMBINATIONS else inside).split("+")
+
+
+def ensemble_combination(name: str) -> str:
+    """How an ensemble name combines its members: "mean", "median" or "trimmed" (a single
+    model, its own forecast, counts as the mean of one)."""
+    inside = _inside(name) or ""
+    tag, colon, _ = inside.partition(":")
+    return tag if colon and tag in COMBINATIONS else "mean"
+
+
+def combine(stacked: Floats, combination: str, sizes: Ints | None = None) -> Floats:
+    """The members' forecasts combined: ``stacked`` holds one member per row of axis 0.
+
+    ``sizes`` (broadcast to ``stacked.shape[1:]``) is how many members each point has when
+    groups of different sizes are stacked together, the rows past a group's size NaN; by
+    default every row is a member. A point is NaN unless every member has it. The mean adds
+    the members Kahan-compensated in row order (the bits pandas' mean gives); the median and
+    the trimmed mean apply from three members up and are the mean below.
+    """
+    if combination not in COMBINATIONS:
+        raise ValueError(f"combination {combination!r} is not one of {', '.join(COMBINATIONS)}")
+    width = stacked.shape[0]
+    shape = stacked.shape[1:]
+    n = np.broadcast_to(np.asarray(width if sizes is None else sizes, dtype=np.int64), shape)
+    running = RunningMean(shape)
+    for member in stacked:
+        running.add(member)
+    out = running.mean()
+    complete = running.count == n
+    robust = complete & (n >= 3)
+    if combination != "mean" and bool(robust.any()):
+        ordered = np.sort(stacked, axis=0)  # NaN (no member) sorts last
+        rank = np.arange(width).reshape((width,) + (1,) * len(shape))
+        if combination == "median":
+            low = np.take_along_axis(ordered, ((n - 1) // 2)[None], axis=0)[0]
+            high = np.take_along_axis(ordered, (n // 2)[None], axis=0)[0]
+            values = (low + high) / 2
+        else:
+            kept = (rank >= 1) & (rank <= n - 2)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                values = np.where(kept, ordered, 0.0).sum(axis=0) / (n - 2)
+        out[robust] = values[robust]
+    out[~complete] = np.nan
+    result: Floats = out
+    return result
 
 
 def complexity_rank(model: str) -> tuple[int, str]:
@@ -206,8 +302,9 @@ def _ensembles(
     layout: Layout,
     metrics: Sequence[Metric],
     top_k: int,
+    combination: str = "mean",
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Score the mean of each series' top-k candidates on the stored window forecasts
+    """Score the combination of each series' top-k candidates on the stored window forecasts
     (``layout``: the model history, for the MASE/RMSSE scale): ``(scores, forecasts)``.
 
     The window forecasts are read as blocks of ``horizon`` steps, the layout the backtest stores
@@ -224,8 +321,9 @@ def _ensembles(
     groups = _member_groups(blocks, top) if blocks is not None else None
     if blocks is None or groups is None:
         return pd.DataFrame(), pd.DataFrame()
-    means = _member_means(backtest.forecasts, blocks, groups)
-    ens = _ensemble_forecasts(backtest.forecasts, blocks, groups, means, _ensemble_names(top))
+    means = _member_means(backtest.forecasts, blocks, groups, combination)
+    names = _ensemble_names(top, combination)
+    ens = _ensemble_forecasts(backtest.forecasts, blocks, groups, means, names)
     scored = _ensemble_scores(ens, blocks, groups, means, layout, metrics, backtest.season_length)
     if scored is None:
         return pd.DataFrame(), pd.DataFrame()
@@ -330,10 +428,11 @@ def _member_groups(blocks: _WindowBlocks, top: pd.DataFrame) -> _MemberGroups | 
 
 
 def _member_means(
-    fc: pd.DataFrame, blocks: _WindowBlocks, groups: _MemberGroups
+    fc: pd.DataFrame, blocks: _WindowBlocks, groups: _MemberGroups, combination: str = "mean"
 ) -> dict[str, Floats]:
-    """Per value column (``yhat`` and the bounds), the members' mean of each group's steps,
-    ``(groups, horizon)``, added in member order as pandas' mean adds them."""
+    """Per value column (``yhat`` and the bounds), the members' combination (:func:`combine`)
+    of each group's steps, ``(groups, horizon)``; the mean adds them in member order as
+    pandas' mean does."""
     levels = [int(c.split("_")[-1]) for c in fc.columns if c.startswith("yhat_lo_")]
     n_groups, width = len(groups.firsts), int(groups.sizes.max())
     means: dict[str, Floats] = {}
@@ -342,13 +441,8 @@ def _member_means(
         stacked[groups.slot, np.repeat(np.arange(n_groups), groups.sizes)] = blocks.block(
             fc[column].to_numpy(dtype=float)
         )[groups.member]
-        running = RunningMean((n_groups, blocks.horizon))
-        for k in range(width):
-            running.add(stacked[k])
-        mean = running.mean()
-        # An interval bound is averaged only when every member has it; else it stays missing.
-        mean[running.count != groups.sizes[:, None]] = np.nan
-        means[column] = mean
+        # An interval bound is combined only when every member has it; else it stays missing.
+        means[column] = combine(stacked, combination, groups.sizes[:, None])
     return means
 
 
@@ -426,7 +520,7 @@ def _ensemble_scores(
     return scored[columns].reset_index(drop=True)
 
 
-def _ensemble_names(top: pd.DataFrame) -> pd.Series:
+def _ensemble_names(top: pd.DataFrame, combination: str = "mean") -> pd.Series:
     """The ensemble name of each series' members (``top``: its members, grouped by series)."""
     series, series_of = np.unique(top[ID].to_numpy(dtype=object), return_inverse=True)
     models = top["model"].to_numpy(dtype=object)
@@ -441,7 +535,7 @@ def _ensemble_names(top: pd.DataFrame) -> pd.Series:
     members[series_of[order], place] = rank[order]
     combos, combo_of = np.unique(members, axis=0, return_inverse=True)
     labels = [
-        f"{ENSEMBLE_PREFIX}{'+'.join(distinct[k] for k in combo.tolist() if k >= 0)})"
+        ensemble_name([distinct[k] for k in combo.tolist() if k >= 0], combination)
         for combo in combos
     ]
     return pd.Series(np.asarray(labels, dtype=object)[combo_of.reshape(-1)], index=series)
@@ -454,14 +548,20 @@ def select(
     metric: str = "mase",
     ensemble_top_k: int = 0,
     levels: Sequence[int] = (),
+    combination: str = "mean",
+    ensemble_on_tie: bool = ENSEMBLE_ON_TIE,
 ) -> Selection:
     """Pick the model per series (see the module docstring for the rule).
 
     ``history`` is the partition's history (for the MASE/RMSSE scale of ensembles); ``levels``
-    the configured interval levels (for the ensembles' coverage).
+    the configured interval levels (for the ensembles' coverage); ``combination`` how the top
+    ``ensemble_top_k`` are combined; ``ensemble_on_tie`` whether a combination that ties with
+    the best single model is chosen.
     """
     if metric not in _METRICS:
         raise ValueError(f"metric {metric!r} is not one of {', '.join(_METRICS)}")
+    if combination not in COMBINATIONS:
+        raise ValueError(f"combination {combination!r} is not one of {', '.join(COMBINATIONS)}")
     label = _LABEL[metric]
     scores = backtest.scores
     series = backtest.series.set_index(ID)
@@ -480,7 +580,7 @@ def select(
     if ensemble_top_k >= 2 and not ranked.empty:
         # Canonical ids and times, as the backtest used, for the ensembles' in-sample scale.
         ens_scores, ens_forecasts = _ensembles(
-            ranked, backtest, model_layout(history)[0], metrics, ensemble_top_k
+            ranked, backtest, model_layout(history)[0], metrics, ensemble_top_k, combination
         )
     ens_mean = (
         ens_scores.groupby([ID, "model"])[metric].mean().reset_index()
@@ -488,7 +588,8 @@ def select(
         else pd.DataFrame(columns=[ID, "model", metric])
     ).set_index(ID)
 
-    table = _table(series, ranked, ens_mean, label, metric, _failure_notes(scores))
+    failures = _failure_notes(scores)
+    table = _table(series, ranked, ens_mean, label, metric, failures, ensemble_on_tie)
     all_scores = _stack(scores, ens_scores)
     all_forecasts = _stack(backtest.forecasts, ens_forecasts)
     return Selection(
@@ -540,6 +641,7 @@ def _table(
     label: str,
     metric: str,
     failures: dict[Any, str],
+    ensemble_on_tie: bool = ENSEMBLE_ON_TIE,
 ) -> pd.DataFrame:
     """The selection table (see ``Selection.table``): one row per series of ``series``.
 
@@ -555,7 +657,8 @@ def _table(
     spans, best_score, tied = _spans(uids, ranked)
     ens_name, ens_score = _ensemble_of(uids, ens_mean, metric)
     with np.errstate(invalid="ignore"):
-        beats = (ens_score < best_score) & ~_tie(ens_score, best_score)
+        tie = _tie(ens_score, best_score)
+        beats = ((ens_score < best_score) & ~tie) | (tie & ensemble_on_tie)
     rows = []
     for k, uid in enumerate(uids.tolist()):
         a, b = spans[k]
@@ -644,6 +747,12 @@ def _choose(
         reason += f", tied with {', '.join(tied)} within {REL_TOL:.0%}; the simpler model wins"
     if ens_name is not None and np.isfinite(ens_score):
         if ens_better:
+            versus = (
+                f"tied within {REL_TOL:.0%} with the best single model {best} "
+                f"({_fmt(best_score)}); a combination wins ties"
+                if bool(_tie(ens_score, best_score))
+                else f"better than the best single model {best} ({_fmt(best_score)})"
+            )
             return {
                 **row,
                 "model": ens_name,
@@ -652,10 +761,11 @@ def _choose(
                 "fallbacks": order,
                 "score": ens_score,
                 "reason": f"{ens_name}: {label} {_fmt(ens_score)} over {n_windows} {plural}, "
-                f"better than the best single model {best} ({_fmt(best_score)})",
+                + versus,
             }
         n_members = len(ensemble_members(ens_name))
-        reason += f"; the mean of the top {n_members} scored {_fmt(ens_score)}"
+        how = _COMBINATION_WORDS[ensemble_combination(ens_name)]
+        reason += f"; the {how} of the top {n_members} scored {_fmt(ens_score)}"
     if failures:
         reason += f"; left out: {failures}"
     return {

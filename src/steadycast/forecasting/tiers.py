@@ -1,15 +1,20 @@
 """Tiers of models, so that a fleet is forecast within its time budget.
 
 The *full* tier is the configured candidates (statsforecast's auto models, the global LightGBM
-model, plugins); the *fast* tier is the vectorised baselines of ``models/fast.py``, thousands of
-times cheaper per series. ``[models] tier`` chooses: ``full`` (the default), ``fast``, or
-``auto``: the full tier for as many series as ``time_budget`` allows, the largest series first
-(they carry most of the volume, so most of the error), the fast tier for the rest.
+model, plugins); the *fast* tier is the vectorised models computed for whole batches of series
+at once (``models/fast.py``: FastTheta, seasonal naive, SES...; ``models/card.py``: Card),
+hundreds to thousands of times cheaper per series and, combined like the full tier (each
+series' best three, ``[backtest] combination``), accurate rather than naive. ``[models] tier``
+chooses: ``full`` (the default), ``fast``, or ``auto``: the full tier for as many series as
+``time_budget`` allows, the largest series first (they carry most of the volume, so most of
+the error), the fast tier for the rest.
 
 The plan is made once per run, from the fleet's size and an estimate of what each model costs,
 and recorded with the run; each partition then applies it on its own (ranking its series by
 volume), so the same plan gives the same split on any engine. The estimate uses costs measured
-per series on a 2-core reference machine; the run's own stage timings are recorded next to it.
+per series on a 2-core reference machine, plus what the platform itself spends per series and
+fit (preparing, validating, scoring, selecting: more than the fast models' own arithmetic); the
+run's own stage timings are recorded next to it.
 """
 
 from __future__ import annotations
@@ -24,8 +29,12 @@ from steadycast.config import PipelineConfig
 
 FULL, FAST = "full", "fast"
 
-# CPU seconds per series for one fit and forecast of about REFERENCE_POINTS points on one core
-# (statsforecast 2.1.1; hourly data, season 24). A model not listed costs DEFAULT_COST_S.
+# CPU seconds per series for one fit and forecast of REFERENCE_POINTS points on one core, scaled
+# linearly to other lengths. statsforecast 2.1.1 models: hourly data, season 24, one series at
+# a time. Fast models (vectorised, batches of 5,000 to 10,000 series): FastTheta and FastSES
+# measured on daily series of 730 points, h = 14, seasons 7 (and 7, 365): FastTheta 0.14-0.25
+# ms, FastSES 0.13-0.15 ms, Card 0.13-0.15 ms, the naive family about 0.012 ms (2026-12-06, a
+# shared 2-core machine). A model not listed costs DEFAULT_COST_S.
 REFERENCE_POINTS = 700
 COST_S = {
     "Naive": 0.0001,
@@ -40,15 +49,31 @@ COST_S = {
     "MSTL": 0.21,
     "AutoETS": 0.57,
     "AutoARIMA": 3.0,
-    "LightGBM": 0.02,
+    # 700 hourly points, seasons 24 and 168, h = 48 (2026-12-06, shared 2-core machine; AutoTheta
+    # 0.07 and MSTL 0.17 in the same run). The automatic models fit at most 5 of the longest
+    # seasons (models/statistical.py): on M4 Weekly (season 52, fitted without it by AutoETS)
+    # about 0.01 s a series for AutoETS and DynamicOptimizedTheta, 0.02 s AutoTheta, 0.1 s AutoCES.
+    "AutoCES": 0.25,
+    "DynamicOptimizedTheta": 0.04,
+    # One fit for the whole backtest and two for the forecast (conformal calibration): 0.033 s
+    # per series for 3 windows and the forecast, 1,000 hourly series of 840 points, h = 48
+    # (2026-12-06), spread over the 4 fits the plan counts and scaled to 700 points.
+    "LightGBM": 0.007,
     "FastNaive": 0.00002,
     "FastSeasonalNaive": 0.00003,
     "FastHistoricAverage": 0.00002,
     "FastWindowAverage": 0.00003,
     "FastSeasonalWindowAverage": 0.00003,
-    "FastSES": 0.0001,
+    "FastSES": 0.00014,
+    "FastTheta": 0.0002,
+    "Card": 0.0002,  # both specifications, seasons 24 and 168, batches of 10,000 series
 }
 DEFAULT_COST_S = 0.1
+# CPU seconds the platform spends per series and fit besides the model (prepare, validate the
+# output, score the window, select): a million daily series of 730 points through the naive
+# fast pool (four baselines, 2 windows and the forecast: 3 fits) took 2.6 ms of CPU per series
+# in the forecast stage (bench/RESULTS.md, 2026-11-26), about 0.5 ms of it in the models.
+PLATFORM_S = 0.0007
 # How far back a series' volume is measured when ranking series for the full tier.
 VOLUME_POINTS = 168
 
@@ -82,8 +107,8 @@ def plan(cfg: PipelineConfig, series: int, points: float) -> TierPlan:
     models = cfg.models
     workers = cfg.forecast.workers or os.cpu_count() or 1
     fits = cfg.backtest.windows + 1  # each backtest window, then the forecast itself
-    per_full = fit_cost_s(models.candidates, points) * fits / workers
-    per_fast = fit_cost_s(models.fast_candidates, points) * fits / workers
+    per_full = (fit_cost_s(models.candidates, points) + PLATFORM_S) * fits / workers
+    per_fast = (fit_cost_s(models.fast_candidates, points) + PLATFORM_S) * fits / workers
     full_s, fast_s = series * per_full, series * per_fast
     budget = pd.Timedelta(models.time_budget).total_seconds() if models.time_budget else None
     if models.tier == FULL:

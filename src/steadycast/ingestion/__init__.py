@@ -14,6 +14,7 @@ The modules follow a file through a batch:
     _exact.py       the exact text of quarantined rows, read back from the file
     rawlines.py     the line scanner behind it
     _ledger.py      counts, parity and the batch ledger row
+    covariates.py   covariate files: the same batch, once per declared covariate column
     _progress.py    progress of long statements, for the command line
     _sql.py         SQL text helpers
 

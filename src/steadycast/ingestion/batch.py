@@ -229,9 +229,11 @@ def quarantined(ws: Workspace, pipeline: str, limit: int | None = None) -> list[
     sql = """
         SELECT q.batch_id, q.file, q.line, q.reason, q.detail, q.unique_id, q.raw
         FROM quarantine q LEFT JOIN batches b USING (pipeline, batch_id)
-        WHERE q.pipeline = ? ORDER BY b.ingested_at DESC, q.file, q.line
+        WHERE q.pipeline = ? OR starts_with(q.pipeline, ?)
+        ORDER BY b.ingested_at DESC, q.file, q.line
     """
-    params: list[Any] = [pipeline]
+    # The pipeline's covariate files are its own input too (ingestion/covariates.py).
+    params: list[Any] = [pipeline, f"{pipeline}:covariate:"]
     if limit is not None:
         sql += " LIMIT ?"
         params.append(limit)

@@ -3,6 +3,9 @@
     base.py         Capabilities, ForecastTask, the ForecastModel Protocol
     statistical.py  built-ins backed by statsforecast (one small class per model)
     ml.py           LightGBM, the built-in global model (mlforecast)
+    fast.py         vectorised baselines and FastTheta for the fast tier
+    card.py         Card: least-squares autoregressions in logs, vectorised over series
+    exogenous.py    CovariateRegression: the model of future-known covariates
     registry.py     names -> classes: built-ins plus the ``steadycast.models`` entry points
     validation.py   validate_forecast: the boundary between model output and the platform
     isolation.py    run model code in worker processes with time and memory limits

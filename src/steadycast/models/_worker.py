@@ -113,6 +113,7 @@ def _cpu_backstop(timeout_s: float) -> None:
 def _run_task(message: tuple[str, Any, Any, Any], timeout_s: float) -> tuple[Any, ...]:
     import pandas as pd
 
+    from steadycast.models.base import answer
     from steadycast.models.registry import create_model
 
     name, params, history, task = message
@@ -120,7 +121,7 @@ def _run_task(message: tuple[str, Any, Any, Any], timeout_s: float) -> tuple[Any
     _cpu_backstop(timeout_s)
     try:
         model = create_model(name, params)
-        out = model.forecast(history, task)
+        out = answer(model, history, task)
     except MemoryError:
         return ("memory", "ran out of memory", "")
     except SystemExit as exc:

@@ -8,7 +8,7 @@ each requested level L. The platform validates what comes back; the model only c
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import ClassVar, Protocol, runtime_checkable
 
 import pandas as pd
@@ -24,6 +24,10 @@ class Capabilities:
     intermittent: bool = False  # designed for intermittent demand
     global_model: bool = False  # learns across series (fit once per batch)
     cost: str = "fast"  # "fast" or "full": the tier it belongs to
+    # Has ``cross_validation(history, task, windows, step)``: the backtest calls it once for
+    # all windows instead of ``forecast`` once per window (one fit instead of one per window).
+    backtests_itself: bool = False
+    exogenous: bool = False  # takes future-known covariates (docs/covariates.md)
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,7 @@ class ForecastTask:
     season_length: int = 1
     season_lengths: tuple[int, ...] = ()
     levels: tuple[int, ...] = field(default_factory=tuple)
+    covariates: tuple[str, ...] = ()  # covariate columns after ``y`` (exogenous models)
 
 
 @runtime_checkable
@@ -47,3 +52,33 @@ class ForecastModel(Protocol):
     def forecast(self, history: pd.DataFrame, task: ForecastTask) -> pd.DataFrame:
         """Fit on ``history`` and return ``task.horizon`` rows per series."""
         ...
+
+
+@dataclass(frozen=True)
+class BacktestTask(ForecastTask):
+    """A whole backtest asked of a model that declares ``backtests_itself``: the last
+    ``windows`` origins, ``step`` points apart, each forecast ``horizon`` steps ahead."""
+
+    windows: int = 1
+    step: int = 1
+
+    def forecast_task(self) -> ForecastTask:
+        """The same task without the backtest fields, as ``forecast`` takes it."""
+        names = [f.name for f in fields(ForecastTask)]
+        return ForecastTask(**{name: getattr(self, name) for name in names})
+
+
+def answer(model: ForecastModel, history: pd.DataFrame, task: ForecastTask) -> pd.DataFrame:
+    """Run one model job: ``forecast``, or ``cross_validation`` for a :class:`BacktestTask`.
+
+    ``cross_validation(history, task, windows, step)`` returns ``unique_id, ds, cutoff, yhat``
+    (and bounds): one block of ``horizon`` rows per series and origin, ``cutoff`` being the last
+    time the forecast saw.
+    """
+    if isinstance(task, BacktestTask):
+        cross_validation = getattr(model, "cross_validation", None)
+        if not model.capabilities.backtests_itself or cross_validation is None:
+            raise TypeError(f"model {model.name!r} does not backtest itself")
+        out: pd.DataFrame = cross_validation(history, task.forecast_task(), task.windows, task.step)
+        return out
+    return model.forecast(history, task)

@@ -1,4 +1,4 @@
-"""The fast tier: baseline models computed for a whole batch of series at once, with numpy.
+"""The fast tier: models computed for a whole batch of series at once, with numpy.
 
 statsforecast fits one series at a time, so even seasonal naive costs a per-series overhead
 that adds up to minutes for a million series before any real model runs.
@@ -30,6 +30,11 @@ The same behaviour as the statsforecast-backed built-ins of ``statistical.py``:
   for bit). The search makes up to 58 passes over the history, one numpy call per time step and
   pass, so it needs wide batches to pay (bench/fast_tier.py measures where). A fixed alpha is
   one pass.
+- ``FastTheta``: the standard Theta method of the M3/M4 benchmarks (seasonality test, classical
+  multiplicative decomposition, SES on the theta-2 line averaged with the regression line). It
+  is close to statsforecast's ``Theta`` rather than equal to it: statsforecast also optimises
+  the initial level, and FastTheta stops its alpha search at a bracket of 1e-4, a third of the
+  passes. The seasonality test and the moving average loop over lags and window offsets.
 
 Intervals come only where statsforecast's ``forecast`` gives them natively: Naive, SeasonalNaive
 and HistoricAverage (normal quantiles times the in-sample residual standard deviation, with their
@@ -79,6 +84,9 @@ _INTERVALS = Capabilities(intervals=True, min_history=1, cost="fast")
 _SES_BOUNDS = (0.01, 0.99)
 _GOLDEN = (np.sqrt(5.0) + 1.0) / 2.0
 _SES_TOLERANCE = 1e-12
+#: FastTheta stops its alpha search at this bracket: 20 passes over the history instead of 58,
+#: and alpha to 4 decimals changes the forecasts by far less than their error.
+THETA_ALPHA_TOLERANCE = 1e-4
 
 
 # -- the batch -------------------------------------------------------------------------------
@@ -474,6 +482,35 @@ class FastSES(FastModel):
         return _flat(level, task.horizon), None
 
 
+class FastTheta(FastModel):
+    """The standard Theta method of the M3 and M4 benchmarks, for the whole batch at once.
+
+    Per series: the 90% autocorrelation test at the task's main season (three seasons of
+    history needed); a seasonal, positive series is divided by its classical multiplicative
+    seasonal indices. The (adjusted) series is split into its linear regression line (theta 0)
+    and the theta-2 line ``2 y - line``; SES with optimised alpha forecasts the theta-2 line,
+    the regression line is extrapolated, the forecast is their mean (so half the fitted slope
+    survives), then reseasonalised. A constant series forecasts its value.
+    """
+
+    name = "FastTheta"
+    capabilities = _POINT
+
+    def _compute(
+        self, runs: Runs, task: ForecastTask, spread: bool
+    ) -> tuple[Floats, Floats | None]:
+        seasons = seasons_of(task)
+        season = seasons[0] if seasons else 1
+        index = seasonal_indices(runs, season) if season > 1 else None
+        if index is None:
+            return theta_forecasts(runs, task.horizon), None
+        row = np.repeat(np.arange(runs.count), runs.lengths)
+        adjusted = runs.y / index[row, _positions(runs) % season]
+        mean = theta_forecasts(replace(runs, y=adjusted), task.horizon)
+        ahead = (runs.lengths[:, None] + np.arange(task.horizon)) % season
+        return mean * np.take_along_axis(index, ahead, axis=1), None
+
+
 #: The fast tier, in the order ``steadycast models`` lists it.
 FAST_MODELS: tuple[type[FastModel], ...] = (
     FastNaive,
@@ -482,6 +519,7 @@ FAST_MODELS: tuple[type[FastModel], ...] = (
     FastWindowAverage,
     FastSeasonalWindowAverage,
     FastSES,
+    FastTheta,
 )
 
 
@@ -559,7 +597,7 @@ def _ses_pass(matrix: _TimeMajor, alpha: Floats, want_sse: bool) -> tuple[Floats
     return level, sse
 
 
-def _optimal_alpha(matrix: _TimeMajor) -> Floats:
+def _optimal_alpha(matrix: _TimeMajor, tolerance: float = _SES_TOLERANCE) -> Floats:
     """statsforecast's golden-section search for alpha, run for every column in lockstep.
 
     Each column keeps its own bracket and stops where statsforecast stops (bracket below 1e-12
@@ -577,7 +615,7 @@ def _optimal_alpha(matrix: _TimeMajor) -> Floats:
     columns = np.arange(width)
     working = matrix
     while True:
-        running &= np.abs(b - a) >= _SES_TOLERANCE
+        running &= np.abs(b - a) >= tolerance
         left = running & (fc < fd)
         right = running & (fd < fc)
         running = left | right
@@ -608,10 +646,15 @@ def _optimal_alpha(matrix: _TimeMajor) -> Floats:
     return alpha
 
 
-def ses_forecasts(runs: Runs, alpha: float | None) -> Floats:
-    """The SES forecast of every series of ``runs`` (alpha optimised when None)."""
+def ses_forecasts(runs: Runs, alpha: float | None, tolerance: float = _SES_TOLERANCE) -> Floats:
+    """The SES forecast of every series of ``runs`` (alpha optimised when None, until its
+    bracket is narrower than ``tolerance``: statsforecast's 1e-12 by default)."""
     matrix = _time_major(runs)
-    alphas = _optimal_alpha(matrix) if alpha is None else np.full(matrix.values.shape[1], alpha)
+    alphas = (
+        _optimal_alpha(matrix, tolerance)
+        if alpha is None
+        else np.full(matrix.values.shape[1], alpha)
+    )
     level = _ses_pass(matrix, alphas, False)[0]
     last = runs.y[runs.ends - 1][matrix.order]
     forecast = alphas * last + (1.0 - alphas) * level
@@ -619,3 +662,104 @@ def ses_forecasts(runs: Runs, alpha: float | None) -> Floats:
     out = np.empty(runs.count)
     out[matrix.order] = forecast
     return out
+
+
+# -- Theta, vectorised over series -----------------------------------------------------------
+
+
+def _positions(runs: Runs) -> Ints:
+    """Each row's position within its series (0 for the first point)."""
+    return np.arange(len(runs.y)) - np.repeat(runs.starts, runs.lengths)
+
+
+def _per_row(values: npt.NDArray[Any], runs: Runs) -> npt.NDArray[Any]:
+    """One value per series, repeated over that series' rows."""
+    return np.repeat(values, runs.lengths)
+
+
+def theta_forecasts(runs: Runs, horizon: int) -> Floats:
+    """The mean of SES on the theta-2 line and the extrapolated regression line, per series.
+
+    The regression is on time centred per series (so sums stay small on long histories); a
+    1-point series has no slope. A series whose values are all equal forecasts that value.
+    """
+    n = runs.lengths.astype(np.float64)
+    mean = segment_sums(runs.y, runs.starts, runs.ends) / n
+    centre = (n - 1.0) / 2.0
+    time = _positions(runs) - _per_row(centre, runs)
+    spread = n * (n * n - 1.0) / 12.0  # sum of the centred times squared
+    moment = segment_sums(time * runs.y, runs.starts, runs.ends)
+    slope = np.divide(moment, spread, out=np.zeros(runs.count), where=spread > 0)
+    line = _per_row(mean, runs) + _per_row(slope, runs) * time
+    smoothed = ses_forecasts(replace(runs, y=2.0 * runs.y - line), None, THETA_ALPHA_TOLERANCE)
+    ahead = (n - centre)[:, None] + np.arange(horizon)
+    out = 0.5 * (smoothed[:, None] + mean[:, None] + slope[:, None] * ahead)
+    low = np.minimum.reduceat(runs.y, runs.starts) if runs.count else np.zeros(0)
+    high = np.maximum.reduceat(runs.y, runs.starts) if runs.count else np.zeros(0)
+    flat = low == high
+    out[flat] = runs.y[runs.ends - 1][flat, None]
+    return out
+
+
+def seasonality_test(runs: Runs, season: int) -> npt.NDArray[np.bool_]:
+    """M4's 90% autocorrelation test at lag ``season``, per series (three seasons needed).
+
+    The autocorrelations up to the season are per-series sums of lagged products of the
+    demeaned values, one pass over the batch per lag.
+    """
+    n = runs.lengths
+    x = runs.y - _per_row(segment_sums(runs.y, runs.starts, runs.ends) / n, runs)
+    denom = segment_sums(x * x, runs.starts, runs.ends)
+    tested = (n >= 3 * season) & (denom > 0)
+    if season <= 1 or not tested.any():
+        return np.zeros(runs.count, dtype=bool)
+    safe = np.where(tested, denom, 1.0)
+    squares = np.zeros(runs.count)
+    acf = np.zeros(runs.count)
+    ends = runs.ends
+    for lag in range(1, season + 1):
+        lagged = np.zeros(len(x))
+        np.multiply(x[lag:], x[:-lag], out=lagged[lag:])
+        acf = segment_sums(lagged, np.minimum(runs.starts + lag, ends), ends) / safe
+        if lag < season:
+            squares += acf * acf
+    limit = 1.645 / np.sqrt(n) * np.sqrt(1.0 + 2.0 * squares)
+    return tested & (np.abs(acf) > limit)
+
+
+def seasonal_indices(runs: Runs, season: int) -> Floats | None:
+    """Classical multiplicative seasonal indices ``(series, season)`` by position from each
+    series' start (R's ``decompose``), ones for series the test finds not seasonal or that
+    are not positive; None when no series of the batch is seasonal.
+
+    The trend is the centred moving average (2 x season for an even season), summed one
+    offset at a time in a fixed order, so a point's trend is the same bits however the batch
+    is laid out.
+    """
+    low = np.minimum.reduceat(runs.y, runs.starts)
+    seasonal = (low > 0) & seasonality_test(runs, season)
+    if not seasonal.any():
+        return None
+    y = runs.y
+    half = season // 2
+    trend = np.full(len(y), np.nan)
+    count = len(y) - 2 * half
+    if count > 0:
+        even = season % 2 == 0
+        window = (0.5 if even else 1.0) * y[:count]
+        for offset in range(1, 2 * half):
+            window += y[offset : offset + count]
+        window += (0.5 if even else 1.0) * y[2 * half : 2 * half + count]
+        trend[half : half + count] = window / season
+    position = _positions(runs)
+    row = np.repeat(np.arange(runs.count), runs.lengths)
+    use = seasonal[row] & (position >= half) & (position < _per_row(runs.lengths, runs) - half)
+    ratio = y[use] / trend[use]
+    key = row[use] * season + position[use] % season
+    cells = runs.count * season
+    sums = np.bincount(key, weights=ratio, minlength=cells).reshape(runs.count, season)
+    counts = np.bincount(key, minlength=cells).reshape(runs.count, season)
+    figure = np.divide(sums, counts, out=np.ones_like(sums), where=counts > 0)
+    figure /= figure.mean(axis=1, keepdims=True)
+    figure[~seasonal] = 1.0
+    return figure

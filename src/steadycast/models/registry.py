@@ -35,6 +35,8 @@ from typing import Any
 
 from steadycast.errors import ConfigError
 from steadycast.models.base import Capabilities, ForecastModel
+from steadycast.models.card import Card
+from steadycast.models.exogenous import EXOGENOUS_MODELS
 from steadycast.models.fast import FAST_MODELS
 from steadycast.models.ml import LightGBM
 from steadycast.models.statistical import STATISTICAL_MODELS
@@ -61,7 +63,7 @@ class PluginFailure:
 
 def builtin_models() -> dict[str, type]:
     """The built-in models by name."""
-    classes: list[type] = [*STATISTICAL_MODELS, *FAST_MODELS, LightGBM]
+    classes: list[type] = [*STATISTICAL_MODELS, *FAST_MODELS, Card, LightGBM, *EXOGENOUS_MODELS]
     return {cls.name: cls for cls in classes}  # type: ignore[attr-defined]
 
 

@@ -21,11 +21,13 @@ from steadycast.engines import TaskReport
 from steadycast.engines.base import ModelRunner, usage_as_dict, usage_from_dict, usage_since
 from steadycast.engines.commit import STAGING, commit, is_committed, staging_dir
 from steadycast.forecasting import tiers
+from steadycast.forecasting.covariates import Covariates, for_series
 from steadycast.forecasting.forecast import PartitionResult, run_partition
 from steadycast.forecasting.prepare import regularize
 from steadycast.ops import failpoints
 from steadycast.pipeline.checking import apply_check_policies
 from steadycast.quality import remedy
+from steadycast.storage.covariates import read_for_run
 
 __all__ = [
     "PARTS",
@@ -41,14 +43,18 @@ SCORES = "scores.parquet"
 
 
 def forecast_one_partition(
-    history: pd.DataFrame, cfg: PipelineConfig, runner: Any, last_published: pd.DataFrame | None
+    history: pd.DataFrame,
+    cfg: PipelineConfig,
+    runner: Any,
+    last_published: pd.DataFrame | None,
+    covariates: Covariates | None = None,
 ) -> tuple[PartitionResult, pd.DataFrame]:
     """Prepare and forecast one partition: the engine-neutral unit of work."""
     max_fill = max(cfg.series.horizon, cfg.series.season_length)
     prepared, report = regularize(history, cfg.series.frequency, max_fill=max_fill)
     results = []
     for tier, tier_cfg, subset in tiers.split(prepared, cfg):
-        out = run_partition(subset, tier_cfg, runner, last_published)
+        out = run_partition(subset, tier_cfg, runner, last_published, covariates=covariates)
         results.append(replace(out, provenance=out.provenance.assign(tier=tier)))
     return remedy.remedy(_merged(results), prepared, cfg), report
 
@@ -149,7 +155,9 @@ class PartitionWork:
         if last_published is not None:
             last = last_published[last_published["unique_id"].isin(history["unique_id"].unique())]
         before = runner.usage()
-        result, report = forecast_one_partition(history, self.cfg, runner, last)
+        stored = read_for_run(self.parts_root.parent, self.cfg)
+        covariates = for_series(stored, history["unique_id"].unique(), self.cfg)
+        result, report = forecast_one_partition(history, self.cfg, runner, last, covariates)
         usage = usage_since(before, runner.usage())
         # Rows set aside by the checks' policies, per partition, for parity.
         report = report.assign(rows_rejected=rejected)

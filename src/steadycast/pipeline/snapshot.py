@@ -25,7 +25,7 @@ from steadycast.errors import NotFoundError, SteadycastError
 from steadycast.ingestion.timegrid import TIME_RANGE, in_range_sql
 from steadycast.ops import advice
 from steadycast.pipeline.scope import RunScope
-from steadycast.storage import runlog, store
+from steadycast.storage import covariates, runlog, store
 from steadycast.workspace import Workspace
 
 __all__ = ["Snapshot", "read_snapshot_partition", "snapshot_of", "take_snapshot"]
@@ -98,9 +98,13 @@ def _copy_out(
                 "the rest of each series is used",
             }
             log.warning("%s: %s", cfg.name, record.detail["excluded"]["why"])
+        # Covariate batches count too: a run resumes only on the same covariates.
         batches = con.execute(
-            "SELECT batch_id FROM batches WHERE pipeline = ? ORDER BY batch_id", [cfg.name]
+            "SELECT batch_id FROM batches WHERE pipeline = ? OR starts_with(pipeline, ?) "
+            "ORDER BY batch_id",
+            [cfg.name, f"{cfg.name}:covariate:"],
         ).fetchall()
+        record.detail["covariate_rows"] = covariates.copy_out(con, cfg, run_dir)
         if series:
             parts = max(1, math.ceil(series / cfg.forecast.partition_size))
             target.mkdir(parents=True)

@@ -125,7 +125,7 @@ def test_auto_arima_uses_the_approximation_by_default_and_can_be_told_otherwise(
         (
             "WindowAverage",
             {"size": 3},
-            r"model 'WindowAverage' has no parameter 'size'; it accepts: window_size",
+            r"model 'WindowAverage' has no parameter 'size'; it accepts: max_history, window_size",
         ),
         ("LightGBM", {"lags": [0, 24]}, r"lags must be a list of positive integers"),
         ("LightGBM", {"interval_windows": 1}, r"interval_windows must be an integer >= 2"),
@@ -161,9 +161,14 @@ def test_lightgbm_features_follow_the_frequency() -> None:
     assert date_features_for("MS") == ["month"]
     assert date_features_for("YS") == []
     task = ForecastTask(horizon=6, frequency="h", season_length=24, season_lengths=(24, 168))
-    assert candidate_lags(task) == [1, 24, 48, 168]
-    assert LightGBM()._lags_for(100, task) == (1, 24, 48)
-    assert LightGBM()._lags_for(3, task) == (1,)
+    assert candidate_lags(task) == [24, 48, 72, 96, 120, 144, 168, 336]
+    # Hourly data is learnt on its level; 100 points train lags up to 50.
+    assert LightGBM()._plan(100, task).lags == (24, 48)
+    assert LightGBM()._plan(100, task).differences == ()
+    assert LightGBM()._plan(3, task).lags == (1,)
+    weekly = ForecastTask(horizon=13, frequency="W-SUN", season_length=52)
+    assert candidate_lags(weekly) == [1, 2, 3, 52, 104]
+    assert LightGBM()._plan(300, weekly).differences == (1,)
 
 
 def test_lightgbm_gives_intervals_only_where_the_history_allows() -> None:
@@ -189,7 +194,7 @@ DAILY = ForecastTask(
 def test_lightgbm_forecasts_a_history_too_short_to_calibrate_its_intervals(
     length: int, intervals: bool
 ) -> None:
-    # Daily data cut at a level shift: 37 points, horizon 14, lags 1, 7 and 14. The two
+    # Daily data cut at a level shift: 37 points, horizon 14, lags 7 and 14. The two
     # calibration windows leave 9 points, fewer than lag 14, so calibrating would train on
     # nothing; the series gets point forecasts (the platform fills the intervals) instead of
     # failing the final fit that its shorter backtest never reached.

@@ -507,9 +507,11 @@ def frame_based_ensembles(
     layout: Layout,
     metrics: list[Any],
     top_k: int,
+    combination: str = "mean",
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The ensemble rule written with pandas group-bys: the mean of each series' top-k models
     per window and step (a bound only when every member has it), scored with ``evaluate``."""
+    assert combination == "mean"
     top = ranked.sort_values(["unique_id", "score"], kind="stable")
     top = top.groupby("unique_id", sort=False).head(top_k)
     top = top[top.groupby("unique_id")["model"].transform("size") >= 2]
