@@ -20,10 +20,12 @@ from steadycast.errors import (
 
 if TYPE_CHECKING:  # what type checkers and editors see of the names that load on first use
     from steadycast.config import PipelineConfig, load_pipeline
+    from steadycast.frames import read_forecast, read_scores
     from steadycast.ingestion.batch import ingest
     from steadycast.models.base import Capabilities, ForecastModel, ForecastTask
     from steadycast.pipeline.levers import approve, rollback
     from steadycast.pipeline.run import run_pipeline
+    from steadycast.quick import QuickForecast, forecast
     from steadycast.testing import check_model
     from steadycast.workspace import Workspace
 
@@ -37,6 +39,10 @@ _LAZY = {
     "load_pipeline": ("steadycast.config", "load_pipeline"),
     "Workspace": ("steadycast.workspace", "Workspace"),
     "ingest": ("steadycast.ingestion.batch", "ingest"),
+    "read_forecast": ("steadycast.frames", "read_forecast"),
+    "read_scores": ("steadycast.frames", "read_scores"),
+    "forecast": ("steadycast.quick", "forecast"),
+    "QuickForecast": ("steadycast.quick", "QuickForecast"),
     "run_pipeline": ("steadycast.pipeline.run", "run_pipeline"),
     "approve": ("steadycast.pipeline.levers", "approve"),
     "rollback": ("steadycast.pipeline.levers", "rollback"),
@@ -67,6 +73,7 @@ __all__ = [
     "NotFoundError",
     "ParityError",
     "PipelineConfig",
+    "QuickForecast",
     "SteadycastError",
     "StoreBusyError",
     "UsageError",
@@ -75,8 +82,11 @@ __all__ = [
     "__version__",
     "approve",
     "check_model",
+    "forecast",
     "ingest",
     "load_pipeline",
+    "read_forecast",
+    "read_scores",
     "rollback",
     "run_pipeline",
 ]

@@ -54,7 +54,8 @@ def test_a_run_without_a_terminal_logs_its_stages_and_partitions(tmp_path: Path)
     assert progress, text.stderr
     assert re.search(r"(\d+)/\1 partitions \(100%\), [0-9.]+ partitions/s, elapsed", progress[-1])
 
-    as_json = cli(ws, "--log-format", "json", "run", "meters", "--json")
+    # The same data again: forced, or it would be skipped before its first stage.
+    as_json = cli(ws, "--log-format", "json", "run", "meters", "--force", "--json")
     assert as_json.returncode == 0, as_json.stderr
     assert json.loads(as_json.stdout)["status"] == "published"  # stdout stays the result
     records = [json.loads(line) for line in as_json.stderr.splitlines() if line.strip()]
@@ -64,7 +65,7 @@ def test_a_run_without_a_terminal_logs_its_stages_and_partitions(tmp_path: Path)
     (last, *_) = [r for r in reversed(records) if "done" in r]
     assert last["done"] == last["total"] >= 1 and last["rate_per_s"] > 0 and last["elapsed_s"] > 0
 
-    quiet = cli(ws, "--log-level", "WARNING", "run", "meters")  # asked for quiet: quiet
+    quiet = cli(ws, "--log-level", "WARNING", "run", "meters", "--force")  # asked for quiet
     assert quiet.returncode == 0 and "stage" not in quiet.stderr, quiet.stderr
 
 

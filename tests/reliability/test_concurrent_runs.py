@@ -35,7 +35,9 @@ REFUSAL = re.compile(
 
 
 def run_cmd(ws: Workspace) -> list[str]:
-    return [sys.executable, "-m", "steadycast.cli", "run", "meters", "-w", str(ws.root), "--json"]
+    # Forced: a run that began after the other had published would be skipped (same data).
+    args = ["run", "meters", "--force", "-w", str(ws.root), "--json"]
+    return [sys.executable, "-m", "steadycast.cli", *args]
 
 
 def one_trial(root: Path, data: Path) -> tuple[list[str], bool, dict[str, object]]:

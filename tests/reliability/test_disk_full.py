@@ -263,7 +263,7 @@ def test_disk_full_mid_publish(tmp_path: Path, figure: Record) -> None:
             good_content = content(ws)
 
             filler = fill(shelf)
-            full = cli("run", "meters", "-w", str(ws.root), "--json")
+            full = cli("run", "meters", "--force", "-w", str(ws.root), "--json")
             messages["releases full"] = (json.loads(full.stdout) if full.stdout else {}).get(
                 "error", full.stderr.strip()
             )
@@ -278,7 +278,7 @@ def test_disk_full_mid_publish(tmp_path: Path, figure: Record) -> None:
                 violations.append("releases full: a half-written release is left taking space")
 
             filler.unlink()
-            again = cli("run", "meters", "-w", str(ws.root), "--json")
+            again = cli("run", "meters", "--force", "-w", str(ws.root), "--json")
             if again.returncode != 0 or content(ws) != good_content:
                 violations.append(
                     f"releases full: the re-run did not publish: {again.stderr[-300:]}"
@@ -288,7 +288,7 @@ def test_disk_full_mid_publish(tmp_path: Path, figure: Record) -> None:
             # The whole workspace full as a run starts: the control database cannot be written.
             before = releases.current_id(ws.releases_dir, "meters")
             filler = fill(disk)
-            full = cli("run", "meters", "-w", str(ws.root), "--json")
+            full = cli("run", "meters", "--force", "-w", str(ws.root), "--json")
             messages["workspace full"] = full.stderr.strip()
             problem = clear_failure(full)
             if problem:
@@ -296,7 +296,7 @@ def test_disk_full_mid_publish(tmp_path: Path, figure: Record) -> None:
             if releases.current_id(ws.releases_dir, "meters") != before:
                 violations.append("workspace full: the current release changed")
             filler.unlink()
-            again = cli("run", "meters", "-w", str(ws.root), "--json")
+            again = cli("run", "meters", "--force", "-w", str(ws.root), "--json")
             if again.returncode != 0:
                 violations.append(f"workspace full: the re-run failed: {again.stderr[-300:]}")
     figure(

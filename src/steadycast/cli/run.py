@@ -8,11 +8,46 @@ from typing import Annotated, Any
 
 import typer
 
-from steadycast.cli._app import JsonOpt, PipelineArg, WorkspaceOpt, emit_json, err, out, progress
+from steadycast.cli._app import (
+    JsonOpt,
+    PipelineArg,
+    WorkspaceOpt,
+    emit_json,
+    err,
+    out,
+    progress,
+    say,
+)
 
 
 def run(
-    pipeline: PipelineArg,
+    pipelines: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Pipeline name; several names with --select.",
+            metavar="PIPELINE",
+            show_default=False,
+        ),
+    ] = None,
+    every: Annotated[
+        bool, typer.Option("--all", help="Run every pipeline of the workspace, one after another.")
+    ] = False,
+    select: Annotated[
+        bool,
+        typer.Option(
+            "--select",
+            help="Run the pipelines named (--select NAME...), one after another, with one "
+            "summary line each.",
+        ),
+    ] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Run even when no data (and no setting) changed since the last published or "
+            "held run; without it such a run is skipped: no new run, no new release.",
+        ),
+    ] = False,
     workspace: WorkspaceOpt = None,
     json_out: JsonOpt = False,
     engine: Annotated[
@@ -32,27 +67,115 @@ def run(
         ),
     ] = None,
 ) -> None:
-    """Check, prepare, backtest and select, forecast, gate and publish one pipeline."""
-    from steadycast.pipeline.run import run_pipeline
+    """Check, prepare, backtest and select, forecast, gate and publish a pipeline (or, with
+    --all / --select, several). Exit code 0: published, or skipped as nothing is new; 3: held
+    (or still held: skipped on the data of a held run); 1: failed; 2: configuration error. With
+    several, the worst of them."""
     from steadycast.workspace import Workspace
 
+    names = list(pipelines or [])
     ws = Workspace.open(workspace)
+    if not every and not select and len(names) == 1:
+        _run_one(ws, names[0], force, json_out, engine, spark_master)
+    else:
+        _run_several(ws, names, every, force, json_out, engine, spark_master)
+
+
+def _run_one(
+    ws: Any, name: str, force: bool, json_out: bool, engine: str | None, spark_master: str | None
+) -> None:
+    """``run NAME``: the run's stage table (or its JSON), and its exit code."""
+    from steadycast.pipeline.run import run_pipeline
+
     with progress(enabled=not json_out) as update:
         result = run_pipeline(
-            ws, pipeline, progress=update, engine=engine, spark_master=spark_master
+            ws,
+            name,
+            progress=update,
+            engine=engine,
+            spark_master=spark_master,
+            skip_unchanged=not force,
         )
     if json_out:
         emit_json(result.as_dict())
+    elif result.status == "skipped" and result.skipped is not None:
+        say(f"{name}: skipped: {result.skipped['message']}")
     else:
         _print_run(result, ws.root)
-    if result.status == "held":
-        raise typer.Exit(3)
+    if result.status in ("held", "skipped"):
+        from steadycast.pipeline.many import result_exit_code
+
+        raise typer.Exit(result_exit_code(result))
     if result.status != "published":
         # One line on stderr for whoever runs it from cron: what failed and why.
         err.print("error: ", style="bold red", end="")
         problem = " ".join(str(result.error).split())
         err.print(f"run {result.run_id} failed: {problem}", markup=False, highlight=False)
         raise typer.Exit(1)
+
+
+def _run_several(
+    ws: Any,
+    names: list[str],
+    every: bool,
+    force: bool,
+    json_out: bool,
+    engine: str | None,
+    spark_master: str | None,
+) -> None:
+    """``run --all`` / ``--select``: one line per pipeline as it ends, then the worst exit
+    code and, on stderr, the pipelines that did not publish."""
+    from steadycast.pipeline.many import exit_code, run_each, selected
+    from steadycast.pipeline.run import run_pipeline
+
+    chosen = selected(ws, names, every)
+
+    def one(name: str) -> Any:
+        with progress(enabled=not json_out) as update:
+            return run_pipeline(
+                ws,
+                name,
+                progress=update,
+                engine=engine,
+                spark_master=spark_master,
+                skip_unchanged=not force,
+            )
+
+    outcomes = []
+    for outcome in run_each(chosen, one):
+        outcomes.append(outcome)
+        if not json_out:
+            say(_summary(outcome))
+    if json_out:
+        emit_json([o.as_dict() for o in outcomes])
+    code = exit_code(outcomes)
+    if code:
+        bad = [f"{o.pipeline} ({o.status}, exit {o.exit_code})" for o in outcomes if o.exit_code]
+        err.print("error: ", style="bold red", end="")
+        err.print(
+            f"{len(bad)} of {len(outcomes)} pipelines did not publish: {', '.join(bad)}",
+            markup=False,
+            highlight=False,
+        )
+        raise typer.Exit(code)
+
+
+def _summary(outcome: Any) -> str:
+    """One line for one pipeline of several."""
+    took = f"{outcome.wall_s:.1f} s"
+    result = outcome.result
+    if result is None:
+        return f"{outcome.pipeline}: failed before its run started ({took}): {outcome.error}"
+    head = f"{outcome.pipeline}: {result.status}"
+    if result.status == "skipped" and result.skipped is not None:
+        return f"{head}: {result.skipped['message']}"
+    if result.status == "published":
+        return (
+            f"{head}: run {result.run_id}, release {result.release_id}, {result.series:,} "
+            f"series ({result.fallback_series:,} on a fallback), {took}"
+        )
+    problem = " ".join(str(result.error).split())
+    return f"{head}: run {result.run_id} ({took}): {problem}"
 
 
 def _print_run(result: Any, root: Path) -> None:

@@ -15,6 +15,7 @@ The modules follow a file through a batch:
     rawlines.py     the line scanner behind it
     _ledger.py      counts, parity and the batch ledger row
     covariates.py   covariate files: the same batch, once per declared covariate column
+    frame.py        a DataFrame as a batch: named by its content hash, rows by position
     _progress.py    progress of long statements, for the command line
     _sql.py         SQL text helpers
 

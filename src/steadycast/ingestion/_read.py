@@ -43,6 +43,21 @@ class Fingerprint:
     format: str  # "csv" | "csv.gz" | "parquet"
 
 
+@dataclass(frozen=True)
+class Origin:
+    """Rows that did not come as a file (a DataFrame, written to a Parquet file to be read):
+    what the ledger, the quarantine and the messages call them instead of the file's path, and
+    their content hash, known already, which names the batch.
+
+    A quarantined row of a frame is named by its position (``first_row`` is the first row's
+    number: 0, as ``df.iloc`` counts), since the Parquet file it went through is not the user's.
+    """
+
+    name: str
+    fingerprint: Fingerprint
+    first_row: int = 0
+
+
 def file_format(path: Path) -> str:
     """The file's format from its first bytes; a file that cannot be opened is named."""
     try:

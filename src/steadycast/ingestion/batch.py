@@ -25,6 +25,7 @@ from steadycast.ingestion._progress import Progress, tracking
 from steadycast.ingestion._quarantine import line_numbers, quarantine_checked, quarantine_rejected
 from steadycast.ingestion._read import (
     Fingerprint,
+    Origin,
     Stopped,
     file_format,
     fingerprint,
@@ -74,13 +75,18 @@ class BatchResult:
 
 
 def ingest_file(
-    ws: Workspace, cfg: PipelineConfig, path: Path, progress: Progress | None = None
+    ws: Workspace,
+    cfg: PipelineConfig,
+    path: Path,
+    progress: Progress | None = None,
+    *,
+    origin: Origin | None = None,
 ) -> BatchResult:
     """Ingest one file as one batch; a batch already ingested into this pipeline is skipped.
 
     The file is hashed in a thread while DuckDB reads it: the hash names the batch and is only
     needed to write it. A file the hash refuses (not text, not UTF-8) or has seen before stops
-    the read at once.
+    the read at once. ``origin``: the file holds a DataFrame's rows (ingestion/frame.py).
     """
     meter = Meter()
     with meter:
@@ -98,10 +104,11 @@ def ingest_file(
             con.execute("BEGIN TRANSACTION")
             stop = threading.Event()
             with ThreadPoolExecutor(1, thread_name_prefix="steadycast-hash") as pool:
-                hashing = pool.submit(_hash_watching, path, fmt, known, con, stop)
+                given = origin.fingerprint if origin else None
+                hashing = pool.submit(_hash_watching, path, fmt, known, con, stop, given)
                 try:
                     result = _ingest_batch(
-                        con, cfg, path, fmt, hashing, known, progress, ws.temp_dir
+                        con, cfg, path, fmt, hashing, known, progress, ws.temp_dir, origin
                     )
                 except BaseException:
                     stop.set()
@@ -132,17 +139,18 @@ def _hash_watching(
     known: set[str],
     con: duckdb.DuckDBPyConnection,
     stop: threading.Event,
+    given: Fingerprint | None = None,
 ) -> Fingerprint:
-    """Fingerprint the file; interrupt the read on ``con`` as soon as the file is refused or
-    known to be a batch already ingested (either way the read would be wasted)."""
+    """Fingerprint the file (unless ``given``); interrupt the read on ``con`` as soon as the
+    file is refused or known to be a batch already ingested (either way the read is wasted)."""
     try:
-        fp = fingerprint(path, fmt, stop)
+        fp = given or fingerprint(path, fmt, stop)
     except Stopped:
         raise
     except BaseException:
         con.interrupt()
         raise
-    if fp.sha256 in known:
+    if fp.sha256 in known and given is None:  # a given one is checked before the read
         con.interrupt()
     return fp
 
@@ -156,9 +164,13 @@ def _ingest_batch(
     known: set[str],
     progress: Progress | None,
     temp_dir: Path,
+    origin: Origin | None = None,
 ) -> BatchResult:
     """Read, check and write the batch inside the caller's transaction (committed here)."""
-    display = str(path)
+    display = origin.name if origin else str(path)
+    if origin is not None and origin.fingerprint.sha256 in known:  # known before reading
+        con.execute("ROLLBACK")
+        return BatchResult(file=display, batch_id=origin.fingerprint.sha256[:16], status="skipped")
     try:
         checked = read_and_check(con, cfg, path, fmt, progress, temp_dir)
     except Exception:  # not a Ctrl-C: that stops the hash and leaves at once
@@ -173,7 +185,7 @@ def _ingest_batch(
         con.execute("ROLLBACK")
         return BatchResult(file=display, batch_id=key.batch_id, status="skipped")
     with tracking(con, progress, f"storing {path.name}"):
-        counts = _write(con, cfg, key, fp, checked)
+        counts = _write(con, cfg, key, fp, checked, path, origin)
     con.execute("COMMIT")
     return BatchResult(
         file=display,
@@ -196,12 +208,15 @@ def _write(
     key: BatchKey,
     fp: Fingerprint,
     checked: Checked,
+    path: Path,
+    origin: Origin | None = None,
 ) -> Counts:
     """Quarantine the bad rows, apply the good ones (new, corrected, unchanged), check parity
     and write the ledger row; returns the batch's counts."""
     r = checked.rec.format(t="c")  # a row's index in the file, in ``checked c``
-    path = Path(key.file)
     header = 0 if fp.format == "parquet" else 1
+    if origin is not None:  # a frame's rows are numbered from ``first_row``
+        header = origin.first_row - 1
     line = line_numbers(con, r, header, checked.has_rejects)
     # The exact text of the quarantined lines is read back from the file in a thread while the
     # good rows are written (DuckDB works in its own threads meanwhile).
@@ -210,6 +225,8 @@ def _write(
         quarantine_rejected(con, key, checked.long_lines)
     applied = apply_good_rows(con, key.pipeline, key.batch_id)
     exact = exact_text(con, cfg, path, fp.format, r, reading)
+    if exact is not None and origin is not None:
+        exact = exact.assign(line=exact["rec"] + origin.first_row)
     quarantine_checked(con, key, r=r, line=line, exact=exact)
     counts = count_rows(con, key, checked.has_rejects, applied)
     check_parity(key, counts)
@@ -217,10 +234,20 @@ def _write(
     return counts
 
 
-def ingest(ws: Workspace, pipeline: str, files: list[Path]) -> list[BatchResult]:
-    """Ingest files in order; each is its own batch, so a failure leaves earlier ones stored."""
+def ingest(ws: Workspace, pipeline: str, files: Any) -> list[BatchResult]:
+    """Ingest files in order, or one DataFrame (pandas, pyarrow, or any Arrow stream) as one
+    batch; each file is its own batch, so a failure leaves earlier ones stored.
+
+    ``files``: a list of paths, one path, or a frame, whose columns are mapped by the
+    pipeline's ``[source]`` table as a file's are; a frame's batch is named by its content, so
+    ingesting the same frame twice is a skip.
+    """
+    from steadycast.ingestion.frame import ingest_frame, is_frame, paths_of
+
     cfg = ws.pipeline(pipeline)
-    return [ingest_file(ws, cfg, Path(f)) for f in files]
+    if is_frame(files):
+        return [ingest_frame(ws, cfg, files)]
+    return [ingest_file(ws, cfg, f) for f in paths_of(files)]
 
 
 def quarantined(ws: Workspace, pipeline: str, limit: int | None = None) -> list[dict[str, Any]]:

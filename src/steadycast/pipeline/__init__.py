@@ -14,6 +14,8 @@
     override.py        an approval of a run its data checks stopped, read back from its record
     failure.py         a failed run's record and the pipeline's ``failed`` incident
     levers.py          approve and roll back (loads no forecasting code: the server imports it)
+    unchanged.py       whether a run has anything new since the last published or held run
+    many.py            several pipelines one after another (``run --all`` / ``--select``)
     status.py          a pipeline's status and the summaries of every pipeline
 
 Importing this package loads none of its modules.
@@ -26,6 +28,7 @@ __all__ = [
     "forecast_stage",
     "gating",
     "levers",
+    "many",
     "override",
     "partition_work",
     "publish",
@@ -34,4 +37,5 @@ __all__ = [
     "snapshot",
     "start",
     "status",
+    "unchanged",
 ]

@@ -41,6 +41,7 @@ from steadycast.pipeline.scope import (
 )
 from steadycast.pipeline.snapshot import Snapshot, take_snapshot
 from steadycast.pipeline.start import check_candidates, choose_engine, opening_detail, previous_run
+from steadycast.pipeline.unchanged import unchanged_since
 from steadycast.quality import checks
 from steadycast.storage import control, releases, runlog
 from steadycast.workspace import Workspace
@@ -64,11 +65,15 @@ def run_pipeline(
     progress: Progress | None = None,
     engine: str | None = None,
     spark_master: str | None = None,
+    skip_unchanged: bool = False,
 ) -> RunResult:
     """Run a pipeline end to end; the result says what happened (it also records it).
 
     ``engine`` ("local" or "spark") and ``spark_master`` override the pipeline's ``[engine]``
-    table for this run; the release is the same on either engine.
+    table for this run; the release is the same on either engine. With ``skip_unchanged``
+    (what ``steadycast run`` does unless ``--force``), a run that finds the same data and
+    configuration as the last published or held run stops before its first stage: status
+    ``skipped``, no run record, no release (``pipeline.unchanged``).
     """
     cfg = choose_engine(ws.pipeline(pipeline), engine, spark_master)
     check_candidates(cfg)
@@ -78,6 +83,14 @@ def run_pipeline(
     result = scope.result
     trace: str | None = None
     with runlog.pipeline_lock(ws.control_path, pipeline, run_id):
+        # Under the lock: a run in progress is named (it may be about to publish new data).
+        same = unchanged_since(ws, cfg) if skip_unchanged else None
+        if same is not None:
+            log.info("%s: run skipped: %s", pipeline, same.message)
+            result.status = "skipped"
+            result.release_id = releases.current_id(ws.releases_dir, pipeline)  # still served
+            result.skipped = same.as_dict()
+            return result
         runlog.start_run(ws.control_path, run_id, pipeline, cfg.engine.name, config_digest(cfg))
         control.audit(ws.control_path, "run.started", pipeline=pipeline, subject=run_id)
         try:

@@ -44,11 +44,13 @@ STAGES = ("snapshot", "check", "forecast", "gate", "publish")
 
 @dataclass
 class RunResult:
-    """The ``--json`` shape of ``steadycast run``."""
+    """The ``--json`` shape of ``steadycast run``. A skipped run (nothing new since the last
+    run) has no record of its own: its ``run_id`` is ``None`` in the JSON, and ``skipped``
+    names the run it found nothing new since."""
 
     run_id: str
     pipeline: str
-    status: str  # "published" | "held" | "failed"
+    status: str  # "published" | "held" | "failed" | "skipped"
     release_id: str | None = None
     series: int = 0
     fallback_series: int = 0
@@ -56,10 +58,11 @@ class RunResult:
     stages: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
     config: dict[str, Any] | None = None  # the pipeline config as run (``config_doc``)
+    skipped: dict[str, Any] | None = None  # ``unchanged.Unchanged.as_dict`` when skipped
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "run_id": self.run_id,
+            "run_id": None if self.status == "skipped" else self.run_id,
             "pipeline": self.pipeline,
             "status": self.status,
             "release_id": self.release_id,
@@ -70,6 +73,8 @@ class RunResult:
         }
         if self.config is not None:
             out["config"] = self.config
+        if self.skipped is not None:
+            out["skipped"] = self.skipped
         if self.error:
             out["error"] = self.error
         return out

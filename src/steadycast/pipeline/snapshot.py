@@ -28,7 +28,13 @@ from steadycast.pipeline.scope import RunScope
 from steadycast.storage import covariates, runlog, store
 from steadycast.workspace import Workspace
 
-__all__ = ["Snapshot", "read_snapshot_partition", "snapshot_of", "take_snapshot"]
+__all__ = [
+    "Snapshot",
+    "data_identity",
+    "read_snapshot_partition",
+    "snapshot_of",
+    "take_snapshot",
+]
 
 log = logging.getLogger(__name__)
 
@@ -98,12 +104,7 @@ def _copy_out(
                 "the rest of each series is used",
             }
             log.warning("%s: %s", cfg.name, record.detail["excluded"]["why"])
-        # Covariate batches count too: a run resumes only on the same covariates.
-        batches = con.execute(
-            "SELECT batch_id FROM batches WHERE pipeline = ? OR starts_with(pipeline, ?) "
-            "ORDER BY batch_id",
-            [cfg.name, f"{cfg.name}:covariate:"],
-        ).fetchall()
+        identity = _batches_sha256(con, cfg.name)
         record.detail["covariate_rows"] = covariates.copy_out(con, cfg, run_dir)
         if series:
             parts = max(1, math.ceil(series / cfg.forecast.partition_size))
@@ -117,10 +118,27 @@ def _copy_out(
             )
     record.rows_in, record.rows_out = rows + excluded, rows
     record.series_in = record.series_out = series
-    record.detail["snapshot_sha256"] = hashlib.sha256(
-        ",".join(b[0] for b in batches).encode()
-    ).hexdigest()
+    record.detail["snapshot_sha256"] = identity
     return sorted(target.glob("part=*/*.parquet")) if series else []
+
+
+def data_identity(ws: Workspace, cfg: PipelineConfig) -> str:
+    """The hash a snapshot taken now would record, without copying anything out: what a run
+    compares with the last run's to know whether any data arrived since."""
+    with store.reading(ws.store_path, temp_dir=ws.temp_dir) as con:
+        return _batches_sha256(con, cfg.name)
+
+
+def _batches_sha256(con: Any, pipeline: str) -> str:
+    """The hash of the batch ids the pipeline's observations (and covariates) came from:
+    batches are identified by their content, so equal hashes mean equal data."""
+    # Covariate batches count too: a run resumes (or is skipped) only on the same covariates.
+    batches = con.execute(
+        "SELECT batch_id FROM batches WHERE pipeline = ? OR starts_with(pipeline, ?) "
+        "ORDER BY batch_id",
+        [pipeline, f"{pipeline}:covariate:"],
+    ).fetchall()
+    return hashlib.sha256(",".join(b[0] for b in batches).encode()).hexdigest()
 
 
 def read_snapshot_partition(directory: Path) -> pd.DataFrame:
