@@ -392,7 +392,7 @@ class FeedFaultCheckConfig(_CheckTable):
 
 
 class VolumeParityCheckConfig(_RunLevelCheckTable):
-    """Series or rows that vanished or appeared in bulk since the previous run."""
+    """Series or rows that vanished or appeared in bulk since the last published run."""
 
     severity: SeverityField = Severity.ERROR
     policy: Policy = "stop"
@@ -402,7 +402,8 @@ class VolumeParityCheckConfig(_RunLevelCheckTable):
 
 
 class PassShareCheckConfig(_RunLevelCheckTable):
-    """The share of series that pass every blocking or error check, against the last run."""
+    """The share of series that pass every blocking or error check, against the last published
+    run."""
 
     severity: SeverityField = Severity.ERROR
     policy: Policy = "stop"

@@ -135,7 +135,10 @@ def _execute(scope: RunScope, override: Override | None = None) -> None:
     processes = processes_for(scope.cfg.forecast.workers, len({p.parent for p in snap.parts}))
     with PartitionPool(processes) as pool:
         if override is None:
-            checked = run_checks(scope, snap, previous, pool)
+            baseline = previous_run(
+                scope.ws.control_path, scope.pipeline, scope.run_id, published_first=True
+            )
+            checked = run_checks(scope, snap, baseline, pool)
             detail.update(_checked_detail(snap, checked))
         else:
             checked = override.checked

@@ -62,12 +62,18 @@ def check_candidates(cfg: PipelineConfig) -> None:
                     raise ConfigError(f"pipelines/{cfg.name}.toml: models.{key}: {exc}") from None
 
 
-def previous_run(control_path: Path, pipeline: str, run_id: str) -> dict[str, Any] | None:
-    """The last finished run of the pipeline before this one (for volume parity and config diff)."""
+def previous_run(
+    control_path: Path, pipeline: str, run_id: str, *, published_first: bool = False
+) -> dict[str, Any] | None:
+    """The last finished (published or held) run of the pipeline before this one, for the
+    config diff; with ``published_first``, the last published run when there is one, for the
+    run-level checks (volume parity, pass share): a held run is not a baseline, or a re-run of
+    the data it held would compare against the fault itself and pass."""
+    order = "(status = 'published') DESC, " if published_first else ""
     with control.connect(control_path) as con:
         row = con.execute(
             "SELECT * FROM runs WHERE pipeline = ? AND run_id <> ? AND status IN ('published', 'held') "
-            "ORDER BY started_at DESC LIMIT 1",
+            f"ORDER BY {order}started_at DESC LIMIT 1",
             (pipeline, run_id),
         ).fetchone()
     if row is None:

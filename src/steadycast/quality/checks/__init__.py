@@ -17,8 +17,8 @@ Checks, and what they look at:
     feed_fault     the newest delivery broken against the series' own recent history: zeros,
                    stuck, cumulative register, sign flip, scale (unit) change, time-zone shift;
                    run-level, the share of the fleet with a feed fault
-    volume_parity  series or rows that vanished or appeared in bulk since the previous run
-    pass_share     the share of series that pass drops against the previous run
+    volume_parity  series or rows that vanished or appeared in bulk since the last published run
+    pass_share     the share of series that pass drops against the last published run
 
 A failed check's ``policy`` says what happens: ``warn`` (recorded), ``exclude`` (the series
 leaves this run), ``stop`` (the run is held by the gate's ``blocking_checks`` rule). A check with
