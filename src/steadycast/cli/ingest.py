@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
@@ -12,6 +13,8 @@ from steadycast.errors import SteadycastError
 
 if TYPE_CHECKING:
     from steadycast.ingestion.batch import BatchResult
+
+T = TypeVar("T")
 
 
 def ingest(
@@ -37,16 +40,9 @@ def ingest(
     if covariates:
         _ingest_covariates(ws, cfg, files, json_out)
         return
-    results = []
-    failure: SteadycastError | None = None
-    # File by file, so the batches stored before a failing file are still reported.
-    with progress(enabled=not json_out) as update:
-        for file in files:
-            try:
-                results.append(ingest_file(ws, cfg, file, progress=update))
-            except SteadycastError as exc:
-                failure = exc
-                break
+    results, failure = _file_by_file(
+        files, lambda file, update: [ingest_file(ws, cfg, file, progress=update)], json_out
+    )
     if json_out:
         doc: dict[str, Any] = {"pipeline": pipeline, "batches": [r.contract() for r in results]}
         if failure is not None:
@@ -62,15 +58,9 @@ def _ingest_covariates(ws: Any, cfg: Any, files: list[Path], json_out: bool) -> 
     """``ingest --covariates``: each file once per covariate column, reported like batches."""
     from steadycast.ingestion.covariates import ingest_covariates
 
-    results: list[tuple[str, BatchResult]] = []
-    failure: SteadycastError | None = None
-    with progress(enabled=not json_out) as update:
-        for file in files:
-            try:
-                results.extend(ingest_covariates(ws, cfg, file, progress=update))
-            except SteadycastError as exc:
-                failure = exc
-                break
+    results, failure = _file_by_file(
+        files, lambda file, update: ingest_covariates(ws, cfg, file, progress=update), json_out
+    )
     if json_out:
         batches = [{**r.contract(), "covariate": column} for column, r in results]
         doc: dict[str, Any] = {"pipeline": cfg.name, "covariates": True, "batches": batches}
@@ -81,6 +71,21 @@ def _ingest_covariates(ws: Any, cfg: Any, files: list[Path], json_out: bool) -> 
         _print_batches(f"{cfg.name} (covariates)", [r for _, r in results])
     if failure is not None:
         raise failure
+
+
+def _file_by_file(
+    files: list[Path], ingest_one: Callable[[Path, Any], list[T]], json_out: bool
+) -> tuple[list[T], SteadycastError | None]:
+    """What each file stored, up to the first that failed (and its error): the batches stored
+    before a failing file are still reported."""
+    results: list[T] = []
+    with progress(enabled=not json_out) as update:
+        for file in files:
+            try:
+                results.extend(ingest_one(file, update))
+            except SteadycastError as exc:
+                return results, exc
+    return results, None
 
 
 def _print_batches(pipeline: str, results: list[BatchResult]) -> None:
