@@ -124,6 +124,15 @@ def _actors(doc: Any) -> list[str]:
     return found
 
 
+def _without_bundled_scripts(text: str) -> str:
+    """``text`` without inlined libraries (scripts over 100 KB, such as plotly.js in the report):
+    their numeric tables hold every five-digit number, so any pid would be "found" there."""
+    scripts = re.finditer(r"<script[^>]*>(.*?)</script>", text, flags=re.S)
+    for script in [m for m in scripts if len(m.group(1)) > 100_000][::-1]:
+        text = text[: script.start()] + text[script.end() :]
+    return text
+
+
 def test_open_reads_show_no_paths_pids_hosts_or_users(
     workspace: tuple[Workspace, str], tmp_path: Path
 ) -> None:
@@ -182,7 +191,7 @@ def test_open_reads_show_no_paths_pids_hosts_or_users(
             problems.append(f"{target}: the workspace path")
         if host_word.search(text):
             problems.append(f"{target}: the host name {host!r}")
-        if pid_word.search(text):
+        if pid_word.search(_without_bundled_scripts(text)):
             problems.append(f"{target}: the pid {pid}")
         if '"pid"' in text or '"host"' in text:
             problems.append(f"{target}: a pid or host field")
