@@ -81,14 +81,15 @@ def run(
         _run_several(ws, names, every, force, json_out, engine, spark_master)
 
 
-def _run_one(
+def _run_with_progress(
     ws: Any, name: str, force: bool, json_out: bool, engine: str | None, spark_master: str | None
-) -> None:
-    """``run NAME``: the run's stage table (or its JSON), and its exit code."""
+) -> Any:
+    """One run of pipeline ``name``, with a progress bar unless JSON is asked for; a run with
+    nothing new is skipped unless ``force``."""
     from steadycast.pipeline.run import run_pipeline
 
     with progress(enabled=not json_out) as update:
-        result = run_pipeline(
+        return run_pipeline(
             ws,
             name,
             progress=update,
@@ -96,6 +97,13 @@ def _run_one(
             spark_master=spark_master,
             skip_unchanged=not force,
         )
+
+
+def _run_one(
+    ws: Any, name: str, force: bool, json_out: bool, engine: str | None, spark_master: str | None
+) -> None:
+    """``run NAME``: the run's stage table (or its JSON), and its exit code."""
+    result = _run_with_progress(ws, name, force, json_out, engine, spark_master)
     if json_out:
         emit_json(result.as_dict())
     elif result.status == "skipped" and result.skipped is not None:
@@ -126,20 +134,11 @@ def _run_several(
     """``run --all`` / ``--select``: one line per pipeline as it ends, then the worst exit
     code and, on stderr, the pipelines that did not publish."""
     from steadycast.pipeline.many import exit_code, run_each, selected
-    from steadycast.pipeline.run import run_pipeline
 
     chosen = selected(ws, names, every)
 
     def one(name: str) -> Any:
-        with progress(enabled=not json_out) as update:
-            return run_pipeline(
-                ws,
-                name,
-                progress=update,
-                engine=engine,
-                spark_master=spark_master,
-                skip_unchanged=not force,
-            )
+        return _run_with_progress(ws, name, force, json_out, engine, spark_master)
 
     outcomes = []
     for outcome in run_each(chosen, one):
