@@ -2,7 +2,7 @@
 
     python bench/accuracy.py [--quick] [--data DIR] [--out FILE.md] [--workers N]
                              [--datasets m4,gefcom,sgsc] [--split dev|test|all]
-                             [--candidates A,B,...] [--gefcom-weeks N]
+                             [--candidates A,B,...] [--gefcom-weeks N] [--temperatures]
 
 1. Proves the metric code by reproducing the published M4 Weekly Naive2 figures (sMAPE 9.161,
    MASE 2.777) from the organisers' own Naive2 forecasts and from our Naive2.
@@ -12,8 +12,15 @@
      used for the published comparison);
    - GEFCom2012 load: the 20 zones on the 8 hidden backcast weeks, each forecast from the
      weeks before it (h = 168 hours, seasons 24 and 168; earlier gap weeks are filled with their
-     published truth, which lies in the past of the origin);
+     published truth, which lies in the past of the origin). Each hidden week is its own run
+     (one partition of 20 zones, or 10 in a half): a global model trained across all weeks at
+     once would learn from the later weeks' histories, three of which hold earlier hidden
+     weeks, and from the future of every origin;
    - SGSC smart meters: each household's last week (h = 336 half-hours, seasons 48 and 336).
+   With ``--temperatures`` GEFCom2012 runs as a pipeline declaring ``[covariates] columns =
+   ["temperature"]``: every series gets the hourly mean of the 11 stations' actual
+   temperatures (its history and its hidden week, as the organisers' benchmark used them),
+   and the covariate models join the default pool;
    and scores the selection and each single candidate on the held-out data: sMAPE, MASE, OWA
    against Naive2, coverage of the 80% and 95% intervals, and the CPU seconds per series of
    the selection's whole path (backtest and forecast: the run process and its model workers).
@@ -38,7 +45,7 @@ import resource
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -48,9 +55,12 @@ import psutil
 from steadycast.config import PipelineConfig, parse_pipeline
 from steadycast.forecasting import metrics as M
 from steadycast.forecasting.backtest import Runner, call_models, model_history, task_for
+from steadycast.forecasting.covariates import Covariates, with_covariates
+from steadycast.forecasting.covariates import candidates as covariate_candidates
 from steadycast.forecasting.forecast import PartitionResult, run_partition
-from steadycast.models.base import ForecastTask
+from steadycast.models.base import Capabilities, ForecastTask
 from steadycast.models.isolation import IsolatedRunner, ModelUsage
+from steadycast.models.registry import available_models
 from steadycast.models.validation import expected_timestamps, validate_forecast
 
 REPO = Path(__file__).resolve().parents[1]
@@ -136,6 +146,26 @@ class Dataset:
     note: str
     extra: dict[str, pd.Series] | None = None  # other forecasts aligned with test rows
     dev: frozenset[str] = frozenset()  # series ids of the development half
+    # Series run together (one run_partition each, as one forecast origin); None: all at once.
+    origins: list[frozenset[str]] | None = None
+    covariates: pd.DataFrame | None = None  # unique_id, ds and a column each, horizon included
+
+    def parts(self) -> list[Dataset]:
+        """The dataset cut into its forecast origins (itself when it has none)."""
+        if self.origins is None:
+            return [self]
+        return [
+            replace(
+                self,
+                history=self.history[self.history["unique_id"].isin(ids)].reset_index(drop=True),
+                test=self.test[self.test["unique_id"].isin(ids)].reset_index(drop=True),
+                origins=None,
+                covariates=None
+                if self.covariates is None
+                else self.covariates[self.covariates["unique_id"].isin(ids)].reset_index(drop=True),
+            )
+            for ids in self.origins
+        ]
 
 
 SPLITS = ("dev", "test", "all")
@@ -157,16 +187,20 @@ def keep_split(frame: pd.DataFrame, dev: frozenset[str], split: str) -> pd.DataF
 CANDIDATES: list[str] = []
 
 
-def _config(frequency: str, horizon: int, seasons: list[int]) -> PipelineConfig:
+def _config(
+    frequency: str, horizon: int, seasons: list[int], covariates: Sequence[str] = ()
+) -> PipelineConfig:
     models: dict[str, object] = {"plugins": False}  # built-in models only
     if CANDIDATES:
         models["candidates"] = list(CANDIDATES)
+    extra: dict[str, object] = {"covariates": {"columns": list(covariates)}} if covariates else {}
     return parse_pipeline(
         {
             "source": {},
             "series": {"frequency": frequency, "horizon": horizon, "season_lengths": seasons},
             "forecast": {"timeout_s": 3600, "memory_mb": 4096},
             "models": models,
+            **extra,
         },
         "bench",
         "bench/accuracy.py",
@@ -224,8 +258,24 @@ def _gefcom_long(frame: pd.DataFrame) -> pd.DataFrame:
     return long[["zone_id", "ds", "y"]].sort_values(["zone_id", "ds"]).reset_index(drop=True)
 
 
-def gefcom(data: Path, quick: bool, split: str = "all", weeks_of_history: int = 12) -> Dataset:
-    """Each zone x backcast week is one series: the weeks before the gap, then the gap."""
+def _temperatures(folder: Path) -> pd.DataFrame:
+    """``ds, temperature``: the hourly mean of the 11 stations' temperatures."""
+    raw = pd.read_csv(folder / "temperature_history.csv.gz").rename(
+        columns={"station_id": "zone_id"}
+    )
+    long = _gefcom_long(raw).dropna(subset=["y"])
+    return long.groupby("ds", as_index=False)["y"].mean().rename(columns={"y": "temperature"})
+
+
+def gefcom(
+    data: Path,
+    quick: bool,
+    split: str = "all",
+    weeks_of_history: int = 12,
+    temperatures: bool = False,
+) -> Dataset:
+    """Each zone x backcast week is one series: the weeks before the gap, then the gap; with
+    ``temperatures``, each series' covariate rows over its history and its gap."""
     folder = data / "gefcom2012_load"
     history = _gefcom_long(pd.read_csv(folder / "Load_history.csv.gz", thousands=","))
     solution = pd.read_csv(folder / "Load_solution.csv")
@@ -264,16 +314,32 @@ def gefcom(data: Path, quick: bool, split: str = "all", weeks_of_history: int = 
     organisers = pd.concat(benches)[columns].rename(columns={"y": "yhat"})
     aligned = test.merge(organisers, on=["unique_id", "ds"], how="left")["yhat"]
     dev = frozenset(u for u in test["unique_id"].unique() if int(u[1:3]) in dev_zones)
+    ids = pd.Series(test["unique_id"].unique())
+    origins = [frozenset(group) for _, group in ids.groupby(ids.str.split("@").str[1])]
+    history_rows = pd.concat(parts)[columns].reset_index(drop=True)
+    covariates = None
+    if temperatures:
+        spans = pd.concat([history_rows, test]).groupby("unique_id")["ds"].agg(["min", "max"])
+        weather = _temperatures(folder).set_index("ds")["temperature"]
+        frames = []
+        for uid, (start, end) in spans.iterrows():
+            grid = pd.date_range(start, end, freq="h")
+            values = weather.reindex(grid).interpolate(limit_direction="both").to_numpy()
+            frames.append(pd.DataFrame({"unique_id": uid, "ds": grid, "temperature": values}))
+        covariates = pd.concat(frames, ignore_index=True)
     return Dataset(
         name="GEFCom2012 load (backcast weeks)",
-        history=pd.concat(parts)[columns].reset_index(drop=True),
+        history=history_rows,
         test=test,
-        config=_config("h", 168, [24, 168]),
+        config=_config("h", 168, [24, 168], ["temperature"] if temperatures else []),
         mase_season=24,
         note=f"{len(zones)} zones x {len(weeks)} hidden weeks, {weeks_of_history} weeks of "
-        "history each, h=168, seasons 24 and 168; MASE with m=24",
+        "history each, h=168, seasons 24 and 168; MASE with m=24"
+        + ("; actual temperatures (mean of 11 stations) as a covariate" if temperatures else ""),
         extra={"GEFCom organisers' benchmark (uses actual temperatures)": aligned},
         dev=dev,
+        origins=origins,
+        covariates=covariates,
     )
 
 
@@ -325,19 +391,38 @@ def sgsc(data: Path, quick: bool, split: str = "all") -> Dataset:
 
 
 def single_models(dataset: Dataset, runner: Runner) -> dict[str, pd.DataFrame]:
-    """Each candidate alone on every series: one call per model, validated."""
+    """Each candidate alone on every series: one call per model and origin, validated."""
+    if dataset.origins is not None:
+        parts = [single_models(part, runner) for part in dataset.parts()]
+        return {name: pd.concat([p[name] for p in parts], ignore_index=True) for name in parts[0]}
     task = task_for(dataset.config)
     history = model_history(dataset.history)
-    candidates = list(dataset.config.models.candidates)
+    candidates = candidate_names(dataset.config)
     jobs = [(m, dict(dataset.config.models.params.get(m, {})), history, task) for m in candidates]
     out: dict[str, pd.DataFrame] = {}
-    for name, result in zip(candidates, call_models(jobs, runner), strict=True):
+    covariates = covariates_of(dataset)
+    models = available_models(plugins=False)
+    caps = {m: getattr(models[m], "capabilities", Capabilities()) for m in candidates}
+    calls = call_models(jobs, with_covariates(runner, covariates, caps))
+    for name, result in zip(candidates, calls, strict=True):
         if isinstance(result, Exception):
             out[name] = pd.DataFrame(columns=["unique_id", "ds", "yhat"])
             continue
         valid, _ = validate_forecast(result, history, task, name)
         out[name] = valid
     return out
+
+
+def candidate_names(config: PipelineConfig) -> list[str]:
+    """The run's candidates: the pool and, with covariates declared, the covariate models."""
+    return covariate_candidates(config, list(config.models.candidates))
+
+
+def covariates_of(dataset: Dataset) -> Covariates | None:
+    """The dataset's covariates as a run joins them, or None."""
+    if dataset.covariates is None:
+        return None
+    return Covariates(dataset.covariates, tuple(dataset.config.covariates.columns))
 
 
 def _align(test: pd.DataFrame, forecast: pd.DataFrame, name: str) -> pd.DataFrame:
@@ -412,7 +497,7 @@ def split_rows(scored: SeriesScores, dataset: Dataset) -> tuple[pd.DataFrame, li
     if all(halves.values()):  # both halves present: the whole too
         halves["all"] = present
     rows, verdicts = [], []
-    singles = [m for m in scored.methods if m in set(dataset.config.models.candidates)]
+    singles = [m for m in scored.methods if m in set(candidate_names(dataset.config))]
     for half, ids in halves.items():
         if not ids:
             continue
@@ -469,11 +554,20 @@ def _workers_delta(before: dict[int, float], after: dict[int, float]) -> float:
     return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
 
 
+_RESULT_FIELDS = ("forecasts", "provenance", "scores", "selection", "profile")
+
+
 def run_dataset(
     dataset: Dataset, runner: IsolatedRunner
 ) -> tuple[SeriesScores, PartitionResult, float, Cost]:
     started, cpu0, workers0 = time.perf_counter(), _own_cpu_s(), _workers_cpu_s(runner)
-    result = run_partition(dataset.history, dataset.config, runner)
+    results = [
+        run_partition(part.history, part.config, runner, covariates=covariates_of(part))
+        for part in dataset.parts()
+    ]
+    result = PartitionResult(
+        *(pd.concat([getattr(r, f) for r in results], ignore_index=True) for f in _RESULT_FIELDS)
+    )
     cost = Cost(
         wall_s=time.perf_counter() - started,
         cpu_s=_own_cpu_s() - cpu0 + _workers_delta(workers0, _workers_cpu_s(runner)),
@@ -636,6 +730,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=12,
         help="weeks of history before each hidden GEFCom week (hourly: 12 weeks = 2016 points)",
     )
+    parser.add_argument(
+        "--temperatures",
+        action="store_true",
+        help="GEFCom2012 with the actual temperatures as a declared covariate",
+    )
     args = parser.parse_args(argv)
     CANDIDATES[:] = [c.strip() for c in args.candidates.split(",") if c.strip()]
     data = Path(args.data)
@@ -653,7 +752,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     m4, _ = m4_weekly(data, args.quick, args.split)
     builders = {
         "m4": lambda: m4,
-        "gefcom": lambda: gefcom(data, args.quick, args.split, args.gefcom_weeks),
+        "gefcom": lambda: gefcom(
+            data, args.quick, args.split, args.gefcom_weeks, args.temperatures
+        ),
         "sgsc": lambda: sgsc(data, args.quick, args.split),
     }
     cfg = m4.config.forecast
@@ -677,7 +778,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{cost.cpu_s:.0f} CPU-s, {cost.cpu_per_series:.2f} CPU-s per series, "
                 f"{cost.wall_s:.0f} s wall",
                 "- selection beats every single candidate: " + "; ".join(verdicts),
-                "- candidates: " + ", ".join(dataset.config.models.candidates),
+                "- candidates: " + ", ".join(candidate_names(dataset.config)),
                 selection_summary(result),
             ]
             out += [coverage_by_source(dataset, result), cost_summary(before, runner.usage()), ""]

@@ -31,7 +31,8 @@ SAMPLE = Path(__file__).parent / "data" / "m4_weekly_sample.csv.gz"
 # OWA (against Naive2) of the default weekly pool on the sample, and how much worse a change
 # may make it before the build fails. Set from ``sample_owa()`` with the pool fixed in
 # steadycast.forecasting.pools and the default history cap of the automatic models (measured
-# 0.614: sMAPE 5.60, MASE 2.33; 0.623 with a cap of 520 points);
+# 0.590: sMAPE 5.46, MASE 2.20, since the partition may take every series' combination when
+# the combinations beat each single model over the partition's backtest; 0.614 before);
 # the models are deterministic, so the figure moves only when the code does. The tolerance
 # (0.03 OWA, about 3% of Naive2's error) leaves room for small numerical drift across library
 # versions, and is far below what a degraded pool costs: the pool cut to ["Naive"] scores
@@ -40,7 +41,7 @@ SAMPLE = Path(__file__).parent / "data" / "m4_weekly_sample.csv.gz"
 #     python -c "from tests.accuracy.test_accuracy_regression import sample_owa; print(sample_owa())"
 # and record it here in the same change, with the reason in its message; never raise it only to
 # let a regression through.
-REFERENCE_OWA = 0.614
+REFERENCE_OWA = 0.590
 TOLERANCE = 0.03
 
 

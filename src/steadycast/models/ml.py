@@ -33,6 +33,13 @@ window and predicts every window from that fit (mlforecast's ``refit=False``), s
 of k windows costs one fit, not k. ``capabilities.backtests_itself`` tells the backtest to call
 it.
 
+**Covariates** (``capabilities.exogenous``; docs/covariates.md): with covariate columns in the
+task, each is one more feature at its own time (mlforecast's dynamic exogenous features), known
+for the history and handed over for the horizon (``X_df``); in the backtest the recorded values
+of each window's times are used. Without covariates the model is what it always was.
+
+With covariates the backtest gives point forecasts only (see :meth:`LightGBM.cross_validation`).
+
 **Intervals** are mlforecast's conformal intervals (``interval_windows`` calibration windows of
 one horizon, scored without refitting). Calibration needs history before those windows that
 itself passes the lag rule (``windows * horizon + 2 * max lag`` points, plus the points
@@ -54,7 +61,7 @@ out. ``forecast`` itself still answers for any length (lags shrink to what the s
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 import pandas as pd
@@ -147,6 +154,7 @@ class LightGBM:
         global_model=True,
         cost="full",
         backtests_itself=True,
+        exogenous=True,
     )
 
     def __init__(self, **params: Any) -> None:
@@ -213,12 +221,23 @@ class LightGBM:
         return groups
 
     def forecast(self, history: pd.DataFrame, task: ForecastTask) -> pd.DataFrame:
-        history = history[["unique_id", "ds", "y"]]
+        covariates = _covariates(history, task)
+        history = history[["unique_id", "ds", "y", *covariates]]
+        future = None
+        if covariates:  # the horizon's rows come after each series' history, y empty
+            known = history["y"].notna()
+            future = history.loc[~known, ["unique_id", "ds", *covariates]]
+            history = history.loc[known]
         lengths = history.groupby("unique_id", sort=False, observed=True).size()
         groups = self._groups(lengths, task, held_out=0)
         frames = []
         for plan, ids in groups.items():
             part = history if len(groups) == 1 else history[history["unique_id"].isin(ids)]
+            known_future = (
+                future
+                if future is None or len(groups) == 1
+                else future[future["unique_id"].isin(ids)]
+            )
             engine = self._engine(plan, task)
             with warnings.catch_warnings():
                 # mlforecast warns about rows dropped for lags; the plan already decides which
@@ -228,7 +247,9 @@ class LightGBM:
                     part, static_features=[], prediction_intervals=self._intervals(plan, task)
                 )
                 out = engine.predict(
-                    task.horizon, level=list(task.levels) if plan.intervals else None
+                    task.horizon,
+                    level=list(task.levels) if plan.intervals else None,
+                    X_df=known_future,
                 )
             frames.append(_tidy(out))
         return pd.concat(frames, ignore_index=True)
@@ -241,7 +262,8 @@ class LightGBM:
         Returns ``unique_id, ds, cutoff, yhat`` (and bounds where calibrated): one block of
         ``task.horizon`` rows per series and origin, every series having all the windows.
         """
-        history = history[["unique_id", "ds", "y"]]
+        covariates = _covariates(history, task)
+        history = history[["unique_id", "ds", "y", *covariates]]
         lengths = history.groupby("unique_id", sort=False, observed=True).size()
         held_out = task.horizon + (windows - 1) * step
         groups = self._groups(lengths, task, held_out=held_out)
@@ -249,6 +271,11 @@ class LightGBM:
         for plan, ids in groups.items():
             part = history if len(groups) == 1 else history[history["unique_id"].isin(ids)]
             engine = self._engine(plan, task)
+            if covariates:
+                # mlforecast 1.1 calibrates the later windows of a backtest without refitting
+                # on a frozen backtest that has no covariates: point forecasts only (the
+                # platform's intervals come from the backtest errors).
+                plan = replace(plan, intervals=False)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 out = engine.cross_validation(
@@ -292,6 +319,11 @@ class LightGBM:
             date_features=date_features_for(task.frequency) if features is None else features,
             target_transforms=transforms,
         )
+
+
+def _covariates(history: pd.DataFrame, task: ForecastTask) -> list[str]:
+    """The task's covariate columns the frame holds (none without covariates)."""
+    return [c for c in task.covariates if c in history.columns]
 
 
 def _recentred(out: pd.DataFrame, levels: tuple[int, ...]) -> pd.DataFrame:

@@ -1,0 +1,101 @@
+"""The partition's pooled backtest can choose the combination for every series.
+
+One series' few windows are a noisy judge: on development data a per-series choice between
+close models lost out of sample to their combination (hourly load), so when the combinations,
+pooled over the partition, score within 10% of every single model, every series takes its
+combination. Where the combinations are clearly worse pooled, each series keeps its own choice.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from steadycast.config import parse_pipeline
+from steadycast.forecasting.backtest import backtest
+from steadycast.forecasting.forecast import run_partition
+from steadycast.forecasting.selection import select
+from steadycast.models.base import Capabilities, ForecastTask
+
+from .stages.test_backtest import TASK, FakeRunner, ModelFn, frame, future, routing, truth
+
+SERIES = ("a", "b", "c", "d")
+
+
+def off_by(offsets: dict[str, float]) -> ModelFn:
+    """Knows the pattern, off by a fixed amount per series."""
+
+    def model(history: pd.DataFrame, task: ForecastTask) -> pd.DataFrame:
+        out = future(history, task)
+        return out.assign(yhat=truth(out["ds"]) + out["unique_id"].map(offsets).to_numpy())
+
+    return model
+
+
+def history() -> pd.DataFrame:
+    rng = np.random.default_rng(11)
+    days = pd.Series(pd.date_range("2022-01-03", periods=60, freq="D"))
+    noise = rng.normal(0, 0.5, 60)  # the same in every series: the same MASE scale
+    return frame({uid: truth(days) + noise for uid in SERIES})
+
+
+# Per series one model is 10% better than the other and 5% better than their mean, so each
+# series alone picks a single model; pooled, A, B and the mean of both all score the same.
+CLOSE = {
+    "A": off_by({"a": 1.0, "b": 1.0, "c": 1.1, "d": 1.1}),
+    "B": off_by({"a": 1.1, "b": 1.1, "c": 1.0, "d": 1.0}),
+}
+# Per series and pooled, the mean of both is far worse than the better model.
+APART = {
+    "A": off_by({"a": 1.0, "b": 1.0, "c": 3.0, "d": 3.0}),
+    "B": off_by({"a": 3.0, "b": 3.0, "c": 1.0, "d": 1.0}),
+}
+
+
+def _config() -> Any:
+    return parse_pipeline(
+        {
+            "source": {},
+            "series": {"frequency": "D", "horizon": 3, "season_lengths": [7]},
+            "models": {"candidates": ["A", "B"], "plugins": False},
+            "backtest": {"windows": 3, "ensemble_top_k": 2},
+        },
+        "test",
+        "test.toml",
+    )
+
+
+def _run(models: dict[str, ModelFn]) -> Any:
+    caps = {name: Capabilities(intervals=False) for name in models}
+    return run_partition(history(), _config(), FakeRunner(models), capabilities=caps)
+
+
+def test_close_models_everywhere_combined_when_the_pool_says_so() -> None:
+    result = _run(CLOSE)
+    prov = result.provenance.set_index("unique_id")
+    assert prov.loc[list(SERIES), "model"].tolist() == ["Ensemble(A+B)"] * 4
+    assert set(prov["source"]) == {"ensemble"}
+    reasons = result.selection.set_index("unique_id")["reason"]
+    assert "pooled over the partition's 4 series" in reasons["a"]
+    assert "for its best single model A" in reasons["a"]
+    # Published: the mean of both members, 1.05 above the pattern in every series.
+    fc = result.forecasts
+    np.testing.assert_allclose(fc["yhat"], truth(fc["ds"]) + 1.05)
+
+
+def test_without_the_pooled_check_each_series_keeps_its_own_best_model() -> None:
+    data = history()
+    bt = backtest(data, routing(SERIES, ["A", "B"]), TASK, windows=3, runner=FakeRunner(CLOSE))
+    table = select(bt, data, ensemble_top_k=2, pooled=False).table.set_index("unique_id")
+    assert table["model"].tolist() == ["A", "A", "B", "B"]
+    strict = select(bt, data, ensemble_top_k=2, ensemble_on_tie=False).table
+    assert strict["model"].tolist() == ["A", "A", "B", "B"]
+
+
+def test_a_combination_clearly_worse_pooled_is_not_forced_on_the_partition() -> None:
+    result = _run(APART)
+    prov = result.provenance.set_index("unique_id")
+    assert prov.loc[list(SERIES), "model"].tolist() == ["A", "A", "B", "B"]
+    assert not result.selection["reason"].str.contains("pooled").any()
