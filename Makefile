@@ -16,7 +16,7 @@ PLUGINS := examples/model_template tests/plugins/chaos_models
 # A .venv made when the plugins were installed there has them removed, once.
 NO_PLUGINS_STAMP := $(VENV)/.without-test-plugins
 
-.PHONY: setup demo test test-all accuracy lint format bench reliability clean browser
+.PHONY: setup demo test test-all accuracy lint format bench reliability clean browser postgresql
 
 setup: $(STAMP) $(NO_PLUGINS_STAMP)
 
@@ -33,7 +33,7 @@ $(NO_PLUGINS_STAMP): $(STAMP)
 $(TEST_STAMP): pyproject.toml $(wildcard examples/model_template/pyproject.toml tests/plugins/*/pyproject.toml)
 	test -x $(TEST_PY) || $(PYTHON) -m venv $(TEST_VENV)
 	$(TEST_PY) -m pip install --quiet --upgrade pip
-	$(TEST_PY) -m pip install --quiet -e '.[dev,spark]'
+	$(TEST_PY) -m pip install --quiet -e '.[dev,spark,dagster]'
 	for p in $(PLUGINS); do $(TEST_PY) -m pip install --quiet -e $$p || exit 1; done
 	touch $(TEST_STAMP)
 
@@ -48,10 +48,17 @@ browser:
 	elif [ "$$(id -u)" = 0 ]; then export DEBIAN_FRONTEND=noninteractive; apt-get install -y chromium || { apt-get update && apt-get install -y chromium; }; \
 	else echo "browser tests need /usr/bin/chromium: run 'sudo apt-get install -y chromium' (they skip without it)"; fi
 
-test: $(TEST_STAMP) browser
+# Debian's PostgreSQL server for the source and sink tests (each test starts its own in a
+# temporary directory; nothing runs as a service).
+postgresql:
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ]; then export DEBIAN_FRONTEND=noninteractive; apt-get install -y postgresql || { apt-get update && apt-get install -y postgresql; }; \
+	else echo "PostgreSQL tests need Debian's server: run 'sudo apt-get install -y postgresql' (they skip without it)"; fi
+
+test: $(TEST_STAMP) browser postgresql
 	$(TEST_PY) -m pytest -m "not slow" -q
 
-test-all: $(TEST_STAMP) browser
+test-all: $(TEST_STAMP) browser postgresql
 	$(TEST_PY) -m pytest -q
 
 # The accuracy check alone (it also runs in `make test`): the default pool on a fixed sample of

@@ -18,6 +18,7 @@ from pathlib import Path
 import duckdb
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import ingest_postgres
 from common import WORK, machine, measure, today, write_section
 
 PIPELINE = """\
@@ -166,6 +167,14 @@ def frame_vs_file(rows: int, repeats: int) -> dict[str, object]:
     }
 
 
+def postgres_vs_file(rows: int, repeats: int) -> dict[str, object]:
+    """Ingest from a PostgreSQL query against the same rows from the CSV file
+    (bench/ingest_postgres.py)."""
+    data = WORK / f"ingest_{rows}.csv"
+    generate(data, rows)
+    return ingest_postgres.query_vs_file(data, PIPELINE, repeats)
+
+
 def markdown(r: dict[str, object]) -> str:
     return f"""## Ingest
 
@@ -206,11 +215,13 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=20_000_000)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--frame-rows", type=int, default=5_000_000, help="rows of the frame case")
+    parser.add_argument("--pg-rows", type=int, default=1_000_000, help="rows of the query case")
     args = parser.parse_args()
     result = run(args.rows, args.repeats)
     result.update(frame_vs_file(args.frame_rows, max(args.repeats, 2)))
+    result.update(postgres_vs_file(args.pg_rows, max(args.repeats, 2)))
     print(json.dumps(result, indent=2))
-    path = write_section("ingest", markdown(result))
+    path = write_section("ingest", markdown(result) + ingest_postgres.markdown(result))
     print(f"wrote {path}")
 
 

@@ -35,6 +35,7 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     ),
     "spark": ("spark.py", [], ["--series", "2000"]),
     "serve": ("serve.py", [], ["--seconds", "5"]),
+    "sinks": ("sinks.py", [], ["--rows", "200000", "--repeats", "1"]),
     "accuracy": (
         "accuracy.py",
         ["--out", str(RESULTS / "accuracy.md")],

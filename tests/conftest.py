@@ -19,6 +19,9 @@ from tests.pipelines import pipeline_toml
 if TYPE_CHECKING:
     from tests.observability_workspace import Observed
 
+# Real servers on 127.0.0.1 (each started on first use, once per session), for every test folder.
+pytest_plugins = ["tests.servers.s3", "tests.servers.postgres"]
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("STEADYCAST_DATA", REPO.parent / "shared" / "data"))
 

@@ -7,6 +7,7 @@ a typo must not silently fall back to a default.
 
 from __future__ import annotations
 
+import datetime
 import re
 import tomllib
 import warnings
@@ -50,13 +51,19 @@ def _name(value: str, what: str) -> str:
 
 
 class SourceConfig(_Table):
-    """How the columns of an input file map onto ``unique_id, ds, y``."""
+    """How the columns of an input file map onto ``unique_id, ds, y``, and where
+    ``steadycast ingest NAME`` with no files reads from (docs/ingest.md, "Sources")."""
 
     id_column: str = "unique_id"
     time_column: str = "ds"
     value_column: str = "y"
     timezone: str = "UTC"
     time_format: str = ""
+    # A file, folder, glob or s3:// URL; relative to the workspace folder.
+    path: str = ""
+    # A SQL query whose rows are the batch, run against ``database`` (postgresql://...).
+    query: str = ""
+    database: str = ""
 
     @field_validator("timezone")
     @classmethod
@@ -84,6 +91,32 @@ class SourceConfig(_Table):
             )
         return value
 
+    @field_validator("database")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        if not value:
+            return value
+        from urllib.parse import parse_qs, urlsplit
+
+        url = urlsplit(value)
+        if url.password is not None or "password" in parse_qs(url.query):
+            # The pipeline file is read by everyone who reads the config, and the batch ledger
+            # names the source: a secret has no place in either (nor in this message).
+            raise ValueError(
+                "database holds a password; remove it from the URL and give it to libpq "
+                "instead, in the PGPASSWORD environment variable or a ~/.pgpass file"
+            )
+        try:
+            url.port  # noqa: B018 - a port that is not a number raises here
+        except ValueError:
+            raise ValueError(f"{value!r} has a port that is not a number") from None
+        if url.scheme not in ("postgresql", "postgres"):
+            raise ValueError(
+                f"{value!r} is not a PostgreSQL URL; write it like "
+                "'postgresql://user@host:5432/dbname'"
+            )
+        return value
+
     @model_validator(mode="after")
     def _distinct(self) -> SourceConfig:
         columns = [self.id_column, self.time_column, self.value_column]
@@ -92,6 +125,21 @@ class SourceConfig(_Table):
                 f"id_column, time_column and value_column must be three different columns "
                 f"(got {columns!r})"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _one_source(self) -> SourceConfig:
+        if self.path and self.query:
+            raise ValueError(
+                "path and query are two different sources; keep one of them (a pipeline reads "
+                "either files or a query)"
+            )
+        if self.query and not self.database:
+            raise ValueError(
+                "query needs database = 'postgresql://user@host:5432/dbname' to run against"
+            )
+        if self.database and not self.query:
+            raise ValueError("database is set without a query; add query = 'SELECT ...'")
         return self
 
 
@@ -566,7 +614,17 @@ class AlertsConfig(_Table):
 # Monitoring: SLA and freshness, realised accuracy and drift
 # ---------------------------------------------------------------------------------------------
 
-_CLOCK_TIME = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+
+def _clock_time(text: str) -> datetime.time | None:
+    """``HH:MM`` (or ``H:MM``) on a 24-hour clock as a time; None for anything else (seconds,
+    a zone, ``0900``), so a deadline is written one way in every pipeline file."""
+    hour, colon, minute = text.partition(":")
+    if not colon or not 1 <= len(hour) <= 2 or len(minute) != 2:
+        return None
+    try:
+        return datetime.time.fromisoformat(f"{hour:0>2}:{minute}")
+    except ValueError:
+        return None
 
 
 class SlaConfig(_Table):
@@ -585,7 +643,7 @@ class SlaConfig(_Table):
     @classmethod
     def _clock(cls, value: str) -> str:
         value = value.strip()
-        if value and not _CLOCK_TIME.match(value):
+        if value and _clock_time(value) is None:
             raise ValueError(
                 f"{value!r} is not a time of day; use HH:MM on a 24-hour clock, such as '09:00'"
             )
@@ -610,8 +668,8 @@ class SlaConfig(_Table):
     @property
     def deadline_time(self) -> tuple[int, int] | None:
         """``(hour, minute)`` of the deadline, or None when there is none."""
-        match = _CLOCK_TIME.match(self.deadline)
-        return (int(match.group(1)), int(match.group(2))) if match else None
+        clock = _clock_time(self.deadline)
+        return (clock.hour, clock.minute) if clock else None
 
     @property
     def max_age(self) -> pd.Timedelta | None:
@@ -671,6 +729,47 @@ class CovariatesConfig(_Table):
         return self
 
 
+class PostgresSinkConfig(_Table):
+    """A PostgreSQL table that holds the current release (swapped in one transaction)."""
+
+    kind: Literal["postgresql"]
+    # postgresql://user@host:port/dbname, without a password: libpq reads it from PGPASSWORD or
+    # ~/.pgpass, so no secret is kept in the pipeline file or the run record.
+    database: str
+    table: str
+
+    @field_validator("database")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        from steadycast._pg import url_problem
+
+        problem = url_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("table")
+    @classmethod
+    def _table_name(cls, value: str) -> str:
+        # Checked here, not only when the sink writes, so `steadycast validate` names it.
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?", value):
+            raise ValueError(
+                f"{value!r} is not a table name; write forecasts or analytics.forecasts "
+                "(letters, digits and underscores)"
+            )
+        return value
+
+
+class ParquetSinkConfig(_Table):
+    """A Parquet dataset (a local folder or ``s3://bucket/prefix``) that receives each release."""
+
+    kind: Literal["parquet"]
+    path: str
+
+
+SinkConfig = Annotated[PostgresSinkConfig | ParquetSinkConfig, Field(discriminator="kind")]
+
+
 class PipelineConfig(_Table):
     """A whole pipeline file."""
 
@@ -688,6 +787,29 @@ class PipelineConfig(_Table):
     sla: SlaConfig = SlaConfig()
     monitor: MonitorConfig = MonitorConfig()
     covariates: CovariatesConfig = CovariatesConfig()
+    # Where each published release is also written ([[sinks]] tables; see docs/sinks.md).
+    sinks: list[SinkConfig] = Field(default_factory=list)
+
+    @field_validator("sinks")
+    @classmethod
+    def _sinks_once(cls, value: list[SinkConfig]) -> list[SinkConfig]:
+        """A place named twice would be written twice and recorded once."""
+        from urllib.parse import urlsplit
+
+        seen: set[tuple[str, ...]] = set()
+        for sink in value:
+            key: tuple[str, ...]
+            if isinstance(sink, PostgresSinkConfig):
+                url = urlsplit(sink.database)
+                key = ("postgresql", url.hostname or "", str(url.port or ""), url.path, sink.table)
+                where = f"table {sink.table!r} of {sink.database.split('@')[-1]!r}"
+            else:
+                key = ("parquet", sink.path.rstrip("/"))
+                where = f"path {sink.path!r}"
+            if key in seen:
+                raise ValueError(f"two [[sinks]] tables write to {where}; keep one")
+            seen.add(key)
+        return value
 
     @model_validator(mode="after")
     def _default_pool(self) -> PipelineConfig:

@@ -12,6 +12,7 @@ Every error a user can see is a ``SteadycastError``; its ``exit_code`` is what t
     ├── DataError                      exit 1   rows break a stage's contract (names the series)
     ├── ModelError                     exit 1   a model broke its contract (wrapped at the boundary)
     │   └── ModelOutputError           exit 1   what a model returned failed validation
+    ├── SinkError                      exit 1   a sink could not take a release (names the sink)
     └── NotFoundError                  exit 2   an unknown pipeline, run, release, series or
         │                                       incident: one code in every command
         └── UnknownPipelineError       exit 2   no pipelines/NAME.toml for the name given
@@ -83,6 +84,16 @@ class ModelError(SteadycastError):
 
 class ModelOutputError(ModelError):
     """What a model returned failed validation (ids, horizon, timestamps, finiteness)."""
+
+
+class SinkError(SteadycastError):
+    """A published release could not be written to a sink; the release stays published and
+    the sink is retried on the next run. The message names the sink, never a credential."""
+
+    def __init__(self, sink: str, problem: str) -> None:
+        super().__init__(f"sink {sink}: {problem}")
+        self.sink = sink
+        self.problem = problem
 
 
 class NotFoundError(SteadycastError):

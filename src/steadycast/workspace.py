@@ -49,7 +49,8 @@ format = 1
 
 EXAMPLE_PIPELINE = """\
 # An example pipeline: half-hourly smart-meter readings, forecast one day ahead.
-# Copy this file to pipelines/NAME.toml and edit it; NAME is the pipeline's name.
+# Rename this file to pipelines/NAME.toml and edit it; NAME is the pipeline's name. Every
+# file in pipelines/ is a pipeline (`steadycast run --all` runs each), so do not keep a copy.
 
 [source]
 id_column = "meter_id"        # column holding the series id

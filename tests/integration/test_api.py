@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -146,6 +147,25 @@ def test_forecast_of_some_series_as_json_and_csv(client: httpx.Client) -> None:
     assert lines[0] == ",".join(EXPORT_COLUMNS) and len(lines) == 13
     assert lines[1].startswith("m2,2024-03-11T00:00:00Z,")
     assert csv.headers["X-Steadycast-Release"]
+
+
+def test_forecast_as_parquet_is_the_release_in_export_columns(
+    client: httpx.Client, served: Served
+) -> None:
+    url = f"{API}/pipelines/{PIPELINE}/forecast"
+    whole = client.get(url, params={"format": "parquet"})
+    assert whole.status_code == 200, whole.text
+    assert whole.headers["content-type"] == "application/vnd.apache.parquet"
+    assert whole.headers["X-Steadycast-Release"] == served.second
+    frame = pd.read_parquet(io.BytesIO(whole.content))
+    assert list(frame.columns) == EXPORT_COLUMNS
+    expected = release_frame(served, served.second)
+    pd.testing.assert_frame_equal(frame, expected[EXPORT_COLUMNS], check_dtype=False)
+    some = client.get(url, params=[("format", "parquet"), ("series", "m3"), ("series", "m1")])
+    ids = pd.read_parquet(io.BytesIO(some.content))["unique_id"].tolist()
+    assert ids == ["m3"] * 12 + ["m1"] * 12  # in the order asked, like JSON and CSV
+    slow = client.get(url, params={"format": "parquet", "via": "route"})
+    assert slow.content == whole.content  # the fast path and the route agree
 
 
 def test_fast_path_and_route_answer_the_same_bytes(client: httpx.Client) -> None:

@@ -7,6 +7,7 @@ may be a 5xx, and every status code must be one the document declares for that o
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,16 +17,20 @@ from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error, status_code_conformance
 
 from steadycast.server import create_app
+from steadycast.server.triggers import triggers_of
 from tests.server_workspace import PIPELINE, TOKEN, served_workspace
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture(scope="module")
-def api_schema(tmp_path_factory: pytest.TempPathFactory) -> Any:
+def api_schema(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     served = served_workspace(tmp_path_factory.mktemp("fuzz") / "copy")
     app = create_app(served.ws, token=TOKEN)
-    return schemathesis.openapi.from_asgi("/api/v1/openapi.json", app)
+    yield schemathesis.openapi.from_asgi("/api/v1/openapi.json", app)
+    # POST .../runs starts real runs in child processes: none outlives the module.
+    for started in triggers_of(app.state.server).started.values():
+        started.process.wait(timeout=300)
 
 
 def operations(schema: Any) -> list[Any]:

@@ -193,3 +193,34 @@ def test_workspace_format_of_the_wrong_type_is_named(tmp_path: Path, value: str)
     ws.settings_file.write_text(f"[workspace]\nformat = {value}\n")
     with pytest.raises(ConfigError, match=r"steadycast.toml: \[workspace\] format must be a whole"):
         Workspace.open(ws.root)
+
+
+@pytest.mark.parametrize(
+    ("sinks", "message"),
+    [
+        (
+            [{"kind": "parquet", "path": "s3://b/f"}, {"kind": "parquet", "path": "s3://b/f/"}],
+            r"sinks: two \[\[sinks\]\] tables write to path 's3://b/f/'; keep one",
+        ),
+        (
+            [
+                {"kind": "postgresql", "database": "postgresql://a@db:5432/x", "table": "t"},
+                {"kind": "postgresql", "database": "postgresql://b@db:5432/x", "table": "t"},
+            ],
+            r"two \[\[sinks\]\] tables write to table 't' of 'db:5432/x'",
+        ),
+    ],
+)
+def test_a_sink_named_twice_is_refused(sinks: list[dict], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_pipeline({**MINIMAL, "sinks": sinks}, "meters", "pipelines/meters.toml")
+
+
+def test_two_tables_in_one_database_are_two_sinks() -> None:
+    db = "postgresql://a@db:5432/x"
+    sinks = [
+        {"kind": "postgresql", "database": db, "table": "t"},
+        {"kind": "postgresql", "database": db, "table": "u"},
+    ]
+    cfg = parse_pipeline({**MINIMAL, "sinks": sinks}, "meters", "pipelines/meters.toml")
+    assert [s.table for s in cfg.sinks] == ["t", "u"]

@@ -5,7 +5,8 @@ the server use too. One module per command group:
 
     _app.py        the Typer app, the shared options (-w/--workspace, --json), output helpers,
                    the progress bar, and ``main``: errors to one line on stderr and an exit code
-                   (0 success; 1 failure; 2 usage or configuration error; 3 run held by a gate)
+                   (0 success; 1 failure; 2 usage or configuration error; 3 run held by a gate;
+                   4 published but a sink does not hold the release)
     _failures.py   unexpected errors (a full disk, a bug) as one line; loaded only on one
     workspace.py   init
     ingest.py      ingest, quarantine: data in, and the rows turned away
@@ -17,6 +18,7 @@ the server use too. One module per command group:
     metrics.py     metrics, hogs: what the workspace counts and costs
     models.py      models: built-in and plugged-in
     serve.py       serve: the HTTP API and the dashboard
+    sinks.py       sinks list, sinks retry: what each sink holds, and a retry
     synth.py       synth: a synthetic fleet with planted faults
     demo.py        demo: the whole job on the bundled sample
 
@@ -35,6 +37,7 @@ from steadycast.cli import (
     monitor,
     run,
     serve,
+    sinks,
     status,
     synth,
     validate,
@@ -69,5 +72,6 @@ for _command in (
 ):
     app.command()(_command)
 del _command
+app.add_typer(sinks.app, name="sinks")
 
 __all__ = ["app", "main"]

@@ -66,23 +66,39 @@ def run(
             "(default: engine.spark_master).",
         ),
     ] = None,
+    run_id: Annotated[
+        str | None,
+        typer.Option(
+            "--run-id",
+            hidden=True,
+            help="Record the run under this id (the server names a run it starts before it "
+            "starts, so its caller can poll it).",
+        ),
+    ] = None,
 ) -> None:
     """Check, prepare, backtest and select, forecast, gate and publish a pipeline (or, with
-    --all / --select, several). Exit code 0: published, or skipped as nothing is new; 3: held
-    (or still held: skipped on the data of a held run); 1: failed; 2: configuration error. With
-    several, the worst of them."""
+    --all / --select, several). Exit code 0: published, or skipped as nothing is new; 4:
+    published (or skipped) but a sink does not hold the release (incident open, retried next
+    run); 3: held (or still held: skipped on the data of a held run); 1: failed; 2:
+    configuration error. With several, the worst of them."""
     from steadycast.workspace import Workspace
 
     names = list(pipelines or [])
     ws = Workspace.open(workspace)
     if not every and not select and len(names) == 1:
-        _run_one(ws, names[0], force, json_out, engine, spark_master)
+        _run_one(ws, names[0], force, json_out, engine, spark_master, run_id)
     else:
         _run_several(ws, names, every, force, json_out, engine, spark_master)
 
 
 def _run_with_progress(
-    ws: Any, name: str, force: bool, json_out: bool, engine: str | None, spark_master: str | None
+    ws: Any,
+    name: str,
+    force: bool,
+    json_out: bool,
+    engine: str | None,
+    spark_master: str | None,
+    run_id: str | None = None,
 ) -> Any:
     """One run of pipeline ``name``, with a progress bar unless JSON is asked for; a run with
     nothing new is skipped unless ``force``."""
@@ -96,24 +112,35 @@ def _run_with_progress(
             engine=engine,
             spark_master=spark_master,
             skip_unchanged=not force,
+            run_id=run_id,
         )
 
 
 def _run_one(
-    ws: Any, name: str, force: bool, json_out: bool, engine: str | None, spark_master: str | None
+    ws: Any,
+    name: str,
+    force: bool,
+    json_out: bool,
+    engine: str | None,
+    spark_master: str | None,
+    run_id: str | None = None,
 ) -> None:
     """``run NAME``: the run's stage table (or its JSON), and its exit code."""
-    result = _run_with_progress(ws, name, force, json_out, engine, spark_master)
+    result = _run_with_progress(ws, name, force, json_out, engine, spark_master, run_id)
     if json_out:
         emit_json(result.as_dict())
     elif result.status == "skipped" and result.skipped is not None:
         say(f"{name}: skipped: {result.skipped['message']}")
     else:
         _print_run(result, ws.root)
-    if result.status in ("held", "skipped"):
+    warn_sinks_behind(name, result.sinks)
+    if result.status in ("published", "held", "skipped"):
         from steadycast.pipeline.many import result_exit_code
 
-        raise typer.Exit(result_exit_code(result))
+        code = result_exit_code(result)
+        if code:
+            raise typer.Exit(code)
+        return
     if result.status != "published":
         # One line on stderr for whoever runs it from cron: what failed and why.
         err.print("error: ", style="bold red", end="")
@@ -145,6 +172,8 @@ def _run_several(
         outcomes.append(outcome)
         if not json_out:
             say(_summary(outcome))
+        if outcome.result is not None:
+            warn_sinks_behind(outcome.pipeline, outcome.result.sinks)
     if json_out:
         emit_json([o.as_dict() for o in outcomes])
     code = exit_code(outcomes)
@@ -157,6 +186,31 @@ def _run_several(
             highlight=False,
         )
         raise typer.Exit(code)
+
+
+def warn_sinks_behind(pipeline: str, sinks: list[dict[str, Any]]) -> None:
+    """One line on stderr per sink that does not hold the current release: the release is
+    published and served, the sink's incident is open, and the next run delivers again."""
+    for s in sinks:
+        if s.get("state") != "pending":
+            continue
+        # A sink added since the last delivery has no incident: nothing failed yet.
+        incident = f"incident {s['incident_id']}; " if s.get("incident_id") else ""
+        release = s["current_release_id"]
+        rewrite = s.get("release_id") == release  # a forced rewrite failed; the sink has it
+        what = (
+            f"could not write release {release} again (it still holds it)"
+            if rewrite
+            else f"does not hold release {release}"
+        )
+        retry = f"steadycast sinks retry {pipeline}" + (" --force" if rewrite else "")
+        err.print("warning: ", style="bold yellow", end="")
+        err.print(
+            f"{pipeline}: sink {s['sink']} {what} ({s['error']}); {incident}retry with "
+            f"`{retry}`" + ("" if rewrite else " or on the next run"),
+            markup=False,
+            highlight=False,
+        )
 
 
 def _summary(outcome: Any) -> str:
@@ -242,6 +296,7 @@ def approve(
         if overridden:
             doc["overridden_checks"] = overridden
         emit_json(doc)
+        _exit_if_sinks_behind(ws, _pipeline_of(ws, run_id))
         return
     out.print(f"run {run_id} approved: release {release_id} is current", markup=False)
     if overridden:
@@ -257,6 +312,13 @@ def approve(
                 markup=False,
                 highlight=False,
             )
+    _exit_if_sinks_behind(ws, _pipeline_of(ws, run_id))
+
+
+def _pipeline_of(ws: Any, run_id: str) -> str:
+    from steadycast.storage.runlog import get_run
+
+    return str((get_run(ws.control_path, run_id) or {})["pipeline"])
 
 
 def rollback(
@@ -278,3 +340,16 @@ def rollback(
         emit_json({"pipeline": pipeline, "current": release_id})
     else:
         out.print(f"{pipeline}: release {release_id} is current again")
+    _exit_if_sinks_behind(ws, pipeline)
+
+
+def _exit_if_sinks_behind(ws: Any, pipeline: str) -> None:
+    """After a lever made a release current: a warning per sink that did not take it, and exit
+    4 (``many.SINK_BEHIND``), as ``run`` does."""
+    from steadycast.pipeline.many import SINK_BEHIND
+    from steadycast.sinks.deliver import sink_states
+
+    found = [d.as_dict() for d in sink_states(ws, ws.pipeline(pipeline))]
+    warn_sinks_behind(pipeline, found)
+    if any(s["state"] == "pending" for s in found):
+        raise typer.Exit(SINK_BEHIND)

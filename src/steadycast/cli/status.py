@@ -76,6 +76,11 @@ def _print_status(st: dict[str, Any], root: Path) -> None:
         markup=False,
     )
     out.print(f"  open incidents:  {st['open_incidents']}")
+    for sink in st.get("sinks") or []:
+        held = f"holds release {sink['release_id'] or '-'}"
+        if sink["state"] == "pending":
+            held += f", behind the current release: {sink['error']}"
+        out.print(f"  sink:            {sink['sink']}: {held}", markup=False, highlight=False)
     if last.get("status") == "held":
         from steadycast.ops import advice
 

@@ -23,5 +23,7 @@ def init(
         return
     out.print(f"Created workspace [bold]{ws.root}[/bold]")
     out.print(f"  settings:  {ws.settings_file}")
-    out.print(f"  pipelines: {ws.pipelines_dir} (edit pipelines/example.toml to start)")
+    out.print(
+        f"  pipelines: {ws.pipelines_dir} (rename pipelines/example.toml to NAME.toml and edit it)"
+    )
     out.print(f"  store:     {ws.store_path}")

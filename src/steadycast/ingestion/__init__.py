@@ -16,6 +16,9 @@ The modules follow a file through a batch:
     _ledger.py      counts, parity and the batch ledger row
     covariates.py   covariate files: the same batch, once per declared covariate column
     frame.py        a DataFrame as a batch: named by its content hash, rows by position
+    sources.py      what a user names (folders, globs, stdin, datasets, s3:// URLs, the
+                    configured [source]) expanded into batches of one file each
+    postgres.py     a [source] query's rows from PostgreSQL, as an Arrow table (read_query)
     _progress.py    progress of long statements, for the command line
     _sql.py         SQL text helpers
 

@@ -230,18 +230,30 @@ def csv_buffer(con: duckdb.DuckDBPyConnection) -> int | None:
     return buffer if buffer < _CSV_BUFFER else None
 
 
-def mapped_columns(
-    con: duckdb.DuckDBPyConnection, reader: str, path: Path, fmt: str, cfg: PipelineConfig
-) -> str:
-    """SELECT list of the three mapped columns, as text; names are checked against the file."""
-    src = cfg.source
-    wanted = [src.id_column, src.time_column, src.value_column]
+def file_columns(con: duckdb.DuckDBPyConnection, reader: str, path: Path, fmt: str) -> list[str]:
+    """The file's column names, as DuckDB reads them."""
     try:
-        columns = [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {reader}").fetchall()]
+        return [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {reader}").fetchall()]
     except duckdb.Error as exc:
         if line_too_long(exc):
             raise LongLines from None
         raise InputFileError(str(path), f"cannot be read as {fmt} ({first_line(exc)})") from None
+
+
+def mapped_columns(
+    con: duckdb.DuckDBPyConnection,
+    reader: str,
+    path: Path,
+    fmt: str,
+    cfg: PipelineConfig,
+    columns: list[str] | None = None,
+) -> str:
+    """SELECT list of the three mapped columns, as text; names are checked against the file
+    (whose ``columns`` are read here unless given)."""
+    src = cfg.source
+    wanted = [src.id_column, src.time_column, src.value_column]
+    if columns is None:
+        columns = file_columns(con, reader, path, fmt)
     missing = [c for c in wanted if c not in columns]
     if missing:
         shown = ", ".join(repr(c) for c in columns[:20])

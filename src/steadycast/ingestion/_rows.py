@@ -29,6 +29,7 @@ from steadycast.ingestion._read import (
     LongLines,
     copy_short_lines,
     csv_buffer,
+    file_columns,
     line_too_long,
     mapped_columns,
     reader,
@@ -45,6 +46,8 @@ class Checked:
     has_rejects: bool  # DuckDB rejected lines (they are in ``rejects``)
     time_format: str
     long_lines: list[LongLine] = field(default_factory=list)  # each quarantined alone
+    # The file's columns that are not mapped: not stored, reported once with the batch.
+    ignored_columns: tuple[str, ...] = ()
 
 
 def read_and_check(
@@ -92,7 +95,10 @@ def _read_file(
     """Read ``path`` (the file, or the copy of it named ``display``) into ``checked``."""
     buffer = csv_buffer(con)
     peek = reader(path, fmt, cfg, keep_rejects=False, buffer=buffer, comments=comments)
-    columns = mapped_columns(con, peek, Path(display), fmt, cfg)
+    found = file_columns(con, peek, Path(display), fmt)
+    columns = mapped_columns(con, peek, Path(display), fmt, cfg, found)
+    src = cfg.source
+    ignored = tuple(c for c in found if c not in (src.id_column, src.time_column, src.value_column))
     full = reader(path, fmt, cfg, keep_rejects=True, buffer=buffer, comments=comments)
     name = Path(display).name
     try:
@@ -120,4 +126,4 @@ def _read_file(
     con.execute("SET preserve_insertion_order = false")
     with tracking(con, progress, f"checking {name}"):
         dedupe(con, rec, cfg)
-    return Checked(rec, has_rejects, parser.name)
+    return Checked(rec, has_rejects, parser.name, ignored_columns=ignored)

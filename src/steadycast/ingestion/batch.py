@@ -18,6 +18,7 @@ from typing import Any
 import duckdb
 
 from steadycast.config import PipelineConfig
+from steadycast.errors import InputFileError
 from steadycast.ingestion._apply import apply_good_rows
 from steadycast.ingestion._exact import exact_text, read_exact_lines
 from steadycast.ingestion._ledger import BatchKey, Counts, check_parity, count_rows, record_batch
@@ -52,6 +53,8 @@ class BatchResult:
     rows_corrected: int = 0
     rows_unchanged: int = 0
     time_format: str = ""
+    # Columns of the input that are not mapped by [source] (nor a covariate): not stored, said.
+    ignored_columns: list[str] = field(default_factory=list)
     wall_s: float = 0.0
     cpu_s: float = 0.0
     peak_rss_mb: float = 0.0
@@ -81,13 +84,34 @@ def ingest_file(
     progress: Progress | None = None,
     *,
     origin: Origin | None = None,
+    display: str | None = None,
 ) -> BatchResult:
     """Ingest one file as one batch; a batch already ingested into this pipeline is skipped.
 
     The file is hashed in a thread while DuckDB reads it: the hash names the batch and is only
     needed to write it. A file the hash refuses (not text, not UTF-8) or has seen before stops
     the read at once. ``origin``: the file holds a DataFrame's rows (ingestion/frame.py).
+    ``display``: the name the user knows the file by (an ``s3://`` URL, ``stdin``) when ``path``
+    is a local copy of it: the ledger, the quarantine and every message use it instead.
     """
+    if display is None or origin is not None:
+        return _ingest_file(ws, cfg, path, progress, origin, None)
+    try:
+        return _ingest_file(ws, cfg, path, progress, origin, display)
+    except InputFileError as exc:
+        if exc.file != str(path):
+            raise
+        raise InputFileError(display, exc.problem.replace(str(path), display)) from None
+
+
+def _ingest_file(
+    ws: Workspace,
+    cfg: PipelineConfig,
+    path: Path,
+    progress: Progress | None,
+    origin: Origin | None,
+    display: str | None,
+) -> BatchResult:
     meter = Meter()
     with meter:
         fmt = file_format(path)
@@ -108,7 +132,7 @@ def ingest_file(
                 hashing = pool.submit(_hash_watching, path, fmt, known, con, stop, given)
                 try:
                     result = _ingest_batch(
-                        con, cfg, path, fmt, hashing, known, progress, ws.temp_dir, origin
+                        con, cfg, path, fmt, hashing, known, progress, ws.temp_dir, origin, display
                     )
                 except BaseException:
                     stop.set()
@@ -165,9 +189,10 @@ def _ingest_batch(
     progress: Progress | None,
     temp_dir: Path,
     origin: Origin | None = None,
+    name: str | None = None,
 ) -> BatchResult:
     """Read, check and write the batch inside the caller's transaction (committed here)."""
-    display = origin.name if origin else str(path)
+    display = origin.name if origin else name or str(path)
     if origin is not None and origin.fingerprint.sha256 in known:  # known before reading
         con.execute("ROLLBACK")
         return BatchResult(file=display, batch_id=origin.fingerprint.sha256[:16], status="skipped")
@@ -199,7 +224,14 @@ def _ingest_batch(
         rows_corrected=counts.rows_corrected,
         rows_unchanged=counts.rows_unchanged,
         time_format=checked.time_format,
+        ignored_columns=_ignored(cfg, checked.ignored_columns),
     )
+
+
+def _ignored(cfg: PipelineConfig, columns: tuple[str, ...]) -> list[str]:
+    """The unmapped columns worth telling about: a covariate column is read by its own ingest
+    (``--covariates``), so it is not ignored."""
+    return [c for c in columns if c not in cfg.covariates.columns]
 
 
 def _write(
@@ -234,20 +266,24 @@ def _write(
     return counts
 
 
-def ingest(ws: Workspace, pipeline: str, files: Any) -> list[BatchResult]:
+def ingest(ws: Workspace, pipeline: str, files: Any = None) -> list[BatchResult]:
     """Ingest files in order, or one DataFrame (pandas, pyarrow, or any Arrow stream) as one
     batch; each file is its own batch, so a failure leaves earlier ones stored.
 
     ``files``: a list of paths, one path, or a frame, whose columns are mapped by the
     pipeline's ``[source]`` table as a file's are; a frame's batch is named by its content, so
-    ingesting the same frame twice is a skip.
+    ingesting the same frame twice is a skip. A path may be a folder, a glob, ``-`` (stdin) or
+    an ``s3://`` URL (ingestion/sources.py). None: the pipeline's configured ``[source]``.
     """
-    from steadycast.ingestion.frame import ingest_frame, is_frame, paths_of
+    from steadycast.ingestion.frame import ingest_frame, is_frame
+    from steadycast.ingestion.sources import ingest_args, ingest_configured
 
     cfg = ws.pipeline(pipeline)
+    if files is None:
+        return ingest_configured(ws, cfg)
     if is_frame(files):
         return [ingest_frame(ws, cfg, files)]
-    return [ingest_file(ws, cfg, f) for f in paths_of(files)]
+    return ingest_args(ws, cfg, files)
 
 
 def quarantined(ws: Workspace, pipeline: str, limit: int | None = None) -> list[dict[str, Any]]:

@@ -14,7 +14,6 @@ import hashlib
 import os
 import secrets
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -42,11 +41,12 @@ def is_frame(obj: object) -> bool:
     )
 
 
-def paths_of(files: object) -> list[Path]:
-    """The files ``ingest`` was given, as paths; anything else is a TypeError naming what was
-    passed (iterating a frame would take its column names for files)."""
+def paths_of(files: object) -> list[str]:
+    """The files ``ingest`` was given, as text (an ``s3://`` URL is no local path: ``Path`` would
+    fold its ``//``); anything else is a TypeError naming what was passed (iterating a frame
+    would take its column names for files)."""
     if isinstance(files, str | os.PathLike):
-        return [Path(files)]
+        return [os.fspath(files)]
     if isinstance(files, Mapping):  # its keys are column names, not files
         raise TypeError(
             f"ingest: {_WHAT}; got a {type(files).__name__}: make it a frame first, "
@@ -61,14 +61,14 @@ def paths_of(files: object) -> list[Path]:
             f"ingest: {_WHAT}; got a {type(files).__name__} holding "
             f"{type(wrong[0]).__name__} {wrong[0]!r}"
         )
-    return [Path(p) for p in paths]
+    return [os.fspath(p) for p in paths]
 
 
-def as_table(frame: Any, cfg: PipelineConfig) -> pa.Table:
+def as_table(frame: Any, cfg: PipelineConfig, name: str = FRAME) -> pa.Table:
     """The frame as an Arrow table with the pipeline's mapped columns; a missing column is named
     with the columns found, as for a file."""
     if isinstance(frame, pd.DataFrame):
-        table = _from_pandas(_with_index_columns(frame, cfg))
+        table = _from_pandas(_with_index_columns(frame, cfg), name)
     elif isinstance(frame, pa.RecordBatch):
         table = pa.Table.from_batches([frame])
     elif isinstance(frame, pa.Table):
@@ -81,7 +81,7 @@ def as_table(frame: Any, cfg: PipelineConfig) -> pa.Table:
     if missing:
         shown = ", ".join(repr(c) for c in table.column_names[:20])
         raise InputFileError(
-            FRAME,
+            name,
             f"missing column(s) {', '.join(repr(c) for c in missing)} (columns found: {shown}); "
             f"rename the frame's columns, or map them in [source] of pipelines/{cfg.name}.toml",
         )
@@ -97,7 +97,7 @@ def _with_index_columns(frame: pd.DataFrame, cfg: PipelineConfig) -> pd.DataFram
     return frame.reset_index(level=sorted(named)) if named else frame
 
 
-def _from_pandas(frame: pd.DataFrame) -> pa.Table:
+def _from_pandas(frame: pd.DataFrame, name: str = FRAME) -> pa.Table:
     """Arrow columns of a pandas frame; a column of mixed Python objects (numbers and text) is
     taken as text, as a file holds it, so its bad values are quarantined row by row."""
     try:
@@ -111,7 +111,7 @@ def _from_pandas(frame: pd.DataFrame) -> pa.Table:
     try:
         return pa.Table.from_pandas(fixed, preserve_index=False)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
-        raise InputFileError(FRAME, f"cannot be read as a table ({exc})") from None
+        raise InputFileError(name, f"cannot be read as a table ({exc})") from None
 
 
 def _missing(value: object) -> bool:
@@ -146,15 +146,18 @@ def content_sha256(table: pa.Table) -> str:
     return digest.sha.hexdigest()
 
 
-def ingest_frame(ws: Workspace, cfg: PipelineConfig, frame: Any) -> BatchResult:
+def ingest_frame(
+    ws: Workspace, cfg: PipelineConfig, frame: Any, *, name: str = FRAME, first_row: int = 0
+) -> BatchResult:
     """Ingest a frame as one batch (see the module's docstring); the Parquet file it goes
-    through is removed, whatever happens."""
-    table = as_table(frame, cfg)
+    through is removed, whatever happens. ``name`` and ``first_row``: what the ledger and the
+    quarantine call the rows when they came from elsewhere (a query's result, counted from 1)."""
+    table = as_table(frame, cfg, name)
     fp = Fingerprint(content_sha256(table), "parquet")
     ws.temp_dir.mkdir(parents=True, exist_ok=True)
     path = ws.temp_dir / f"frame-{fp.sha256[:16]}-{secrets.token_hex(4)}.parquet"
     try:
         pq.write_table(table, path)
-        return ingest_file(ws, cfg, path, origin=Origin(FRAME, fp, first_row=0))
+        return ingest_file(ws, cfg, path, origin=Origin(name, fp, first_row=first_row))
     finally:
         path.unlink(missing_ok=True)

@@ -8,8 +8,11 @@ Channels (``[alerts]`` in the pipeline config):
 - **command**: a program run without a shell, the event as JSON on its stdin and in the
   environment variable ``STEADYCAST_EVENT``; exit code 0 means delivered.
 
-Each channel is retried with exponential backoff (``retries`` more attempts after the first,
-waiting ``backoff_s``, then twice that, ...), all within ``deadline_s``. The outcome of every
+Each channel is retried with exponential backoff and jitter (``retries`` more attempts after
+the first, waiting ``backoff_s``, then twice that, ..., each plus a random part of up to
+``backoff_s`` so that many senders do not retry in step), all within ``deadline_s``. A webhook
+is retried on a connection error, a timeout, a 5xx, 408, 425 or 429 (waiting at least what its
+``Retry-After`` asks), never on another 4xx or a redirect. httpx sends, tenacity schedules. The outcome of every
 delivery goes to the audit log (``alert.delivered`` or ``alert.failed`` with the error and the
 attempts), and ``send_alert`` returns normally whatever happens: a broken alert channel is an
 alerting problem, never a reason to hold forecasts.
@@ -32,7 +35,6 @@ standard library quote it).
 from __future__ import annotations
 
 import functools
-import http.client
 import json
 import logging
 import os
@@ -40,13 +42,16 @@ import re
 import sqlite3
 import subprocess
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
+
+import httpx
+import tenacity
 
 from steadycast.config import AlertsConfig
 from steadycast.errors import SteadycastError
@@ -68,6 +73,9 @@ __all__ = [
 ]
 
 log = logging.getLogger("steadycast.alerts")
+
+# httpx logs every request's full URL at INFO, and a webhook URL is often the secret itself.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 # Worth another try: the receiver or the network may recover. Other 4xx will not.
 _RETRY_STATUS = {408, 425, 429}
@@ -222,33 +230,63 @@ def _webhook_urls(config: AlertsConfig) -> list[str]:
     return urls
 
 
-def _post(url: str, body: bytes, timeout_s: float) -> tuple[bool, int | None, str | None, bool]:
-    """One POST: (ok, status, error, worth retrying)."""
+class _Try(NamedTuple):
+    """One attempt: whether it worked, the HTTP status or exit code, the error, whether another
+    attempt may help, and how long the receiver asked us to wait first (``Retry-After``)."""
+
+    ok: bool
+    status: int | None
+    error: str | None
+    retry: bool
+    retry_after: float | None = None
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date); None if absent
+    or unreadable."""
+    if not value:
+        return None
     try:
-        request = urllib.request.Request(
-            url,
-            data=body,
-            method="POST",
-            headers={"Content-Type": "application/json", "User-Agent": "steadycast-alerts"},
-        )
-        with urllib.request.urlopen(request, timeout=timeout_s) as response:
-            status = int(response.status)
-            response.read(1024)
-        return 200 <= status < 300, status, None if status < 300 else f"HTTP {status}", True
-    except urllib.error.HTTPError as exc:
-        retry = exc.code >= 500 or exc.code in _RETRY_STATUS
-        return False, exc.code, f"HTTP {exc.code} {exc.reason}", retry
-    except urllib.error.URLError as exc:
-        return False, None, f"cannot connect: {exc.reason}", True
-    except (TimeoutError, http.client.HTTPException, OSError) as exc:
-        return False, None, f"{type(exc).__name__}: {exc}", True
-    except ValueError as exc:  # a malformed URL: no attempt will fix it
-        return False, None, f"invalid URL: {exc}", False
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max((when - datetime.now(UTC)).total_seconds(), 0.0)
 
 
-def _run_command(
-    argv: list[str], payload: str, timeout_s: float
-) -> tuple[bool, int | None, str | None, bool]:
+def _post(url: str, body: bytes, timeout_s: float) -> _Try:
+    """One POST. Redirects are not followed: a webhook that moved must be configured anew."""
+    headers = {"Content-Type": "application/json", "User-Agent": "steadycast-alerts"}
+    try:
+        with (
+            httpx.Client(timeout=timeout_s, follow_redirects=False) as client,
+            client.stream("POST", url, content=body, headers=headers) as response,
+        ):
+            status = response.status_code
+            reason = response.reason_phrase
+            wait = _retry_after(response.headers.get("Retry-After"))
+    except httpx.TimeoutException:
+        return _Try(False, None, f"timed out after {timeout_s:g} s", True)
+    except httpx.UnsupportedProtocol as exc:  # no attempt will fix the URL
+        return _Try(False, None, f"invalid URL: {exc}", False)
+    except httpx.ConnectError as exc:
+        return _Try(False, None, f"cannot connect: {exc}", True)
+    except httpx.TransportError as exc:
+        return _Try(False, None, f"{type(exc).__name__}: {exc}", True)
+    except (httpx.InvalidURL, ValueError) as exc:
+        return _Try(False, None, f"invalid URL: {exc}", False)
+    if 200 <= status < 300:
+        return _Try(True, status, None, True)
+    retry = status >= 500 or status in _RETRY_STATUS
+    return _Try(False, status, f"HTTP {status} {reason}".strip(), retry, wait if retry else None)
+
+
+def _run_command(argv: list[str], payload: str, timeout_s: float) -> _Try:
     """One run of the command: (ok, exit code, error, worth retrying)."""
     try:
         done = subprocess.run(
@@ -260,55 +298,72 @@ def _run_command(
             check=False,
         )
     except FileNotFoundError:
-        return False, None, f"no such program: {argv[0]!r}", False
+        return _Try(False, None, f"no such program: {argv[0]!r}", False)
     except PermissionError:
-        return False, None, f"not executable: {argv[0]!r}", False
+        return _Try(False, None, f"not executable: {argv[0]!r}", False)
     except subprocess.TimeoutExpired:
-        return False, None, f"timed out after {timeout_s:g} s", True
+        return _Try(False, None, f"timed out after {timeout_s:g} s", True)
     except OSError as exc:
-        return False, None, f"cannot run {argv[0]!r}: {exc}", True
+        return _Try(False, None, f"cannot run {argv[0]!r}: {exc}", True)
     if done.returncode == 0:
-        return True, 0, None, True
+        return _Try(True, 0, None, True)
     tail = done.stderr.decode(errors="replace").strip()[-300:]
-    return (
-        False,
-        done.returncode,
-        f"exit code {done.returncode}" + (f": {tail}" if tail else ""),
-        True,
+    return _Try(
+        False, done.returncode, f"exit code {done.returncode}" + (f": {tail}" if tail else ""), True
     )
+
+
+def _backoff(config: AlertsConfig) -> Callable[[tenacity.RetryCallState], float]:
+    """Exponential backoff with jitter, but never shorter than the receiver's Retry-After."""
+    exponential = tenacity.wait_exponential_jitter(
+        multiplier=config.backoff_s, jitter=config.backoff_s, max=config.deadline_s
+    )
+
+    def wait(state: tenacity.RetryCallState) -> float:
+        last = state.outcome.result() if state.outcome is not None else None
+        asked = last.retry_after if isinstance(last, _Try) and last.retry_after else 0.0
+        return max(float(exponential(state)), asked)
+
+    return wait
 
 
 def _deliver(
     channel: Literal["webhook", "command"],
     target: str,
-    attempt: Any,
+    attempt: Callable[[float], _Try],
     config: AlertsConfig,
     secret: str | None,
 ) -> AlertDelivery:
-    """Try one channel up to ``1 + retries`` times with exponential backoff, all of it within
+    """Try one channel up to ``1 + retries`` times with backoff, all of it within
     ``deadline_s``; ``attempt(timeout_s)`` makes one try."""
     errors: list[str] = []
-    status: int | None = None
-    attempts = 0
     deadline = time.monotonic() + config.deadline_s
-    for n in range(config.retries + 1):
-        attempts = n + 1
+
+    def once() -> _Try:
         left = deadline - time.monotonic()
-        ok, status, error, retry = attempt(max(min(config.timeout_s, left), 0.1))
-        if ok:
-            return AlertDelivery(channel, target, True, attempts, status, None)
-        message = error or "failed"
-        if secret:
-            message = _scrub(message, secret, target)
-        errors.append(message)
-        if not retry or n == config.retries:
-            break
-        pause = config.backoff_s * (2**n)
-        if time.monotonic() + pause >= deadline:
-            errors.append(f"gave up: the deadline of {config.deadline_s:g} s was reached")
-            break
-        OUTBOX.wait(pause)
-    return AlertDelivery(channel, target, False, attempts, status, "; ".join(errors))
+        done = attempt(max(min(config.timeout_s, left), 0.1))
+        if not done.ok:
+            message = done.error or "failed"
+            errors.append(_scrub(message, secret, target) if secret else message)
+        return done
+
+    retrying = tenacity.Retrying(
+        retry=tenacity.retry_if_result(lambda t: not t.ok and t.retry),
+        stop=(
+            tenacity.stop_after_attempt(config.retries + 1)
+            | tenacity.stop_before_delay(config.deadline_s)
+        ),
+        wait=_backoff(config),
+        sleep=OUTBOX.wait,
+        retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
+    )
+    last: _Try = retrying(once)
+    attempts = int(retrying.statistics.get("attempt_number", 1))
+    if last.ok:
+        return AlertDelivery(channel, target, True, attempts, last.status, None)
+    if last.retry and attempts < config.retries + 1:
+        errors.append(f"gave up: the deadline of {config.deadline_s:g} s was reached")
+    return AlertDelivery(channel, target, False, attempts, last.status, "; ".join(errors))
 
 
 def _record(control_path: Path | None, delivery: AlertDelivery, event: Mapping[str, Any]) -> None:
@@ -360,7 +415,7 @@ def send_alert(
         delivery = _guarded(
             "webhook",
             target,
-            lambda timeout_s, url=url: _post(url, body, timeout_s),
+            functools.partial(_post, url, body),
             config,
             url,
         )
@@ -383,7 +438,7 @@ def send_alert(
 def _guarded(
     channel: Literal["webhook", "command"],
     target: str,
-    attempt: Any,
+    attempt: Callable[[float], _Try],
     config: AlertsConfig,
     secret: str | None,
 ) -> AlertDelivery:

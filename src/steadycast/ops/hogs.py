@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -22,22 +21,24 @@ from steadycast.workspace import Workspace
 __all__ = ["hogs", "parse_since", "run_history"]
 
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-_SINCE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
 _TIME = "%Y-%m-%dT%H:%M:%S.%fZ"  # the control plane's format; compares as text
 
 
 def parse_since(text: str) -> timedelta:
     """``"30m"``, ``"12h"``, ``"7d"``, ``"2w"`` (and ``"90s"``) as a time span."""
-    match = _SINCE.match(text)
-    if match is None:
+    spelled = text.strip().lower()
+    number, unit = spelled[:-1].strip(), spelled[-1:]
+    # A plain decimal number: no sign, exponent, "nan" or "inf" for float() to let through.
+    plain = number.isascii() and number.replace(".", "", 1).isdigit()
+    if unit not in _UNITS or not plain:
         raise UsageError(
             f"--since {text!r} is not a time span; use a number and a unit (s, m, h, d, w), "
             "e.g. 30m, 12h, 7d"
         )
-    amount = float(match.group(1))
+    amount = float(number)
     if amount <= 0:
         raise UsageError(f"--since {text!r} must be longer than zero")
-    return timedelta(**{_UNITS[match.group(2).lower()]: amount})
+    return timedelta(**{_UNITS[unit]: amount})
 
 
 def run_history(

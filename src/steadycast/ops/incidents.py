@@ -1,7 +1,8 @@
 """Incidents: what needs a person, de-duplicated, with a state a person can move.
 
 An incident is opened by a failed check, a held run, a gate rule, an SLA miss, a plugin
-failure, a failed run or a configuration file that does not load (``config:FILE``). Its
+failure, a failed run, a sink that did not take a release (``sink:PIPELINE:SINK``) or a
+configuration file that does not load (``config:FILE``). Its
 *fingerprint* names the cause (``check:flat_line:meters:m42``,
 ``gate:fallback_share:meters``, ``held:meters``), so the same stuck meter seen run after run is
 one incident whose ``occurrences`` and ``last_seen`` grow, not a new incident every run.
@@ -61,6 +62,7 @@ __all__ = [
     "raise_incident",
     "record_findings",
     "resolve",
+    "sink_finding",
 ]
 
 KINDS: tuple[str, ...] = (
@@ -73,6 +75,7 @@ KINDS: tuple[str, ...] = (
     "failed",
     "config",
     "alerts",
+    "sink",
 )
 STATES: tuple[str, ...] = ("open", "acknowledged", "resolved")
 SEVERITIES: tuple[str, ...] = tuple(s.value for s in Severity)
@@ -201,6 +204,19 @@ def failed_finding(pipeline: str, run_id: str, error: str) -> Finding:
         "error",
         f"pipeline {pipeline!r} failed: run {run_id} did not finish",
         error,
+    )
+
+
+def sink_finding(pipeline: str, sink: str, release_id: str, error: str) -> Finding:
+    """A sink could not take the current release: the release stays published and served, the
+    sink still holds an older one until a later delivery succeeds. ``sink:PIPELINE:SINK``."""
+    return Finding(
+        fingerprint("sink", pipeline, sink),
+        "sink",
+        "error",
+        f"sink {sink} of pipeline {pipeline!r} did not take release {release_id}",
+        f"{error}; the release is published and served; the next run (or `steadycast sinks "
+        f"retry {pipeline}`) delivers it again",
     )
 
 

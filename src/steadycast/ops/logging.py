@@ -17,7 +17,6 @@ shows a long run moving.
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import time
@@ -26,6 +25,8 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, Literal, TextIO
+
+from pythonjsonlogger.json import JsonFormatter as _LibraryJsonFormatter
 
 from steadycast.errors import UsageError
 
@@ -89,15 +90,39 @@ class RunContextFilter(logging.Filter):
         return True
 
 
-class JsonFormatter(logging.Formatter):
+# Our field names for the record attributes python-json-logger reads.
+_RENAMED = {
+    "levelname": "level",
+    "name": "logger",
+    "exc_info": "exception",
+    "stack_info": "stack",
+}
+
+
+class JsonFormatter(_LibraryJsonFormatter):
     """One JSON object per line: time, level, logger, message, run_id, pipeline, then extras.
 
-    Values JSON cannot hold are written with ``str`` so a log line is never lost to a
-    serialisation error; a traceback goes in ``exception`` as one string.
+    python-json-logger does the work (extras, tracebacks, serialising); this class fixes the
+    field names and their order. Values JSON cannot hold are written with ``str`` so a log line
+    is never lost to a serialisation error; a traceback goes in ``exception`` as one string.
+    An extra never replaces one of the fixed fields.
     """
 
-    def format(self, record: logging.LogRecord) -> str:
-        out: dict[str, Any] = {
+    def __init__(self) -> None:
+        super().__init__(
+            ["levelname", "name", "message", "run_id", "pipeline"],
+            rename_fields=_RENAMED,
+            reserved_attrs=sorted(_STANDARD),
+            json_default=str,
+            json_ensure_ascii=False,
+        )
+
+    def add_fields(
+        self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]
+    ) -> None:
+        found: dict[str, Any] = {}
+        super().add_fields(found, record, message_dict)
+        fixed = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
@@ -105,14 +130,8 @@ class JsonFormatter(logging.Formatter):
             "run_id": getattr(record, "run_id", None),
             "pipeline": getattr(record, "pipeline", None),
         }
-        for key, value in record.__dict__.items():
-            if key not in _STANDARD and key not in out:
-                out[key] = value
-        if record.exc_info:
-            out["exception"] = self.formatException(record.exc_info)
-        if record.stack_info:
-            out["stack"] = self.formatStack(record.stack_info)
-        return json.dumps(out, default=str, ensure_ascii=False)
+        log_data.update(fixed)
+        log_data.update((k, v) for k, v in found.items() if k not in fixed)
 
 
 def configure_logging(

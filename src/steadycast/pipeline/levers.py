@@ -48,6 +48,10 @@ def rollback(
         detail={"from": was, "to": to},
     )
     _record_rollback(ws, pipeline, was, to, reason, actor or control.current_actor())
+    # The sinks follow the release made current; one that fails is retried by the next run.
+    from steadycast.sinks.deliver import deliver_pipeline
+
+    deliver_pipeline(ws, pipeline, outcome.run_of_release(ws.control_path, to))
     return to
 
 

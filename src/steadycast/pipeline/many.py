@@ -18,9 +18,14 @@ from steadycast.workspace import Workspace
 
 __all__ = ["Outcome", "exit_code", "result_exit_code", "run_each", "selected"]
 
-#: Exit codes from least to most in need of a person: published or skipped, held (the last
-#: good release is still served), failed, not runnable (a configuration error).
-SEVERITY = (0, 3, 1, 2)
+#: Exit code of a run whose release is current (published, or skipped on it) while a sink
+#: does not hold it: its incident is open and the next run delivers again (docs/sinks.md).
+SINK_BEHIND = 4
+
+#: Exit codes from least to most in need of a person: published or skipped, published but a
+#: sink behind, held (the last good release is still served), failed, not runnable (a
+#: configuration error).
+SEVERITY = (0, SINK_BEHIND, 3, 1, 2)
 
 
 @dataclass
@@ -98,10 +103,15 @@ def run_each(names: list[str], run: Callable[[str], RunResult]) -> Iterator[Outc
 
 def result_exit_code(result: RunResult) -> int:
     """A run's exit code: 0 published, 3 held, 1 failed; a skipped run's is its last decided
-    run's (0 after a published run, 3 while the pipeline is still held on the same data)."""
+    run's (0 after a published run, 3 while the pipeline is still held on the same data).
+    ``SINK_BEHIND`` (4) instead of 0 when the release is current but a sink does not hold it."""
     if result.status == "skipped":
-        return 3 if (result.skipped or {}).get("since_status") == "held" else 0
-    return {"published": 0, "held": 3}.get(result.status, 1)
+        code = 3 if (result.skipped or {}).get("since_status") == "held" else 0
+    else:
+        code = {"published": 0, "held": 3}.get(result.status, 1)
+    if code == 0 and any(s.get("state") == "pending" for s in result.sinks):
+        return SINK_BEHIND
+    return code
 
 
 def exit_code(outcomes: list[Outcome]) -> int:

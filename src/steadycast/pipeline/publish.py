@@ -56,7 +56,7 @@ def publish(
     **record: Any,
 ) -> releases.Release:
     """Write the release, make it current, mark the run published (with ``record``'s fields),
-    and audit it."""
+    audit it, and deliver it to the pipeline's sinks."""
     release = releases.write_release(
         ws.releases_dir,
         pipeline,
@@ -70,6 +70,11 @@ def publish(
         ws.control_path, run_id, status="published", release_id=release.release_id, **record
     )
     audit_release(ws, pipeline, run_id, release, entry)
+    # The release is current: the pipeline's sinks follow it. A sink that fails opens an
+    # incident and is retried by the next run; it never un-publishes (sinks/deliver.py).
+    from steadycast.sinks.deliver import deliver_pipeline
+
+    deliver_pipeline(ws, pipeline, run_id)
     return release
 
 

@@ -12,6 +12,7 @@ checks stopped that a person approved.
 from __future__ import annotations
 
 import logging
+import re
 import traceback
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -19,6 +20,7 @@ from typing import Any
 
 import pandas as pd
 
+from steadycast.config import PipelineConfig
 from steadycast.engines import check_engine
 from steadycast.engines.pool import PartitionPool, processes_for
 from steadycast.errors import NotFoundError, SteadycastError, UsageError
@@ -66,6 +68,7 @@ def run_pipeline(
     engine: str | None = None,
     spark_master: str | None = None,
     skip_unchanged: bool = False,
+    run_id: str | None = None,
 ) -> RunResult:
     """Run a pipeline end to end; the result says what happened (it also records it).
 
@@ -73,12 +76,14 @@ def run_pipeline(
     table for this run; the release is the same on either engine. With ``skip_unchanged``
     (what ``steadycast run`` does unless ``--force``), a run that finds the same data and
     configuration as the last published or held run stops before its first stage: status
-    ``skipped``, no run record, no release (``pipeline.unchanged``).
+    ``skipped``, no run record, no release (``pipeline.unchanged``). ``run_id``: the id to
+    record the run under, chosen by whoever started it (the server names it before the run
+    starts so a caller can poll it); it has the form of ``new_run_id``'s.
     """
     cfg = choose_engine(ws.pipeline(pipeline), engine, spark_master)
     check_candidates(cfg)
     check_engine(cfg.engine, cfg.name)
-    run_id = new_run_id(pipeline)
+    run_id = _given_run_id(pipeline, run_id) if run_id else new_run_id(pipeline)
     scope = RunScope(ws, cfg, run_id, RunResult(run_id, pipeline, "failed"), progress=progress)
     result = scope.result
     trace: str | None = None
@@ -90,6 +95,8 @@ def run_pipeline(
             result.status = "skipped"
             result.release_id = releases.current_id(ws.releases_dir, pipeline)  # still served
             result.skipped = same.as_dict()
+            # Nothing new to run, but a sink behind the current release is delivered again.
+            result.sinks = _follow_sinks(ws, cfg, None, published=False)
             return result
         runlog.start_run(ws.control_path, run_id, pipeline, cfg.engine.name, config_digest(cfg))
         control.audit(ws.control_path, "run.started", pipeline=pipeline, subject=run_id)
@@ -117,7 +124,31 @@ def run_pipeline(
             record_failure(ws, cfg, run_id, result, trace)
         else:
             failure_over(ws, cfg, run_id)
+        # A published run delivered as it published; any other run retries the sinks behind.
+        result.sinks = _follow_sinks(ws, cfg, run_id, published=result.status == "published")
     return result
+
+
+def _given_run_id(pipeline: str, run_id: str) -> str:
+    """A run id chosen by the caller, once it has ``new_run_id``'s form (it names a folder)."""
+    if not re.fullmatch(re.escape(pipeline) + r"-\d{8}T\d{6}Z-[0-9a-f]{4,32}", run_id):
+        raise UsageError(
+            f"run id {run_id[:80]!r} is not of the form {pipeline}-YYYYMMDDTHHMMSSZ-HEX"
+        )
+    return run_id
+
+
+def _follow_sinks(
+    ws: Workspace, cfg: PipelineConfig, subject: str | None, *, published: bool
+) -> list[dict[str, Any]]:
+    """Each sink's state after the run (``sinks/deliver.py``): the sinks a published run just
+    wrote, or, for any other run, every sink behind the current release written again."""
+    if not cfg.sinks:
+        return []
+    from steadycast.sinks.deliver import deliver, sink_states
+
+    found = sink_states(ws, cfg) if published else deliver(ws, cfg, subject)
+    return [d.as_dict() for d in found]
 
 
 def _execute(scope: RunScope, override: Override | None = None) -> None:

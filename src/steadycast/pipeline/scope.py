@@ -59,6 +59,7 @@ class RunResult:
     error: str | None = None
     config: dict[str, Any] | None = None  # the pipeline config as run (``config_doc``)
     skipped: dict[str, Any] | None = None  # ``unchanged.Unchanged.as_dict`` when skipped
+    sinks: list[dict[str, Any]] = field(default_factory=list)  # ``deliver.Delivery.as_dict``
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -75,6 +76,8 @@ class RunResult:
             out["config"] = self.config
         if self.skipped is not None:
             out["skipped"] = self.skipped
+        if self.sinks:
+            out["sinks"] = self.sinks
         if self.error:
             out["error"] = self.error
         return out

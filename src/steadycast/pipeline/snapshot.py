@@ -57,9 +57,12 @@ def take_snapshot(scope: RunScope) -> Snapshot:
     snap = Snapshot(tuple(parts), rec.detail.get("newest"), rec.detail["snapshot_sha256"])
     runlog.update_run(scope.ws.control_path, scope.run_id, snapshot_sha256=snap.sha256)
     if not parts:
+        # A pipeline with a configured source is ingested with no file argument.
+        source = scope.cfg.source
+        files = () if (source.path or source.query) else ("FILE",)
         raise SteadycastError(
             f"pipeline {scope.pipeline!r} has no stored observations; ingest data first: "
-            f"`{advice.command(scope.ws.root, 'ingest', scope.pipeline, 'FILE')}`"
+            f"`{advice.command(scope.ws.root, 'ingest', scope.pipeline, *files)}`"
         )
     return snap
 

@@ -51,9 +51,19 @@ def pipeline_status(ws: Workspace, pipeline: str) -> dict[str, Any]:
         "gate": gate,
         "current_release": releases.current_id(ws.releases_dir, pipeline),
         "open_incidents": len(open_incidents),
+        "sinks": _sinks(ws, cfg),
         "incidents": [i.as_dict() for i in open_incidents[:20]],
         "audit": control.audit_entries(ws.control_path, pipeline, limit=20),
     }
+
+
+def _sinks(ws: Workspace, cfg: PipelineConfig | None) -> list[dict[str, Any]]:
+    """What each sink holds against the current release, as recorded (``sinks/deliver.py``)."""
+    if cfg is None or not cfg.sinks:
+        return []
+    from steadycast.sinks.deliver import sink_states
+
+    return [d.as_dict() for d in sink_states(ws, cfg)]
 
 
 def _load(ws: Workspace, pipeline: str) -> tuple[PipelineConfig | None, str | None]:

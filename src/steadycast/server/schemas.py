@@ -19,6 +19,7 @@ _DESCRIPTIONS = {
     401: "no `Authorization: Bearer TOKEN` header",
     403: "the token is wrong, or no token is configured on the server",
     404: "the pipeline, series, release, run or incident does not exist (named in the message)",
+    409: "a run of the pipeline is already in progress (named in the message); poll it",
     422: "the request body or a parameter has the wrong shape",
     503: "the store is in use by another process; try again",
 }
@@ -170,6 +171,58 @@ class LeverResult(BaseModel):
     pipeline: str
     release_id: str
     actor: str
+
+
+class BatchResult(BaseModel):
+    """One batch of an ingest, as ``steadycast ingest --json`` prints it."""
+
+    model_config = ConfigDict(extra="allow")
+    file: str
+    batch_id: str
+    status: str = Field(description="ingested, or skipped (already ingested)")
+    rows_read: int
+    rows_stored: int
+    rows_quarantined: int
+    quarantine_reasons: dict[str, int]
+
+
+class IngestResult(BaseModel):
+    pipeline: str
+    batches: list[BatchResult]
+    actor: str
+
+
+class RunRequest(BaseModel):
+    force: bool = Field(
+        False, description="run even when no data or setting changed since the last decided run"
+    )
+
+
+class RunStarted(BaseModel):
+    pipeline: str
+    run_id: str = Field(description="the id the run is recorded under")
+    status: str = Field(description="always 'started'")
+    poll: str = Field(description="GET it until `finished` is true")
+    actor: str
+
+
+class RunProgress(BaseModel):
+    """A run started over HTTP: where it is, and how it ended."""
+
+    pipeline: str
+    run_id: str
+    status: str = Field(
+        description="starting, running, then published, held, failed or skipped (nothing new)"
+    )
+    finished: bool
+    exit_code: int | None = Field(
+        None,
+        description="as from the CLI: 0 published or skipped, 3 held, 1 failed, 2 "
+        "configuration error, 4 published with a sink behind; null while it runs",
+    )
+    release_id: str | None = None
+    error: str | None = None
+    sinks: list[dict[str, Any]] = Field(default_factory=list)
 
 
 class RunDetail(BaseModel):

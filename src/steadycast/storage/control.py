@@ -1,6 +1,6 @@
 """The control plane: small, frequently touched records that many processes read at once.
 
-Runs, stages, incidents, the audit log and pipeline locks live in SQLite in WAL mode, so
+Runs, stages, incidents, the audit log, pipeline locks and what each sink holds live in SQLite in WAL mode, so
 ``steadycast status``, the server or an ``ack`` can read while a run or an ingest writes, and a
 long run never locks anyone out of the DuckDB store (see docs/ARCHITECTURE.md).
 """
@@ -118,6 +118,20 @@ MIGRATIONS: list[str] = [
     CREATE UNIQUE INDEX incidents_live_fingerprint ON incidents (fingerprint)
         WHERE state != 'resolved';
     CREATE INDEX incidents_pipeline_state ON incidents (pipeline, state);
+    """,
+    # 4: sinks: which release each sink of a pipeline holds, and its last failed delivery
+    """
+    CREATE TABLE sinks (
+        pipeline TEXT NOT NULL,
+        sink TEXT NOT NULL,
+        release_id TEXT,
+        delivered_at TEXT,
+        pending_release_id TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_attempt_at TEXT,
+        last_error TEXT,
+        PRIMARY KEY (pipeline, sink)
+    );
     """,
 ]
 

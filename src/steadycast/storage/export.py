@@ -1,8 +1,15 @@
-"""Export the current release in the contract's columns, as CSV, Parquet or JSON."""
+"""Export the current release in the contract's columns, as CSV, Parquet or JSON.
+
+Each format is written by its library straight into the destination (pandas' CSV writer,
+the json module's incremental encoder, pyarrow's Parquet writer), piece by piece: the whole
+file never exists as one string in memory.
+"""
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
@@ -56,6 +63,22 @@ def _make_folder(output: Path) -> None:
         ) from None
 
 
+def _write_csv(frame: pd.DataFrame, out: IO[str]) -> None:
+    # pandas writes in chunks of rows; "\n" whatever the platform, as the HTTP export does.
+    _iso(frame).to_csv(out, index=False, lineterminator="\n")
+
+
+def _write_json(pipeline: str, release_id: str, frame: pd.DataFrame, out: IO[str]) -> None:
+    document = {
+        "pipeline": pipeline,
+        "release_id": release_id,
+        "rows": _iso(frame).to_dict(orient="records"),
+    }
+    for piece in json.JSONEncoder(indent=1).iterencode(document):
+        out.write(piece)
+    out.write("\n")
+
+
 def export_forecast(
     ws: Workspace,
     pipeline: str,
@@ -65,6 +88,8 @@ def export_forecast(
     output: Path | None,
     stdout: IO[str],
 ) -> None:
+    """Write the pipeline's current release (or some of its series) as ``fmt`` to ``output``,
+    or to ``stdout`` when there is none (not Parquet: it is binary)."""
     if fmt not in FORMATS:
         raise UsageError(f"--format {fmt!r} is not supported; use one of {', '.join(FORMATS)}")
     release_id, frame = current_forecast(ws, pipeline, series)
@@ -75,21 +100,13 @@ def export_forecast(
             raise UsageError("--format parquet needs -o FILE (Parquet is binary)")
         frame.to_parquet(output, index=False)
         return
+    write: Callable[[IO[str]], None]
     if fmt == "csv":
-        text = _iso(frame).to_csv(index=False)
+        write = functools.partial(_write_csv, frame)
     else:
-        text = (
-            json.dumps(
-                {
-                    "pipeline": pipeline,
-                    "release_id": release_id,
-                    "rows": _iso(frame).to_dict(orient="records"),
-                },
-                indent=1,
-            )
-            + "\n"
-        )
+        write = functools.partial(_write_json, pipeline, release_id, frame)
     if output is None:
-        stdout.write(text)
+        write(stdout)
     else:
-        output.write_text(text, encoding="utf-8")
+        with output.open("w", encoding="utf-8", newline="") as f:
+            write(f)

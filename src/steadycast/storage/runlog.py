@@ -96,6 +96,17 @@ def pipeline_lock(control_path: Path, pipeline: str, run_id: str) -> Iterator[No
             con.execute("DELETE FROM locks WHERE pipeline = ? AND run_id = ?", (pipeline, run_id))
 
 
+def lock_holder(control_path: Path, pipeline: str) -> str | None:
+    """The run holding the pipeline's lock, when its process is alive (a lock left by a
+    killed process holds nothing: the next run takes it over)."""
+    with connect(control_path) as con:
+        row = con.execute("SELECT * FROM locks WHERE pipeline = ?", (pipeline,)).fetchone()
+    if row is None:
+        return None
+    alive = row["host"] != socket.gethostname() or _pid_alive(int(row["pid"]))
+    return str(row["run_id"]) if alive else None
+
+
 def start_run(
     control_path: Path, run_id: str, pipeline: str, engine: str, config_sha256: str
 ) -> None:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import os
 import shlex
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+import tenacity
 
 from steadycast.errors import StoreBusyError, WorkspaceError
 
@@ -157,37 +158,51 @@ MIGRATIONS: list[str] = [
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-def _open(
-    path: Path, read_only: bool, wait_s: float, memory_limit: str | None
-) -> duckdb.DuckDBPyConnection:
+class _LockHeld(Exception):
+    """Another process holds the store file: worth waiting for."""
+
+
+def _connect(path: Path, read_only: bool, memory_limit: str | None) -> duckdb.DuckDBPyConnection:
+    """One attempt to open the store."""
     # DuckDB loads on the first connection: opening a workspace for a command that never
     # touches the store (``--help``, the forecast routes) does not pay for it.
     import duckdb
 
-    deadline = time.monotonic() + wait_s
-    delay = 0.05
-    while True:
-        try:
-            config: dict[str, str | bool | int | float | list[str]] = {}
-            if memory_limit:
-                config["memory_limit"] = memory_limit
-            con = duckdb.connect(str(path), read_only=read_only, config=config)
-            con.execute("SET TimeZone = 'UTC'")
-            # Progress is tracked (for steadycast's own bars) but never printed: DuckDB prints
-            # to stdout, which belongs to --json output.
-            con.execute("SET enable_progress_bar = true")
-            con.execute("SET enable_progress_bar_print = false")
-            return con
-        except duckdb.IOException as exc:
-            if "lock" not in str(exc).lower():
-                raise WorkspaceError(f"{path}: the store cannot be opened ({exc})") from None
-            if time.monotonic() >= deadline:
-                raise StoreBusyError(
-                    f"{path}: the store is in use by another steadycast process "
-                    f"(waited {wait_s:.0f} s); try again when it has finished"
-                ) from None
-            time.sleep(delay)
-            delay = min(delay * 2, 1.0)
+    try:
+        config: dict[str, str | bool | int | float | list[str]] = {}
+        if memory_limit:
+            config["memory_limit"] = memory_limit
+        con = duckdb.connect(str(path), read_only=read_only, config=config)
+    except duckdb.IOException as exc:
+        if "lock" in str(exc).lower():
+            raise _LockHeld(str(exc)) from None
+        raise WorkspaceError(f"{path}: the store cannot be opened ({exc})") from None
+    con.execute("SET TimeZone = 'UTC'")
+    # Progress is tracked (for steadycast's own bars) but never printed: DuckDB prints
+    # to stdout, which belongs to --json output.
+    con.execute("SET enable_progress_bar = true")
+    con.execute("SET enable_progress_bar_print = false")
+    return con
+
+
+def _open(
+    path: Path, read_only: bool, wait_s: float, memory_limit: str | None
+) -> duckdb.DuckDBPyConnection:
+    """Open the store, waiting up to ``wait_s`` while another process holds it (backoff from
+    0.05 s doubling to 1 s, with jitter so waiting processes do not retry in step)."""
+    retrying = tenacity.Retrying(
+        retry=tenacity.retry_if_exception_type(_LockHeld),
+        wait=tenacity.wait_exponential_jitter(multiplier=0.05, max=1.0, jitter=0.05),
+        stop=tenacity.stop_after_delay(wait_s),
+        reraise=True,
+    )
+    try:
+        return retrying(_connect, path, read_only, memory_limit)
+    except _LockHeld:
+        raise StoreBusyError(
+            f"{path}: the store is in use by another steadycast process "
+            f"(waited {wait_s:.0f} s); try again when it has finished"
+        ) from None
 
 
 def migrate(con: duckdb.DuckDBPyConnection, target: int = SCHEMA_VERSION) -> int:

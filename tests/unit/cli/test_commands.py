@@ -44,6 +44,7 @@ COMMANDS = [
     "metrics",
     "models",
     "demo",
+    "sinks",
 ]
 #: What a command's work loads; asking for help must load none of it.
 WORK = (

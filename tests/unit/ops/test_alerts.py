@@ -53,6 +53,8 @@ class Receiver:
     paths: list[str] = field(default_factory=list)
     fail_first: int = 0
     fail_status: int = 500
+    fail_headers: dict[str, str] = field(default_factory=dict)
+    times: list[float] = field(default_factory=list)
 
 
 @pytest.fixture
@@ -64,8 +66,11 @@ def receiver() -> Iterator[Receiver]:
             length = int(self.headers.get("Content-Length", "0"))
             body = json.loads(self.rfile.read(length))
             state.paths.append(self.path)
+            state.times.append(time.monotonic())
             if len(state.paths) <= state.fail_first:
                 self.send_response(state.fail_status)
+                for name, value in state.fail_headers.items():
+                    self.send_header(name, value)
                 self.end_headers()
                 return
             state.bodies.append(body)
@@ -154,6 +159,37 @@ def test_a_client_error_is_not_retried(receiver: Receiver, control_path: Path) -
     receiver.fail_first, receiver.fail_status = 100, 404
     (delivery,) = send_alert(fast(webhook_url=receiver.url), EVENT, control_path)
     assert not delivery.ok and delivery.attempts == 1 and delivery.status == 404
+
+
+def test_too_many_requests_waits_as_long_as_retry_after_asks(
+    receiver: Receiver, control_path: Path
+) -> None:
+    receiver.fail_first, receiver.fail_status = 1, 429
+    receiver.fail_headers = {"Retry-After": "1"}
+    (delivery,) = send_alert(fast(webhook_url=receiver.url), EVENT, control_path)
+    assert delivery.ok and delivery.attempts == 2
+    assert receiver.times[1] - receiver.times[0] >= 0.95  # not the 0.01 s of backoff
+
+
+def test_a_retry_after_beyond_the_deadline_gives_up_at_once(
+    receiver: Receiver, control_path: Path
+) -> None:
+    receiver.fail_first, receiver.fail_status = 100, 503
+    receiver.fail_headers = {"Retry-After": "120"}
+    started = time.perf_counter()
+    (delivery,) = send_alert(fast(webhook_url=receiver.url, deadline_s=5), EVENT, control_path)
+    assert time.perf_counter() - started < 2.0
+    assert not delivery.ok and delivery.attempts == 1 and delivery.status == 503
+    assert "HTTP 503 Service Unavailable" in (delivery.error or "")
+    assert "deadline of 5 s" in (delivery.error or "")
+
+
+def test_a_redirect_is_not_followed_nor_retried(receiver: Receiver, control_path: Path) -> None:
+    receiver.fail_first, receiver.fail_status = 100, 302
+    receiver.fail_headers = {"Location": receiver.url + "/moved"}
+    (delivery,) = send_alert(fast(webhook_url=receiver.url), EVENT, control_path)
+    assert not delivery.ok and delivery.attempts == 1 and delivery.status == 302
+    assert receiver.paths == ["/services/T000/B000/SECRETTOKEN"]
 
 
 def test_the_command_receives_the_event_on_stdin_and_in_its_environment(

@@ -102,13 +102,17 @@ def test_run_history_newest_first_with_stages(two_pipelines: Workspace) -> None:
         ("30m", timedelta(minutes=30)),
         (" 2W ", timedelta(weeks=2)),
         ("1.5h", timedelta(minutes=90)),
+        ("7 d", timedelta(days=7)),
+        ("90s", timedelta(seconds=90)),
     ],
 )
 def test_parse_since(text: str, expected: timedelta) -> None:
     assert parse_since(text) == expected
 
 
-@pytest.mark.parametrize("text", ["", "7", "d", "7y", "-1d", "0h", "7 days"])
+@pytest.mark.parametrize(
+    "text", ["", "7", "d", "7y", "-1d", "0h", "7 days", "1e3s", "nanh", "infd", "+1d", "1.2.3h"]
+)
 def test_parse_since_names_the_bad_value(text: str) -> None:
     with pytest.raises(UsageError, match=r"--since .* (is not a time span|longer than zero)"):
         parse_since(text)

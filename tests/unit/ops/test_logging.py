@@ -58,6 +58,21 @@ def test_json_lines_carry_the_run_and_extras(restore_root: None) -> None:
     assert set(first) == {"time", "level", "logger", "message", "run_id", "pipeline"}
 
 
+def test_json_extras_never_replace_the_fixed_fields_and_text_stays_readable(
+    restore_root: None,
+) -> None:
+    stream = io.StringIO()
+    configure_logging("json", "INFO", stream=stream)
+    log = logging.getLogger("steadycast.test")
+    log.info("prévision", extra={"level": "fake", "logger": "fake", "time": 0, "rows": 7})
+    line = lines(stream)[0]
+    assert "prévision" in line  # not \u-escaped: a person reads these too
+    record = json.loads(line)
+    assert list(record)[:6] == ["time", "level", "logger", "message", "run_id", "pipeline"]
+    assert record["level"] == "INFO" and record["logger"] == "steadycast.test"
+    assert record["time"].endswith("+00:00") and record["rows"] == 7
+
+
 def test_text_lines_tag_the_run(restore_root: None) -> None:
     stream = io.StringIO()
     configure_logging("text", "info", stream=stream)

@@ -292,6 +292,21 @@ def test_sla_config_has_defaults_and_parses() -> None:
 
 
 @pytest.mark.parametrize(
+    ("deadline", "expected"),
+    [("09:00", (9, 0)), ("7:30", (7, 30)), ("23:59", (23, 59)), ("00:00", (0, 0))],
+)
+def test_a_deadline_is_hh_mm_on_a_24_hour_clock(deadline: str, expected: tuple[int, int]) -> None:
+    cfg = parse_pipeline({**MINIMAL, "sla": {"deadline": deadline}}, "meters", "m.toml")
+    assert cfg.sla.deadline_time == expected
+
+
+@pytest.mark.parametrize("deadline", ["24:00", "09:60", "0900", "09", "09:00:00", "9:5", "09:00Z"])
+def test_other_spellings_of_a_deadline_are_refused(deadline: str) -> None:
+    with pytest.raises(ConfigError, match=rf"sla.deadline: '{deadline}' is not a time of day"):
+        parse_pipeline({**MINIMAL, "sla": {"deadline": deadline}}, "meters", "m.toml")
+
+
+@pytest.mark.parametrize(
     ("table", "message"),
     [
         (

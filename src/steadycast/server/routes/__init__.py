@@ -8,6 +8,7 @@
     runs.py       GET /api/v1/runs/{run_id} and a pipeline's data quality
     reports.py    GET /api/v1/runs/{run_id}/report: the run's HTML report (alerts link to it)
     levers.py     POST rollback and approve (token, audited)
+    triggers.py   POST a pipeline's ingest and run (token, audited), GET a started run's progress
     incidents.py  the incident list, acknowledge and resolve (token, audited)
     audit.py      GET /api/v1/audit (token, even when reads are open)
     dashboard.py  the static page, its files and plotly's bundle (not in the OpenAPI document)
@@ -29,6 +30,7 @@ from steadycast.server.routes import (
     pipelines,
     reports,
     runs,
+    triggers,
 )
 
 __all__ = [
@@ -43,6 +45,7 @@ __all__ = [
     "pipelines",
     "reports",
     "runs",
+    "triggers",
 ]
 
 # The forecast reads first: every router tried before the one that matches costs each request.
@@ -51,6 +54,7 @@ GUARDED: tuple[APIRouter, ...] = (
     metrics.router,
     pipelines.router,
     levers.router,
+    triggers.router,
     runs.router,
     reports.router,
     incidents.router,
