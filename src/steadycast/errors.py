@@ -18,9 +18,11 @@ Every error a user can see is a ``SteadycastError``; its ``exit_code`` is what t
         └── UnknownPipelineError       exit 2   no pipelines/NAME.toml for the name given
 
 Errors that come from data carry the file, row or series in their message; errors raised by
-user models are wrapped in ``ModelError`` with the original kept as ``__cause__``. The one error
-defined elsewhere, ``steadycast.testing.ModelContractError`` (a ``ModelOutputError``), is what
-the conformance kit raises. ``tests/unit/test_errors.py`` keeps this drawing equal to the classes.
+user models are wrapped in ``ModelError`` with the original kept as ``__cause__``. Two errors
+are defined elsewhere: ``steadycast.testing.ModelContractError`` (a ``ModelOutputError``), what
+the conformance kit raises, and ``steadycast.server.triggers.RunInProgress`` (a
+``StoreBusyError``), what the run endpoint answers 409 with. ``tests/unit/test_errors.py`` keeps
+this drawing equal to the classes.
 """
 
 from __future__ import annotations

@@ -63,13 +63,26 @@ def failures(ws: Workspace, run_id: str) -> dict[str, str]:
     return dict(rows)
 
 
+@pytest.fixture(autouse=True)
+def _before_the_test() -> None:
+    """The processes already there (the session's S3 and PostgreSQL test servers) are no
+    leftover of the test's run."""
+    global _EARLIER
+    _EARLIER = {p.pid for p in psutil.Process().children(recursive=True)}
+
+
+_EARLIER: set[int] = set()
+
+
 def no_leftovers() -> None:
     """No process of model code outlives its run. (multiprocessing's resource tracker, which a
     run on several partition processes starts once per interpreter, is no model code.)"""
     kids = [
         p
         for p in psutil.Process().children(recursive=True)
-        if p.is_running() and "multiprocessing.resource_tracker" not in " ".join(p.cmdline())
+        if p.is_running()
+        and p.pid not in _EARLIER
+        and "multiprocessing.resource_tracker" not in " ".join(p.cmdline())
     ]
     assert kids == [], [p.cmdline() for p in kids]
 

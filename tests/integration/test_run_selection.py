@@ -198,3 +198,27 @@ def test_all_with_names_or_no_name_is_a_usage_error(
     done = run_cli("run", *args, "-w", str(ws.root))
     assert done.returncode == 2
     assert said in done.stderr and runs_of(ws) == []
+
+
+def test_batches_that_change_no_data_do_not_make_a_run(tmp_path: Path) -> None:
+    """A header-only file and the same rows with their columns in another order are batches
+    of their own, but the data is what it was: the scheduled run after them is skipped, not a
+    full run."""
+    ws = workspace_with(tmp_path, {"meters": PIPELINE})
+    first = run_cli("run", "meters", "-w", str(ws.root), "--json")
+    assert first.returncode == 0, first.stderr
+
+    fleet = pd.read_csv(fleet_csv(tmp_path / "meters.csv"), dtype=str)  # values as written
+    empty = tmp_path / "empty.csv"
+    fleet.head(0).to_csv(empty, index=False)
+    reordered = tmp_path / "reordered.csv"
+    fleet[list(reversed(fleet.columns))].to_csv(reordered, index=False)
+    stored = run_cli("ingest", "meters", str(empty), str(reordered), "-w", str(ws.root), "--json")
+    assert stored.returncode == 0, stored.stderr
+    batches = json.loads(stored.stdout)["batches"]
+    assert [b["status"] for b in batches] == ["ingested", "ingested"], batches
+
+    again = run_cli("run", "meters", "-w", str(ws.root))
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.startswith("meters: skipped"), again.stdout
+    assert len(runs_of(ws)) == 1

@@ -99,3 +99,17 @@ def test_a_combination_clearly_worse_pooled_is_not_forced_on_the_partition() -> 
     prov = result.provenance.set_index("unique_id")
     assert prov.loc[list(SERIES), "model"].tolist() == ["A", "A", "B", "B"]
     assert not result.selection["reason"].str.contains("pooled").any()
+
+
+def test_the_pooled_check_never_hands_a_series_what_the_gate_counts_as_worse_than_naive() -> None:
+    """The gate's worse-than-naive rule judges each series' published model by its own
+    backtest: a combination the partition chooses must pass it too, or a clean delivery is
+    held. Here A plays the naive benchmark with a 1% tolerance: where A is best (a, b) the
+    combination scores 5% worse than A and the series keeps A; where A is worse (c, d) the
+    combination is within the limit and is taken."""
+    data = history()
+    bt = backtest(data, routing(SERIES, ["A", "B"]), TASK, windows=3, runner=FakeRunner(CLOSE))
+    free = select(bt, data, ensemble_top_k=2).table
+    assert free["model"].tolist() == ["Ensemble(A+B)"] * 4
+    guarded = select(bt, data, ensemble_top_k=2, guard=("A", 0.01)).table
+    assert guarded["model"].tolist() == ["A", "A", "Ensemble(A+B)", "Ensemble(A+B)"]

@@ -775,6 +775,13 @@ def _with_scores(provenance: pd.DataFrame, selection: Selection) -> pd.DataFrame
     return provenance[list(PROVENANCE_COLUMNS)]
 
 
+def _naive_guard(config: PipelineConfig) -> tuple[str, float] | None:
+    """The gate's naive benchmark and tolerance, which the selection's pooled check respects:
+    a series the partition hands its combination must still pass the gate's rule."""
+    rule = config.gate.worse_than_naive
+    return (rule.baseline, rule.tolerance) if rule.enabled else None
+
+
 def run_partition(
     history: pd.DataFrame,
     config: PipelineConfig,
@@ -811,6 +818,7 @@ def run_partition(
         ensemble_top_k=config.backtest.ensemble_top_k,
         levels=task.levels,
         combination=config.backtest.combination,
+        guard=_naive_guard(config),
     )
     out = forecast_partition(history, config, runner, selection, last_published, capabilities=caps)
     profile = profile.merge(routing, on=ID, how="left")

@@ -578,6 +578,7 @@ def select(
     combination: str = "mean",
     ensemble_on_tie: bool = ENSEMBLE_ON_TIE,
     pooled: bool = POOLED_ENSEMBLE,
+    guard: tuple[str, float] | None = None,
 ) -> Selection:
     """Pick the model per series (see the module docstring for the rule).
 
@@ -585,7 +586,9 @@ def select(
     the configured interval levels (for the ensembles' coverage); ``combination`` how the top
     ``ensemble_top_k`` are combined; ``ensemble_on_tie`` whether a combination that ties with
     the best single model is chosen; ``pooled`` whether the partition's pooled scores can
-    choose the combination for every series.
+    choose the combination for every series; ``guard`` the gate's naive benchmark and
+    tolerance (its ``worse_than_naive`` rule): the pooled check never gives a series a
+    combination that backtests worse than that, which the gate would count against the run.
     """
     if metric not in _METRICS:
         raise ValueError(f"metric {metric!r} is not one of {', '.join(_METRICS)}")
@@ -621,7 +624,9 @@ def select(
     # A strict caller (no combination on a tie) gets no pooled verdict either.
     trust = pooled and ensemble_on_tie
     verdict = _pooled_verdict(ranked, ens_mean, metric, label) if trust else ""
-    table = _table(series, ranked, ens_mean, label, metric, failures, ensemble_on_tie, verdict)
+    table = _table(
+        series, ranked, ens_mean, label, metric, failures, ensemble_on_tie, verdict, guard
+    )
     all_scores = _stack(scores, ens_scores)
     all_forecasts = _stack(backtest.forecasts, ens_forecasts)
     return Selection(
@@ -711,11 +716,13 @@ def _table(
     failures: dict[Any, str],
     ensemble_on_tie: bool = ENSEMBLE_ON_TIE,
     pooled_verdict: str = "",
+    guard: tuple[str, float] | None = None,
 ) -> pd.DataFrame:
     """The selection table (see ``Selection.table``): one row per series of ``series``.
 
     ``pooled_verdict``: the partition trusts its combinations (see :func:`_pooled_verdict`),
-    so every series with a scored combination takes it.
+    so every series with a scored combination takes it, except where it backtests worse than
+    ``guard``'s naive benchmark by more than its tolerance.
 
     The ranking is cut into series and the ties and the ensembles are judged for all series at
     once; what is left per series is putting its sentence and its lists together.
@@ -732,6 +739,7 @@ def _table(
         tie = _tie(ens_score, best_score)
         own = ((ens_score < best_score) & ~tie) | (tie & ensemble_on_tie)
         near = ens_score <= best_score * (1 + POOLED_SERIES_TOL) + ABS_TOL
+        near &= ~(ens_score > _naive_limit(uids, ranked, guard))
         beats = own | (bool(pooled_verdict) & np.isfinite(ens_score) & near)
     rows = []
     for k, uid in enumerate(uids.tolist()):
@@ -755,6 +763,19 @@ def _table(
             )
         )
     return pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
+
+
+def _naive_limit(
+    uids: pd.Index, ranked: pd.DataFrame, guard: tuple[str, float] | None
+) -> npt.NDArray[np.float64]:
+    """Per series, the score above which the gate counts a model as worse than its naive
+    benchmark (NaN, no limit, where the benchmark was not scored)."""
+    if guard is None:
+        return np.full(len(uids), np.nan)
+    baseline, tolerance = guard
+    base = ranked[ranked["model"] == baseline].drop_duplicates(ID).set_index(ID)["score"]
+    limit: npt.NDArray[np.float64] = base.reindex(uids).to_numpy(dtype=float) * (1.0 + tolerance)
+    return limit
 
 
 def _spans(

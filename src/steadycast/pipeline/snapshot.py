@@ -134,11 +134,13 @@ def data_identity(ws: Workspace, cfg: PipelineConfig) -> str:
 
 def _batches_sha256(con: Any, pipeline: str) -> str:
     """The hash of the batch ids the pipeline's observations (and covariates) came from:
-    batches are identified by their content, so equal hashes mean equal data."""
+    batches are identified by their content, so equal hashes mean equal data. A batch that
+    stored no new or corrected value (a header-only file, rows all quarantined, a replay in
+    another order) left the data as it was, so it is not part of its identity."""
     # Covariate batches count too: a run resumes (or is skipped) only on the same covariates.
     batches = con.execute(
-        "SELECT batch_id FROM batches WHERE pipeline = ? OR starts_with(pipeline, ?) "
-        "ORDER BY batch_id",
+        "SELECT batch_id FROM batches WHERE (pipeline = ? OR starts_with(pipeline, ?)) "
+        "AND (rows_new > 0 OR rows_corrected > 0) ORDER BY batch_id",
         [pipeline, f"{pipeline}:covariate:"],
     ).fetchall()
     return hashlib.sha256(",".join(b[0] for b in batches).encode()).hexdigest()
