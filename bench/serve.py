@@ -274,7 +274,7 @@ def main() -> None:
     )
     met = [k for k, r in results.items() if r["rps"] >= 3000 and r["p99_ms"] < 100]
     body_kb = max((r["body_bytes"] for r in results.values()), default=0) / 1024
-    md = f"""# Serving benchmark
+    md = f"""## Serving benchmark
 
 {today()} on {machine()}.
 Load average before / after: {" ".join(f"{v:.2f}" for v in load_before)} /

@@ -207,7 +207,7 @@ def rate(seconds: float, rows: int) -> str:
 
 def section(rows: int, measured: list[Row], repeats: int, args: str, size_mb: float) -> str:
     lines = [
-        "# Sinks benchmark",
+        "## Sinks: each published release written to a table or a dataset",
         "",
         f"{today()} on {machine()}.",
         "",
