@@ -33,8 +33,9 @@ from steadycast.errors import ConfigError, SteadycastError, UsageError
 from steadycast.ingestion.objectstore import is_object_url
 from steadycast.ingestion.sources import expand, ingest_configured
 from steadycast.ops import advice
+from steadycast.pipeline.unchanged import last_decided
 from steadycast.quality.gate import build_gate_specs
-from steadycast.storage import control, releases, store
+from steadycast.storage import releases, store
 from steadycast.workspace import Workspace
 
 __all__ = ["RunSettings", "definitions", "new_files", "pipeline_assets"]
@@ -117,7 +118,7 @@ def pipeline_assets(
         description=f"The release of pipeline {name!r} being served, with its gate's verdict.",
     )
     def release_asset() -> dg.MaterializeResult:
-        decided = _last_decided(ws, name)
+        decided = last_decided(ws, name)
         checks = list(_check_results(ws, name, decided, rules))
         meta = _release(ws, name, decided)
         return dg.MaterializeResult(
@@ -405,19 +406,6 @@ def _rules(cfg: PipelineConfig | None) -> dict[str, str]:
             how = "holds the run" if spec.blocking else "warns only"
             rules[spec.name] = f"Gate rule {spec.name} ({how} when it fails)."
     return rules
-
-
-def _last_decided(ws: Workspace, pipeline: str) -> dict[str, Any] | None:
-    """The pipeline's newest published or held run: the gate results the release stands on (a
-    skipped run repeats it; a failed run decided nothing)."""
-    with control.connect(ws.control_path) as con:
-        row = con.execute(
-            "SELECT run_id, status, release_id, detail FROM runs "
-            "WHERE pipeline = ? AND status IN ('published', 'held') "
-            "ORDER BY started_at DESC, run_id DESC LIMIT 1",
-            (pipeline,),
-        ).fetchone()
-    return dict(row) if row is not None else None
 
 
 def _local_source(cfg: PipelineConfig | None) -> str | None:

@@ -28,7 +28,7 @@ from steadycast.pipeline.snapshot import data_identity
 from steadycast.storage import control
 from steadycast.workspace import Workspace
 
-__all__ = ["Unchanged", "unchanged_since"]
+__all__ = ["Unchanged", "last_decided", "unchanged_since"]
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ class Unchanged:
 def unchanged_since(ws: Workspace, cfg: PipelineConfig) -> Unchanged | None:
     """The last decided run when nothing changed since it (same data, same configuration),
     else ``None``: the run has work to do."""
-    last = _last_decided(ws, cfg.name)
+    last = last_decided(ws, cfg.name)
     if last is None or not last.get("snapshot_sha256"):
         return None
     recorded = json.loads(last["detail"]).get("config") if last.get("detail") else None
@@ -82,13 +82,14 @@ def unchanged_since(ws: Workspace, cfg: PipelineConfig) -> Unchanged | None:
     return Unchanged(run_id, status, last.get("finished_at"), last.get("release_id"), message)
 
 
-def _last_decided(ws: Workspace, pipeline: str) -> dict[str, Any] | None:
-    """The pipeline's newest published or held run, as its record."""
+def last_decided(ws: Workspace, pipeline: str) -> dict[str, Any] | None:
+    """The pipeline's newest published or held run, as its record (a failed run decided
+    nothing): what a new run would repeat, and the gate results the release stands on."""
     with control.connect(ws.control_path) as con:
         row = con.execute(
             "SELECT run_id, status, finished_at, release_id, snapshot_sha256, detail FROM runs "
             "WHERE pipeline = ? AND status IN ('published', 'held') "
-            "ORDER BY started_at DESC LIMIT 1",
+            "ORDER BY started_at DESC, run_id DESC LIMIT 1",
             (pipeline,),
         ).fetchone()
     return dict(row) if row is not None else None
