@@ -41,6 +41,22 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
         ["--out", str(RESULTS / "accuracy.md")],
         ["--quick", "--out", str(RESULTS / "accuracy.md")],
     ),
+    "accuracy_temperatures": (
+        "accuracy.py",
+        [
+            *("--datasets", "gefcom", "--temperatures", "--gefcom-weeks", "156", "--workers", "1"),
+            *("--out", str(RESULTS / "accuracy_temperatures.md")),
+        ],
+        [
+            *("--datasets", "gefcom", "--temperatures", "--quick"),
+            *("--out", str(RESULTS / "accuracy_temperatures.md")),
+        ],
+    ),
+    "accuracy_hourly": (
+        "accuracy.py",
+        ["--datasets", "hourly", "--workers", "1", "--out", str(RESULTS / "accuracy_hourly.md")],
+        ["--datasets", "hourly", "--quick", "--out", str(RESULTS / "accuracy_hourly.md")],
+    ),
 }
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from steadycast.errors import ModelError
+from steadycast.errors import ConfigError, ModelError
 from steadycast.forecasting.backtest import backtest, model_history
 from steadycast.models.base import BacktestTask, Capabilities, ForecastTask, answer
 from steadycast.models.ml import LightGBM
@@ -202,3 +202,30 @@ def test_an_isolated_worker_runs_the_whole_backtest_in_one_task() -> None:
     assert set(result.scores["status"]) == {"ok"}
     assert len(result.scores) == 2 * 3
     assert tasks == 1
+
+
+def test_trained_on_each_series_newest_points_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``max_history`` caps what the trees learn from, in the forecast and in the backtest (the
+    cost of a global model grows with every point it trains on)."""
+    trained: list[int] = []
+    original = lightgbm.LGBMRegressor.fit
+
+    def fit(self: Any, x: Any, *args: Any, **kwargs: Any) -> Any:
+        trained.append(len(x))
+        return original(self, x, *args, **kwargs)
+
+    monkeypatch.setattr(lightgbm.LGBMRegressor, "fit", fit)
+    data = hourly()  # 4 series of 720 points
+    LightGBM(**SMALL).forecast(data, POINT_TASK)
+    LightGBM(**SMALL, max_history=300).forecast(data, POINT_TASK)
+    everything, capped = trained
+    assert capped <= 4 * 300 < everything
+    trained.clear()
+    LightGBM(**SMALL, max_history=300).cross_validation(data, POINT_TASK, windows=2, step=24)
+    # The held-out windows come on top of the cap: the fit before them sees at most 300 points.
+    assert trained[0] <= 4 * 300
+
+
+def test_max_history_must_be_a_count() -> None:
+    with pytest.raises(ConfigError, match="max_history"):
+        LightGBM(max_history=-5)

@@ -3,7 +3,9 @@
 One series' few windows are a noisy judge: on development data a per-series choice between
 close models lost out of sample to their combination (hourly load), so when the combinations,
 pooled over the partition, score within 10% of every single model, every series takes its
-combination. Where the combinations are clearly worse pooled, each series keeps its own choice.
+combination. Where one single model clearly beats the combinations pooled, every series takes
+that model unless its own windows say it is clearly wrong for it; where neither holds, each
+series keeps its own choice.
 """
 
 from __future__ import annotations
@@ -46,6 +48,17 @@ def history() -> pd.DataFrame:
 CLOSE = {
     "A": off_by({"a": 1.0, "b": 1.0, "c": 1.1, "d": 1.1}),
     "B": off_by({"a": 1.1, "b": 1.1, "c": 1.0, "d": 1.0}),
+}
+# A is the better model on three series and 20% worse than B on the fourth; pooled, A beats
+# the combinations by far.
+ONE_CLEARLY_BEST = {
+    "A": off_by({"a": 1.0, "b": 1.0, "c": 1.0, "d": 1.2}),
+    "B": off_by({"a": 3.0, "b": 3.0, "c": 3.0, "d": 1.0}),
+}
+# The same, except that A is 50% worse than B on the fourth series.
+ONE_BEST_BUT_NOT_FOR_D = {
+    "A": off_by({"a": 1.0, "b": 1.0, "c": 1.0, "d": 1.5}),
+    "B": off_by({"a": 3.0, "b": 3.0, "c": 3.0, "d": 1.0}),
 }
 # Per series and pooled, the mean of both is far worse than the better model.
 APART = {
@@ -113,3 +126,58 @@ def test_the_pooled_check_never_hands_a_series_what_the_gate_counts_as_worse_tha
     assert free["model"].tolist() == ["Ensemble(A+B)"] * 4
     guarded = select(bt, data, ensemble_top_k=2, guard=("A", 0.01)).table
     assert guarded["model"].tolist() == ["A", "A", "Ensemble(A+B)", "Ensemble(A+B)"]
+
+
+def test_a_single_model_clearly_best_pooled_is_taken_by_every_series() -> None:
+    """Series d alone would pick B (20% better there), but pooled over the partition A beats
+    the combinations by far: d takes A, and its reason says the partition chose."""
+    result = _run(ONE_CLEARLY_BEST)
+    prov = result.provenance.set_index("unique_id")
+    assert prov.loc[list(SERIES), "model"].tolist() == ["A"] * 4
+    reasons = result.selection.set_index("unique_id")["reason"]
+    assert "the partition takes A" in reasons["d"]
+    assert "for its best single model B" in reasons["d"]
+    # Series that chose A on their own windows keep their own reason.
+    assert "partition" not in reasons["a"]
+    fallbacks = result.selection.set_index("unique_id")["fallbacks"]
+    assert list(fallbacks["d"]) == ["B"]
+
+
+def test_a_series_the_pooled_champion_clearly_fails_keeps_its_own_choice() -> None:
+    result = _run(ONE_BEST_BUT_NOT_FOR_D)
+    prov = result.provenance.set_index("unique_id")
+    assert prov.loc[list(SERIES), "model"].tolist() == ["A", "A", "A", "B"]
+
+
+def test_the_pooled_champion_needs_the_pooled_check() -> None:
+    data = history()
+    runner = FakeRunner(ONE_CLEARLY_BEST)
+    bt = backtest(data, routing(SERIES, ["A", "B"]), TASK, windows=3, runner=runner)
+    assert select(bt, data, ensemble_top_k=2).table["model"].tolist() == ["A"] * 4
+    own = select(bt, data, ensemble_top_k=2, pooled=False).table
+    assert own["model"].tolist() == ["A", "A", "A", "B"]
+    # The gate's naive limit holds for the champion too: with B as the benchmark and a 1%
+    # tolerance, d (where A scores 20% worse than B) keeps B.
+    guarded = select(bt, data, ensemble_top_k=2, guard=("B", 0.01)).table
+    assert guarded["model"].tolist() == ["A", "A", "A", "B"]
+
+
+# A is 5% better than the mean of A and B on every series: within the pooled check's 10%.
+NEAR = {
+    "A": off_by({"a": 1.0, "b": 1.0, "c": 1.0, "d": 1.0}),
+    "B": off_by({"a": 1.1, "b": 1.1, "c": 1.1, "d": 1.1}),
+}
+
+
+def test_a_model_given_the_covariates_is_not_averaged_with_one_that_was_not() -> None:
+    """The 10% benefit of the doubt lets combinations of similar models through; a model that
+    was given the run's covariates (A here) gets only the tie tolerance against them."""
+    data = history()
+    bt = backtest(data, routing(SERIES, ["A", "B"]), TASK, windows=3, runner=FakeRunner(NEAR))
+    plain = select(bt, data, ensemble_top_k=2).table
+    assert plain["model"].tolist() == ["Ensemble(A+B)"] * 4
+    informed = select(bt, data, ensemble_top_k=2, informed=("A",)).table
+    assert informed["model"].tolist() == ["A"] * 4
+    # Every model given the covariates: the usual slack again.
+    both = select(bt, data, ensemble_top_k=2, informed=("A", "B")).table
+    assert both["model"].tolist() == ["Ensemble(A+B)"] * 4

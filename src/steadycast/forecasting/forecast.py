@@ -782,6 +782,15 @@ def _naive_guard(config: PipelineConfig) -> tuple[str, float] | None:
     return (rule.baseline, rule.tolerance) if rule.enabled else None
 
 
+def _informed(
+    pool: Sequence[str], caps: Mapping[str, Capabilities], covariates: Covariates | None
+) -> frozenset[str]:
+    """The candidates given the run's covariates: those that take them, when there are any."""
+    if covariates is None or not covariates.columns:
+        return frozenset()
+    return frozenset(m for m in pool if m in caps and caps[m].exogenous)
+
+
 def run_partition(
     history: pd.DataFrame,
     config: PipelineConfig,
@@ -819,6 +828,7 @@ def run_partition(
         levels=task.levels,
         combination=config.backtest.combination,
         guard=_naive_guard(config),
+        informed=_informed(pool, caps, covariates),
     )
     out = forecast_partition(history, config, runner, selection, last_published, capabilities=caps)
     profile = profile.merge(routing, on=ID, how="left")
