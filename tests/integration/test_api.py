@@ -530,7 +530,13 @@ def test_concurrent_publish_while_clients_read(base_url: str, served: Served) ->
     ]
     for t in threads:
         t.start()
-    time.sleep(2.0)
+    # At least two seconds and 50 swaps with both releases read: on a loaded machine the swaps
+    # come slower, and the test needs enough of them to mean something.
+    started = time.monotonic()
+    while time.monotonic() - started < 60 and (
+        time.monotonic() - started < 2.0 or swaps[0] <= 50 or min(counts.values()) == 0
+    ):
+        time.sleep(0.1)
     stop.set()
     for t in threads:
         t.join(timeout=10)
