@@ -826,8 +826,7 @@ def _table(
     with np.errstate(invalid="ignore"):
         tie = _tie(ens_score, best_score)
         own = ((ens_score < best_score) & ~tie) | (tie & ensemble_on_tie)
-        near = ens_score <= best_score * (1 + POOLED_SERIES_TOL) + ABS_TOL
-        near &= ~(ens_score > _naive_limit(uids, ranked, guard))
+        near = _on_pooled_terms(ens_score, best_score, uids, ranked, guard)
         beats = own | (bool(pooled_verdict) & np.isfinite(ens_score) & near)
         takes = _takes_champion(uids, ranked, best_score, guard, champion)
     if champion is not None:
@@ -872,11 +871,25 @@ def _takes_champion(
         return np.zeros(len(uids), dtype=bool)
     mine = ranked[ranked["model"] == champion.model].drop_duplicates(ID).set_index(ID)["score"]
     score = mine.reindex(uids).to_numpy(dtype=float)
+    taken: npt.NDArray[np.bool_] = np.isfinite(score) & _on_pooled_terms(
+        score, best_score, uids, ranked, guard
+    )
+    return taken
+
+
+def _on_pooled_terms(
+    score: Floats,
+    best_score: Floats,
+    uids: pd.Index,
+    ranked: pd.DataFrame,
+    guard: tuple[str, float] | None,
+) -> npt.NDArray[np.bool_]:
+    """Per series, whether a choice the partition makes may be taken there: ``score`` within
+    ``POOLED_SERIES_TOL`` of its best single model and not worse than the gate's naive limit."""
     with np.errstate(invalid="ignore"):
         near = score <= best_score * (1 + POOLED_SERIES_TOL) + ABS_TOL
         near &= ~(score > _naive_limit(uids, ranked, guard))
-    taken: npt.NDArray[np.bool_] = np.isfinite(score) & near
-    return taken
+    return np.asarray(near, dtype=bool)
 
 
 def _naive_limit(
