@@ -171,16 +171,16 @@ def test_rows_for_an_origin_the_backtest_did_not_ask_for_count_as_missing() -> N
     assert "missing" in result.scores.set_index("window").loc[2, "reason"]
 
 
-def test_only_models_that_declare_it_are_asked_to_backtest_themselves() -> None:
+def test_a_model_that_declares_its_own_backtest_must_have_one() -> None:
     class Plain:
         name = "Plain"
-        capabilities = Capabilities()
+        capabilities = Capabilities(backtests_itself=True)
 
         def forecast(self, history: pd.DataFrame, task: ForecastTask) -> pd.DataFrame:
             raise AssertionError("not called")
 
     task = BacktestTask(**vars(POINT_TASK), windows=2, step=24)
-    with pytest.raises(TypeError, match="'Plain' does not backtest itself"):
+    with pytest.raises(TypeError, match="'Plain' declares backtests_itself but has no"):
         answer(Plain(), hourly(count=1), task)
 
 

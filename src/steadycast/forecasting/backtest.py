@@ -5,16 +5,18 @@ at each origin a model is fitted on the history before it and scored on the next
 points. Window 0 is the most recent origin, window 1 the one before, and so on, so window 0
 exists for every backtested series even when short series get fewer windows.
 
-A model that declares ``capabilities.backtests_itself`` (the global LightGBM) is instead
-called once for all its windows (``BacktestTask``): it fits once, before the oldest origin,
-and forecasts every window from that fit. Its answer is cut into the windows it covers and
-judged exactly as per-window answers are, so scores, window forecasts and failures look the
-same either way.
-
 Models are vectorised over series (and global models need the whole batch), so each model is
-called once per window with every series routed to it (slow models in chunks, see
-:func:`batches`), through the isolated runner when one is given. A model that crashes, times out or returns an invalid forecast is recorded as
-``failed`` for the series concerned; the backtest itself never fails because of a model.
+called with every series routed to it (slow models in chunks, see :func:`batches`), through the
+isolated runner when one is given: slow models once per window; a model that declares
+``capabilities.backtests_itself`` (the global LightGBM) once for all its windows
+(``BacktestTask``), fitting once before the oldest origin; a model that declares
+``windows_in_one_call`` (the fast built-in ones) once for all its windows too, refitted at each
+origin by the worker from the one history it was sent.
+A call for all windows is cut into the windows it covers and judged exactly as per-window
+answers are, so scores, window forecasts and failures look the same either way (except that a
+model that crashes in such a call fails all its windows). A model that crashes, times out or
+returns an invalid forecast is recorded as ``failed`` for the series concerned; the backtest
+itself never fails because of a model.
 
 Every score is kept (``BacktestResult.scores``), together with the window forecasts they come
 from (``BacktestResult.forecasts``), so selection can build ensembles and intervals from them
@@ -497,7 +499,7 @@ def _calls(
         train_len = layout.lengths[active] - horizon - offset
         windows_of.append(_Window(window, active, train_len, _cutoffs(layout, active, train_len)))
         for name in sorted(set(pair_model.tolist())):
-            if _backtests_itself(capabilities.get(name)):
+            if _one_call(capabilities.get(name)):
                 continue  # one call for all its windows: see _own_calls
             chosen = pair_series[pair_model == name]
             chosen = chosen[n_windows[chosen] > window].astype(np.int64)
@@ -509,13 +511,22 @@ def _calls(
     return calls, windows_of
 
 
-def _backtests_itself(capabilities: Capabilities | None) -> bool:
-    return capabilities is not None and capabilities.backtests_itself
+def _one_call(capabilities: Capabilities | None) -> bool:
+    """Whether a model gets all its windows in one call: a model that backtests itself, or one
+    that declares ``windows_in_one_call`` (the fast built-in models: the worker refits them at
+    each origin, ``refit_per_window``). Other models stay one call per window and chunk, each
+    within the time limit; so do models given covariates, whose windows need the covariates
+    after each origin."""
+    if capabilities is None:
+        return False
+    if capabilities.backtests_itself:
+        return True
+    return capabilities.windows_in_one_call and not capabilities.exogenous
 
 
 @dataclass(frozen=True)
 class _OwnCall:
-    """One call of a model that backtests itself: all ``windows`` of its series at once."""
+    """One call for all ``windows`` of a model's series (see :func:`_one_call`)."""
 
     model: str
     windows: int
@@ -531,17 +542,15 @@ def _own_calls(
     task: ForecastTask,
     step: int,
 ) -> list[_OwnCall]:
-    """The calls of models that declare ``backtests_itself``: one per model and number of
-    windows (series of one call share their windows), in chunks as :func:`batches` cuts them.
-
-    Each call gets the whole history of its series and fits once, before the oldest window,
-    instead of once per window."""
+    """The calls of models that take all their windows at once (:func:`_one_call`): one per
+    model and number of windows (series of one call share their windows), in chunks as
+    :func:`batches` cuts them. Each call gets the whole history of its series."""
     n_windows = series["windows"].to_numpy()
     pair_series = layout.ids.searchsorted(pairs[ID].to_numpy()) if len(pairs) else np.zeros(0)
     pair_model = pairs["model"].to_numpy()
     calls: list[_OwnCall] = []
     for name in sorted(set(pair_model.tolist())):
-        if not _backtests_itself(capabilities.get(name)):
+        if not _one_call(capabilities.get(name)):
             continue
         model_task = model_task_for(task, capabilities.get(name))
         chosen = pair_series[pair_model == name].astype(np.int64)

@@ -266,21 +266,20 @@ def _out_of_sample(
     """Which error rows ``q`` is taken from: at each window, those of the model each series
     would have published on its other windows alone (see the module docstring); the published
     model's rows for a series with no other window."""
-    pair, uniques = pd.factorize(keys)
-    series = pd.factorize(uniques.get_level_values(0))[0]
+    pair, series = _pairs(keys)
     n_series = int(series.max()) + 1 if len(series) else 0
-    is_published = np.zeros(len(uniques), dtype=bool)
+    is_published = np.zeros(len(series), dtype=bool)
     is_published[pair[published]] = True
     used = np.zeros(len(keys), dtype=bool)
     for w in np.unique(window).tolist():
         other = window != w
-        sums = np.bincount(pair[other], weights=error[other], minlength=len(uniques))
-        counts = np.bincount(pair[other], minlength=len(uniques))
+        sums = np.bincount(pair[other], weights=error[other], minlength=len(series))
+        counts = np.bincount(pair[other], minlength=len(series))
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = np.where(counts > 0, sums / np.maximum(counts, 1), np.inf)
         ranked = np.lexsort((mean, series))
         first = ranked[np.r_[True, series[ranked][1:] != series[ranked][:-1]]]
-        chosen = np.zeros(len(uniques), dtype=bool)
+        chosen = np.zeros(len(series), dtype=bool)
         chosen[first[counts[first] > 0]] = True
         best = np.full(n_series, np.inf)
         np.minimum.at(best, series, mean)
@@ -294,6 +293,17 @@ def _out_of_sample(
     covered[row_series[used]] = True
     out: npt.NDArray[np.bool_] = used | (published & ~covered[row_series])
     return out
+
+
+def _pairs(keys: pd.MultiIndex) -> tuple[Ints, Ints]:
+    """Each row's ``(unique_id, model)`` pair and each pair's series, both numbered in order of
+    first appearance: what factorizing the index's tuples gives, from its integer codes (a
+    partition's error rows run to millions; building their tuples cost more than the rest)."""
+    width = len(keys.levels[1])
+    combined = keys.codes[0].astype(np.int64) * width + keys.codes[1]
+    pair, uniques = pd.factorize(combined)
+    series = pd.factorize(uniques // width)[0]
+    return pair.astype(np.int64), series.astype(np.int64)
 
 
 def _factors(

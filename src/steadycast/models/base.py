@@ -27,6 +27,10 @@ class Capabilities:
     # Has ``cross_validation(history, task, windows, step)``: the backtest calls it once for
     # all windows instead of ``forecast`` once per window (one fit instead of one per window).
     backtests_itself: bool = False
+    # Fast enough that all backtest windows fit one job: the backtest sends the history once
+    # and the worker refits the model at each origin (``refit_per_window``), instead of one job
+    # (and one copy of the history) per window. The answers are the same.
+    windows_in_one_call: bool = False
     exogenous: bool = False  # takes future-known covariates (docs/covariates.md)
 
 
@@ -56,8 +60,8 @@ class ForecastModel(Protocol):
 
 @dataclass(frozen=True)
 class BacktestTask(ForecastTask):
-    """A whole backtest asked of a model that declares ``backtests_itself``: the last
-    ``windows`` origins, ``step`` points apart, each forecast ``horizon`` steps ahead."""
+    """A whole backtest in one job: the last ``windows`` origins, ``step`` points apart, each
+    forecast ``horizon`` steps ahead (see :func:`answer`)."""
 
     windows: int = 1
     step: int = 1
@@ -69,16 +73,42 @@ class BacktestTask(ForecastTask):
 
 
 def answer(model: ForecastModel, history: pd.DataFrame, task: ForecastTask) -> pd.DataFrame:
-    """Run one model job: ``forecast``, or ``cross_validation`` for a :class:`BacktestTask`.
+    """Run one model job: ``forecast``, or a whole backtest for a :class:`BacktestTask`.
 
-    ``cross_validation(history, task, windows, step)`` returns ``unique_id, ds, cutoff, yhat``
+    A model that declares ``backtests_itself`` runs the backtest through its
+    ``cross_validation(history, task, windows, step)``; any other model is refitted at each
+    origin (:func:`refit_per_window`). Either way the answer is ``unique_id, ds, cutoff, yhat``
     (and bounds): one block of ``horizon`` rows per series and origin, ``cutoff`` being the last
     time the forecast saw.
     """
-    if isinstance(task, BacktestTask):
-        cross_validation = getattr(model, "cross_validation", None)
-        if not model.capabilities.backtests_itself or cross_validation is None:
-            raise TypeError(f"model {model.name!r} does not backtest itself")
-        out: pd.DataFrame = cross_validation(history, task.forecast_task(), task.windows, task.step)
-        return out
-    return model.forecast(history, task)
+    if not isinstance(task, BacktestTask):
+        return model.forecast(history, task)
+    if not model.capabilities.backtests_itself:
+        return refit_per_window(model, history, task)
+    cross_validation = getattr(model, "cross_validation", None)
+    if cross_validation is None:
+        raise TypeError(
+            f"model {model.name!r} declares backtests_itself but has no cross_validation"
+        )
+    out: pd.DataFrame = cross_validation(history, task.forecast_task(), task.windows, task.step)
+    return out
+
+
+def refit_per_window(
+    model: ForecastModel, history: pd.DataFrame, task: BacktestTask
+) -> pd.DataFrame:
+    """A backtest from one history, for a model that fits per series: at each origin, the
+    ``forecast`` of each series' points before it, named by its cutoff. The answers are those
+    of one call per window; only the history travels once instead of once per window.
+
+    ``history`` holds each series' points in time order (as the backtest sends them)."""
+    plain = task.forecast_task()
+    from_end = history.groupby("unique_id", sort=False, observed=True).cumcount(ascending=False)
+    from_end = from_end.to_numpy()
+    answers = []
+    for window in range(task.windows):
+        seen = history[from_end >= task.horizon + window * task.step].reset_index(drop=True)
+        out = model.forecast(seen, plain)
+        cutoffs = seen.groupby("unique_id", sort=False, observed=True)["ds"].max()
+        answers.append(out.assign(cutoff=out["unique_id"].map(cutoffs)))
+    return pd.concat(answers, ignore_index=True)

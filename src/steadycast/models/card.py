@@ -285,7 +285,9 @@ class Card:
     over a specification with and without trend (after Doornik, Castle and Hendry)."""
 
     name: ClassVar[str] = "Card"
-    capabilities: ClassVar[Capabilities] = Capabilities(intervals=False, min_history=4, cost="fast")
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        intervals=False, min_history=4, cost="fast", windows_in_one_call=True
+    )
     _accepted: ClassVar[tuple[str, ...]] = ("max_history", "harmonics", "trend", "log")
 
     def __init__(self, **params: Any) -> None:

@@ -77,8 +77,8 @@ Ints = npt.NDArray[np.int64]
 #: per-step vectors around 10,000 series wide, where numpy's per-call overhead is small.
 ROWS_PER_PART = 1 << 23
 
-_POINT = Capabilities(intervals=False, min_history=1, cost="fast")
-_INTERVALS = Capabilities(intervals=True, min_history=1, cost="fast")
+_POINT = Capabilities(intervals=False, min_history=1, cost="fast", windows_in_one_call=True)
+_INTERVALS = Capabilities(intervals=True, min_history=1, cost="fast", windows_in_one_call=True)
 
 # statsforecast's golden-section search for SES (src/ses.cpp, golden_section_ses).
 _SES_BOUNDS = (0.01, 0.99)

@@ -50,8 +50,8 @@ HISTORY_SEASONS = 5
 #: ...and never fewer points than this (five years of weekly data, 11 days of hourly data).
 MIN_CAPPED_HISTORY = 260
 
-_FAST_POINT = Capabilities(intervals=False, min_history=1, cost="fast")
-_FAST_INTERVALS = Capabilities(intervals=True, min_history=1, cost="fast")
+_FAST_POINT = Capabilities(intervals=False, min_history=1, cost="fast", windows_in_one_call=True)
+_FAST_INTERVALS = Capabilities(intervals=True, min_history=1, cost="fast", windows_in_one_call=True)
 
 
 def _statsforecast_class(name: str) -> type:
@@ -535,7 +535,9 @@ class CrostonOptimized(StatsForecastModel):
     """Croston's method with optimised smoothing, for series that are mostly zeros."""
 
     name = "CrostonOptimized"
-    capabilities = Capabilities(intervals=False, min_history=1, intermittent=True, cost="fast")
+    capabilities = Capabilities(
+        intervals=False, min_history=1, intermittent=True, cost="fast", windows_in_one_call=True
+    )
     _sf_name = "CrostonOptimized"
 
 
@@ -543,7 +545,9 @@ class IMAPA(StatsForecastModel):
     """Intermittent multiple aggregation prediction algorithm."""
 
     name = "IMAPA"
-    capabilities = Capabilities(intervals=False, min_history=1, intermittent=True, cost="fast")
+    capabilities = Capabilities(
+        intervals=False, min_history=1, intermittent=True, cost="fast", windows_in_one_call=True
+    )
     _sf_name = "IMAPA"
 
 
