@@ -102,6 +102,9 @@ class PartitionPool:
         self.what = what
         self._executor: ProcessPoolExecutor | None = None
         self.restarts = 0
+        # CPU the pool's processes reported for the calls they finished, over every ``run``:
+        # what the stages that ran them counted, and what reaping them returns once more.
+        self.reported_cpu_s = 0.0
 
     def __enter__(self) -> PartitionPool:
         return self
@@ -165,6 +168,7 @@ class PartitionPool:
                     # Raised as in a run on one process; the note says where it happened.
                     exc.add_note(f"in {self.what} {key}")
                     raise
+                self.reported_cpu_s += cpu_s
                 yield Done(key, result, attempts[key], cpu_s, peak_mb, pid)
             if lost:
                 # A broken pool cannot be used again: every partition still in flight is lost

@@ -17,8 +17,13 @@ class Usage:
 
 def _cpu() -> float:
     own = resource.getrusage(resource.RUSAGE_SELF)
+    return own.ru_utime + own.ru_stime + children_cpu_s()
+
+
+def children_cpu_s() -> float:
+    """CPU of this process's finished (reaped) children and their own reaped descendants."""
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+    return kids.ru_utime + kids.ru_stime
 
 
 def peak_rss_mb() -> float:

@@ -28,6 +28,7 @@ from steadycast.forecasting import tiers
 from steadycast.forecasting.covariates import covariate_fallbacks
 from steadycast.forecasting.forecast import PROVENANCE_COLUMNS
 from steadycast.models.registry import SteadycastPluginWarning, available_models
+from steadycast.ops.resources import children_cpu_s
 from steadycast.pipeline import carry
 from steadycast.pipeline.checking import Checked
 from steadycast.pipeline.partition_work import PARTS, SCORES, PartitionWork, load_partition
@@ -169,6 +170,7 @@ def _run_engine(
     scratch = parts_root.parent / "engine"
     snapshot = snap.parts[0].parent.parent.resolve()
     job = Job(cfg.name, snapshot, todo, work, cfg.forecast, last_published, scratch)
+    reaped_before, counted_before = children_cpu_s(), pool.reported_cpu_s
     ran: EngineRun = engine.run(job, advance)
     # The partition processes are done: let their memory go before the outputs are gathered.
     pool.close()
@@ -176,7 +178,11 @@ def _run_engine(
     shutil.rmtree(scratch, ignore_errors=True)
     _check_committed(cfg.name, engine.name, todo, ran.reports, parts_root)
     usage = total_usage(ran.reports)
-    rec.extra_cpu_s = sum(u.cpu_s for u in usage.values()) + ran.cpu_s
+    rec.extra_cpu_s = _unseen_cpu_s(
+        sum(u.cpu_s for u in usage.values()) + ran.cpu_s,
+        children_cpu_s() - reaped_before,
+        counted_before,
+    )
     rec.extra_peak_mb = max([u.peak_rss_mb for u in usage.values()] + [ran.peak_rss_mb])
     runlog.record_model_usage(scope.ws.control_path, scope.run_id, usage)
     return {
@@ -184,6 +190,18 @@ def _run_engine(
         "engine": {"name": engine.name, **ran.detail},
         "retried_partitions": sum(r.attempt > 0 for r in ran.reports),
     }
+
+
+def _unseen_cpu_s(reported: float, reaped: float, counted_before: float) -> float:
+    """What the stage adds to its own measure (this process and the children it reaped) to
+    count each process's CPU once: ``reported`` is what the processes that worked for it said
+    they used (partition processes, model workers, Spark's executors), ``reaped`` the whole
+    lives of the processes reaped during the stage, ``counted_before`` what earlier stages
+    already counted of those (the check stage's calls in the same partition processes).
+    Work that was not reaped here (executors on other machines) is the reported part that
+    reaping does not cover."""
+    not_reaped = max(0.0, reported - (reaped - counted_before))
+    return not_reaped - counted_before
 
 
 def _resume_partitions(parts_root: Path, resume_from: Path | None, names: list[str]) -> int:

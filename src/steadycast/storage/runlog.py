@@ -31,7 +31,10 @@ class StageRecord:
     rows_rejected: int = 0
     series_in: int = 0
     series_out: int = 0
-    extra_cpu_s: float = 0.0  # CPU of worker processes still alive (not yet reaped)
+    # Added to the stage's own measure (this process and its reaped children) so that every
+    # process that worked for it counts once: negative when reaped processes' CPU was already
+    # counted by an earlier stage.
+    extra_cpu_s: float = 0.0
     extra_peak_mb: float = 0.0
     detail: dict[str, Any] = field(default_factory=dict)
     usage: Usage | None = None
