@@ -244,17 +244,34 @@ class Naive(StatsForecastModel):
 
 
 class SeasonalNaive(StatsForecastModel):
-    """Value one season ago; Naive for series shorter than one season."""
+    """Value one season ago; Naive for series shorter than one season.
+
+    ``season = "longest"`` repeats the longest season a series covers instead of the main one:
+    for hourly data with a weekly cycle, the same hour a week ago, so a Monday is forecast from
+    a Monday rather than from the Sunday before it."""
 
     name = "SeasonalNaive"
     capabilities = _FAST_INTERVALS
     _sf_name = "SeasonalNaive"
     _min_cycles = 1
+    _own_params = StatsForecastModel._own_params | {"season"}
+    _seasons = ("main", "longest")
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        season = self.params.get("season", "main")
+        if season not in self._seasons:
+            raise ConfigError(
+                f"model {self.name!r}: season must be one of {', '.join(self._seasons)}, "
+                f"not {season!r}"
+            )
+        self._longest = season == "longest"
 
     def _build(self, plan: tuple[int, ...]) -> Any:
         if not plan:
             return _statsforecast_class("Naive")(alias="yhat")
-        return _statsforecast_class("SeasonalNaive")(season_length=plan[0], alias="yhat")
+        season = max(plan) if self._longest else plan[0]
+        return _statsforecast_class("SeasonalNaive")(season_length=season, alias="yhat")
 
 
 class HistoricAverage(StatsForecastModel):

@@ -79,6 +79,20 @@ def test_seasonal_naive_repeats_the_last_season() -> None:
     assert out["yhat"].tolist() == list(np.arange(12.0))
 
 
+def test_seasonal_naive_can_repeat_the_longest_season_the_series_covers() -> None:
+    weekly = ForecastTask(horizon=48, frequency="h", season_length=24, season_lengths=(24, 168))
+    y = np.arange(24.0 * 7 * 3) % 168  # every hour of the week differs
+    main = SeasonalNaive().forecast(series("s", y), weekly)["yhat"].to_numpy()
+    longest = SeasonalNaive(season="longest").forecast(series("s", y), weekly)["yhat"].to_numpy()
+    np.testing.assert_array_equal(main, np.tile(np.arange(144.0, 168.0), 2))  # the last day
+    np.testing.assert_array_equal(longest, np.arange(48.0))  # the same hours a week ago
+    # Shorter than a week: the season it covers.
+    short = SeasonalNaive(season="longest").forecast(series("s", y[:100]), weekly)
+    np.testing.assert_array_equal(short["yhat"].to_numpy(), np.tile(y[76:100], 2))
+    with pytest.raises(ConfigError, match="season must be one of main, longest, not 'week'"):
+        SeasonalNaive(season="week")
+
+
 def test_season_length_one_means_non_seasonal() -> None:
     task = ForecastTask(horizon=4, frequency="D", season_length=1, levels=(80,))
     assert seasons_of(task) == ()
