@@ -5,7 +5,8 @@ same run.
 For each fleet size: ``steadycast synth`` makes a realistic fleet (faults planted) one horizon
 longer than ``--days``; that last horizon is held out (never ingested), then ``steadycast
 ingest`` and ``steadycast run`` (tier "fast", its default pool) each run in their own process:
-wall, CPU (workers included), peak memory (all its processes together, and the largest). The
+wall, CPU (workers included), peak memory (all its processes together, and the largest), and
+the forecast stage's pace in its first and last tenth (a run that slows as it goes shows). The
 published forecasts of a sample of series are scored against the held-out readings: MASE (scale:
 the in-sample seasonal naive error at the first season) beside seasonal naive's own forecast.
 Peers, on the
@@ -26,6 +27,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import re
 import shutil
 import sqlite3
 import sys
@@ -240,6 +242,36 @@ def accuracy(ws: Path, actuals: Path, past: Path, season: int, frequency: str) -
     }
 
 
+PROGRESS = re.compile(r"forecast: (\d+)/(\d+) partitions .*elapsed ([0-9.]+) s")
+
+
+def partition_rates(stderr: str) -> dict[str, float] | None:
+    """Partitions a minute in the first and the last tenth of the forecast stage, from the
+    run's progress lines: a run that slows as it goes shows it here."""
+    points = [
+        (int(m[1]), int(m[2]), float(m[3]))
+        for m in (PROGRESS.search(line) for line in stderr.splitlines())
+        if m
+    ]
+    if len(points) < 3:
+        return None
+    total = points[-1][1]
+    first = [p for p in points if p[0] <= total / 10]
+    last = [p for p in points if p[0] >= total * 9 / 10]
+    # Progress lines come every few seconds: a short stage may have one line in a tenth.
+    first = first if len(first) > 1 else points[:2]
+    last = last if len(last) > 1 else points[-2:]
+
+    def per_minute(a: tuple[int, int, float], b: tuple[int, int, float]) -> float:
+        return 60.0 * (b[0] - a[0]) / max(b[2] - a[2], 1e-9)
+
+    return {
+        "first_tenth": per_minute(points[0], first[-1]),
+        "last_tenth": per_minute(last[0], points[-1]),
+        "overall": per_minute(points[0], points[-1]),
+    }
+
+
 def end_to_end(
     out: Path,
     info: dict[str, Any],
@@ -290,6 +322,7 @@ def end_to_end(
     # The largest single process: wait4 reports the command's and its reaped children's.
     summary["peak_mb"] = max(ingest.peak_rss_mb, run.peak_rss_mb)
     summary["tree_peak_mb"] = max(ingest.tree_peak_mb, run.tree_peak_mb)
+    summary["forecast_rate"] = partition_rates(run.stderr)
     summary["checks"] = check_scores(ws, out)
     summary["accuracy"] = accuracy(ws, actuals, past, season, info["frequency"])
     summary["release_mb"] = release_memory(ws)
@@ -465,6 +498,21 @@ def markdown(args: argparse.Namespace, rows: list[dict[str, Any]]) -> str:
     for r in rows:
         cells = " | ".join(f"{r['stages'].get(n, {}).get('wall_s', 0):.1f}" for n in names)
         lines.append(f"| {r['series']:,} | {r['ingest_wall_s']:.1f} | {cells} |")
+    rates = [r for r in rows if r.get("forecast_rate")]
+    if rates:
+        lines += [
+            "",
+            "The forecast stage's pace (partitions a minute, from the run's progress lines):",
+            "",
+            "| series | first tenth | last tenth | whole stage |",
+            "| ---: | ---: | ---: | ---: |",
+        ]
+        for r in rates:
+            f = r["forecast_rate"]
+            lines.append(
+                f"| {r['series']:,} | {f['first_tenth']:.1f} | {f['last_tenth']:.1f} "
+                f"| {f['overall']:.1f} |"
+            )
     lines += ["", "Peers on the same data, in the same run:", ""]
     lines.append(
         "| series | peer | sample | peer per series | steadycast forecast stage per series | ratio |"
