@@ -242,6 +242,12 @@ def accuracy(ws: Path, actuals: Path, past: Path, season: int, frequency: str) -
     }
 
 
+def _table(intro: list[str], columns: list[str], body: list[str]) -> list[str]:
+    """A results table under its introduction, every column right-aligned."""
+    header = "| " + " | ".join(columns) + " |"
+    return ["", *intro, "", header, "| " + " | ".join("---:" for _ in columns) + " |", *body]
+
+
 PROGRESS = re.compile(r"forecast: (\d+)/(\d+) partitions .*elapsed ([0-9.]+) s")
 
 
@@ -475,22 +481,29 @@ def markdown(args: argparse.Namespace, rows: list[dict[str, Any]]) -> str:
         ]
     scored = [r for r in rows if r.get("accuracy")]
     if scored:
-        lines += [
-            "",
-            "Accuracy of the published forecasts on the held-out horizon (a sample of series;",
-            "MASE scaled by each series' in-sample seasonal naive error at the first season;",
-            "planted faults in the held-out readings are scored as they are):",
-            "",
-            "| series | scored | MASE, published | MASE, seasonal naive | ratio | published better on | median MASE, published / seasonal naive |",
-            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-        ]
-        for r in scored:
-            a = r["accuracy"]
-            lines.append(
+        lines += _table(
+            [
+                "Accuracy of the published forecasts on the held-out horizon (a sample of series;",
+                "MASE scaled by each series' in-sample seasonal naive error at the first season;",
+                "planted faults in the held-out readings are scored as they are):",
+            ],
+            [
+                "series",
+                "scored",
+                "MASE, published",
+                "MASE, seasonal naive",
+                "ratio",
+                "published better on",
+                "median MASE, published / seasonal naive",
+            ],
+            [
                 f"| {r['series']:,} | {a['scored_series']:,} | {a['mase']:.3f} "
                 f"| {a['mase_naive']:.3f} | {a['relative']:.3f} | {a['beats_naive_share']:.0%} "
                 f"| {a['median_mase']:.3f} / {a['median_mase_naive']:.3f} |"
-            )
+                for r in scored
+                for a in [r["accuracy"]]
+            ],
+        )
     lines += ["", "Where the time goes (seconds, per stage of the run):", ""]
     names = list(rows[0]["stages"])
     lines.append("| series | ingest | " + " | ".join(names) + " |")
@@ -500,19 +513,16 @@ def markdown(args: argparse.Namespace, rows: list[dict[str, Any]]) -> str:
         lines.append(f"| {r['series']:,} | {r['ingest_wall_s']:.1f} | {cells} |")
     rates = [r for r in rows if r.get("forecast_rate")]
     if rates:
-        lines += [
-            "",
-            "The forecast stage's pace (partitions a minute, from the run's progress lines):",
-            "",
-            "| series | first tenth | last tenth | whole stage |",
-            "| ---: | ---: | ---: | ---: |",
-        ]
-        for r in rates:
-            f = r["forecast_rate"]
-            lines.append(
+        lines += _table(
+            ["The forecast stage's pace (partitions a minute, from the run's progress lines):"],
+            ["series", "first tenth", "last tenth", "whole stage"],
+            [
                 f"| {r['series']:,} | {f['first_tenth']:.1f} | {f['last_tenth']:.1f} "
                 f"| {f['overall']:.1f} |"
-            )
+                for r in rates
+                for f in [r["forecast_rate"]]
+            ],
+        )
     lines += ["", "Peers on the same data, in the same run:", ""]
     lines.append(
         "| series | peer | sample | peer per series | steadycast forecast stage per series | ratio |"
