@@ -279,7 +279,7 @@ class BacktestConfig(_Table):
     """Rolling-origin cross-validation and selection."""
 
     windows: int = Field(default=3, ge=1, le=50)  # short series get fewer
-    step: int = Field(default=0, ge=0)  # 0: one horizon
+    step: int = Field(default=0, ge=0)  # 0: auto, whole weeks or days (backtest.auto_step)
     metric: Literal["mase", "smape", "rmsse"] = "mase"
     ensemble_top_k: int = Field(default=3, ge=0, le=10)  # 0 or 1: no ensemble
     # How the top k are combined (selection.combine); "median" and "trimmed" shrug off one

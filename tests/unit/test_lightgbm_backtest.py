@@ -57,6 +57,7 @@ def run(history: pd.DataFrame, task: ForecastTask, caps: Capabilities | None = N
         routing(history["unique_id"].unique(), ["LightGBM"]),
         task,
         windows=3,
+        step=24,  # consecutive days (the default would space them a week apart)
         capabilities=capabilities,
         params={"LightGBM": SMALL},
     )
@@ -142,6 +143,7 @@ def test_a_failed_self_backtest_fails_every_window_with_the_reason() -> None:
         routing(["s0", "s1"], ["LightGBM"]),
         POINT_TASK,
         windows=3,
+        step=24,
         runner=runner,
         capabilities={"LightGBM": LightGBM.capabilities},
     )
@@ -163,6 +165,7 @@ def test_rows_for_an_origin_the_backtest_did_not_ask_for_count_as_missing() -> N
         routing(["s0"], ["LightGBM"]),
         POINT_TASK,
         windows=3,
+        step=24,
         runner=_Runner(reply),
         capabilities={"LightGBM": LightGBM.capabilities},
     )
@@ -187,7 +190,8 @@ def test_a_model_that_declares_its_own_backtest_must_have_one() -> None:
 def test_an_isolated_worker_runs_the_whole_backtest_in_one_task() -> None:
     from steadycast.models.isolation import IsolatedRunner
 
-    history = hourly(count=2)
+    # The default step: origins a week apart, the newest a week before the forecast's.
+    history = hourly(n=24 * 45, count=2)
     with IsolatedRunner(workers=1, timeout_s=120, memory_mb=1024) as runner:
         result = backtest(
             history,
@@ -202,6 +206,8 @@ def test_an_isolated_worker_runs_the_whole_backtest_in_one_task() -> None:
     assert set(result.scores["status"]) == {"ok"}
     assert len(result.scores) == 2 * 3
     assert tasks == 1
+    gaps = history["ds"].max() - result.scores["cutoff"]
+    assert sorted(gaps.unique()) == [pd.Timedelta(weeks=k) for k in (1, 2, 3)]
 
 
 def test_trained_on_each_series_newest_points_only(monkeypatch: pytest.MonkeyPatch) -> None:

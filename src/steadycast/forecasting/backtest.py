@@ -1,7 +1,8 @@
 """Rolling-origin backtest of the routed candidate models over one partition of series.
 
-For each series the last ``windows`` origins are taken, ``step`` apart (0 means one horizon);
-at each origin a model is fitted on the history before it and scored on the next ``horizon``
+For each series the last ``windows`` origins are taken, ``step`` apart; by default
+(:func:`auto_step`) whole weekly or daily cycles apart and before the forecast's origin, so
+every window covers the same hours and weekdays as the forecast. At each origin a model is fitted on the history before it and scored on the next ``horizon``
 points. Window 0 is the most recent origin, window 1 the one before, and so on, so window 0
 exists for every backtested series even when short series get fewer windows.
 
@@ -50,6 +51,7 @@ from steadycast.forecasting.metrics import (
     metric_name,
     series_scales,
 )
+from steadycast.forecasting.pools import step_days
 from steadycast.forecasting.profile import SAFE_MODELS
 from steadycast.models.base import BacktestTask, Capabilities, ForecastTask, answer
 from steadycast.models.validation import to_naive_utc, validate_against
@@ -126,6 +128,33 @@ def task_for(config: PipelineConfig) -> ForecastTask:
 def interval_columns(levels: Sequence[int]) -> list[str]:
     """``yhat_lo_L, yhat_hi_L`` for each level, in the order of the export contract."""
     return [col for lv in levels for col in (f"yhat_lo_{lv}", f"yhat_hi_{lv}")]
+
+
+def auto_step(task: ForecastTask) -> int:
+    """Points between backtest origins when the pipeline sets none: one horizon, rounded up to
+    a whole number of the longest declared season that spans at most a week.
+
+    With it the backtest also leaves the newest ``step - horizon`` points out of its windows
+    (:func:`backtest`), so every origin is a whole number of cycles before the forecast's and
+    each window covers the hours and weekdays the forecast will: a day-ahead forecast of
+    hourly data made on a Sunday night is judged on the Mondays and Tuesdays of earlier weeks,
+    not on the six days before it, which never show how a model carries a weekend into a
+    working day (see bench/results/accuracy.md for what it changed). Longer seasons are left
+    out: windows a year apart judged M4 Weekly's development half on old regimes (OWA 0.683
+    -> 0.713). The price is history: origins further apart need more of it, and a series too
+    short for every window gets fewer (``series.note`` says so).
+    """
+    horizon = task.horizon
+    span = step_days(task.frequency)
+    seasons = task.season_lengths or (task.season_length,)
+    cycles = [s for s in seasons if s > 1 and s * span <= _WEEK_DAYS]
+    if not cycles:
+        return horizon
+    cycle = max(cycles)
+    return -(-horizon // cycle) * cycle
+
+
+_WEEK_DAYS = 7.0 + 1e-9  # a week of steps, with room for float rounding of the step length
 
 
 def min_train_length(horizon: int) -> int:
@@ -419,22 +448,28 @@ def backtest(
         windows: origins per series; short series get fewer (at least one horizon must be left
             to fit on, see :func:`min_train_length`), and series too short for one window get
             no backtest and only the simple models (``series.note`` says so).
-        step: points between origins; 0 means one horizon (non-overlapping windows).
+        step: points between origins; 0 means :func:`auto_step` (at least one horizon, so
+            windows never overlap), with window 0 ending that many points before the
+            history's end instead of at it, so origins are whole cycles before the forecast's.
         runner: isolated runner; None calls models in this process.
         capabilities: per model name; models missing here are assumed to need one point.
         params: model parameters by model name.
         metrics: defaults to MASE, sMAPE, RMSSE and coverage at each of ``task.levels``.
     """
     horizon = task.horizon
-    step = step or horizon
+    # The default step also aligns the windows with the forecast: the newest ``gap`` points
+    # are in no window.
+    gap = 0 if step else auto_step(task) - horizon
+    step = step or auto_step(task)
     capabilities = dict(capabilities or {})
     params = dict(params or {})
     metrics = list(metrics) if metrics is not None else _default_metrics(task.levels)
     layout, _ = model_layout(history)
-    lengths = pd.Series(layout.lengths, index=pd.Index(layout.ids, name=ID))
+    usable = np.maximum(layout.lengths - gap, 0)
+    lengths = pd.Series(usable, index=pd.Index(layout.ids, name=ID))
     series, pairs, skipped = _plan(lengths, routing, capabilities, horizon, windows, step)
-    calls, windows_of = _calls(layout, series, pairs, capabilities, task, step)
-    own = _own_calls(layout, series, pairs, capabilities, task, step)
+    calls, windows_of = _calls(layout, series, pairs, capabilities, task, step, gap)
+    own = _own_calls(layout, series, pairs, capabilities, task, step, gap)
     # Each call's history is cut from the model history when the call is made, so one copy
     # at a time is alive (per worker), not one per model and window.
     jobs = itertools.chain(
@@ -451,7 +486,7 @@ def backtest(
             (
                 c.model,
                 dict(params.get(c.model, {})),
-                layout.take(layout.rows(c.series)),
+                layout.take(layout.rows(c.series, 0, c.lengths)),
                 c.task,
             )
             for c in own
@@ -484,9 +519,10 @@ def _calls(
     capabilities: Mapping[str, Capabilities],
     task: ForecastTask,
     step: int,
+    gap: int = 0,
 ) -> tuple[list[_Call], list[_Window]]:
     """The model calls of the backtest, window by window and model by model (in name order),
-    and the windows they are for."""
+    and the windows they are for (window 0 ends ``gap`` points before the history's end)."""
     horizon = task.horizon
     n_windows = series["windows"].to_numpy()
     pair_series = layout.ids.searchsorted(pairs[ID].to_numpy()) if len(pairs) else np.zeros(0)
@@ -494,7 +530,7 @@ def _calls(
     calls: list[_Call] = []
     windows_of: list[_Window] = []
     for window in range(int(n_windows.max()) if len(n_windows) else 0):
-        offset = window * step
+        offset = gap + window * step
         active = np.flatnonzero(n_windows > window)
         train_len = layout.lengths[active] - horizon - offset
         windows_of.append(_Window(window, active, train_len, _cutoffs(layout, active, train_len)))
@@ -531,6 +567,7 @@ class _OwnCall:
     model: str
     windows: int
     series: Ints
+    lengths: Ints  # of the history sent: the newest window ends where it ends
     task: BacktestTask
 
 
@@ -541,10 +578,12 @@ def _own_calls(
     capabilities: Mapping[str, Capabilities],
     task: ForecastTask,
     step: int,
+    gap: int = 0,
 ) -> list[_OwnCall]:
     """The calls of models that take all their windows at once (:func:`_one_call`): one per
     model and number of windows (series of one call share their windows), in chunks as
-    :func:`batches` cuts them. Each call gets the whole history of its series."""
+    :func:`batches` cuts them. Each call gets the history of its series but the newest
+    ``gap`` points."""
     n_windows = series["windows"].to_numpy()
     pair_series = layout.ids.searchsorted(pairs[ID].to_numpy()) if len(pairs) else np.zeros(0)
     pair_model = pairs["model"].to_numpy()
@@ -560,7 +599,9 @@ def _own_calls(
             members = chosen[n_windows[chosen] == k]
             own_task = BacktestTask(**vars(model_task), windows=int(k), step=step)
             for chunk in batches(members.tolist(), capabilities.get(name)):
-                calls.append(_OwnCall(name, int(k), np.asarray(chunk, dtype=np.int64), own_task))
+                positions = np.asarray(chunk, dtype=np.int64)
+                sent = layout.lengths[positions] - gap
+                calls.append(_OwnCall(name, int(k), positions, sent, own_task))
     return calls
 
 

@@ -81,7 +81,7 @@ _NON_SEASONAL_FLOOR = ("Naive", "SES")
 _DAY_NS = 86_400 * 10**9
 
 
-def _step_days(frequency: str) -> float:
+def step_days(frequency: str) -> float:
     """The typical length of one step of a pandas offset alias, in days."""
     import pandas as pd  # loaded on first use: ``import steadycast.config`` stays light
 
@@ -94,7 +94,7 @@ def _step_days(frequency: str) -> float:
 
 def frequency_class(frequency: str) -> FrequencyClass:
     """Which pool a pipeline of this frequency gets (see the module docstring)."""
-    days = _step_days(frequency)
+    days = step_days(frequency)
     if days < 1:
         return "hourly"
     if days < 7:

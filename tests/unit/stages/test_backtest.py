@@ -17,6 +17,7 @@ from steadycast.forecasting._segments import Layout
 from steadycast.forecasting.backtest import (
     SCORE_COLUMNS,
     BacktestResult,
+    auto_step,
     backtest,
     interval_columns,
     model_history,
@@ -179,11 +180,62 @@ def test_origins_follow_step() -> None:
     assert fc["step"].tolist() == [1, 2, 3]
 
 
+@pytest.mark.parametrize(
+    ("frequency", "horizon", "seasons", "step"),
+    [
+        ("h", 48, (24, 168), 168),  # day-ahead hourly: the same two weekdays, a week apart
+        ("h", 168, (24, 168), 168),
+        ("h", 24, (24,), 24),
+        ("30min", 48, (48, 336), 336),
+        ("D", 10, (7, 365), 14),  # whole weeks; a year is too long a cycle to wait for
+        ("W-SUN", 13, (52,), 13),
+        ("MS", 12, (12,), 12),
+        ("h", 5, (), 5),
+    ],
+)
+def test_default_step_is_whole_cycles_of_at_most_a_week(
+    frequency: str, horizon: int, seasons: tuple[int, ...], step: int
+) -> None:
+    task = ForecastTask(horizon=horizon, frequency=frequency, season_lengths=seasons)
+    assert auto_step(task) == step
+
+
+def test_default_windows_cover_the_weekdays_of_the_forecast() -> None:
+    start = pd.Timestamp("2022-01-03")  # a Monday
+    n = 24 * 7 * 5  # ends on a Sunday night: the forecast covers Monday and Tuesday
+    ds = pd.date_range(start, periods=n, freq="h")
+    history = pd.DataFrame({"unique_id": "a", "ds": ds, "y": np.arange(n, dtype=float)})
+    task = ForecastTask(horizon=48, frequency="h", season_length=24, season_lengths=(24, 168))
+    result = backtest(
+        history, routing("a", ["Naive"]), task, windows=3, runner=FakeRunner({"Naive": echo})
+    )
+    first = result.forecasts[result.forecasts["step"] == 1]["ds"]
+    assert len(first) == 3
+    assert set(first.dt.dayofweek) == {0} and set(first.dt.hour) == {0}  # Monday, midnight
+    # The newest window is the week before the forecast's; the five days after it are in none.
+    assert first.max() == ds[-1] + pd.Timedelta(hours=1) - pd.Timedelta(weeks=1)
+    # A step set by hand keeps the newest window at the history's end.
+    by_hand = backtest(
+        history,
+        routing("a", ["Naive"]),
+        task,
+        windows=3,
+        step=168,
+        runner=FakeRunner({"Naive": echo}),
+    )
+    assert by_hand.forecasts["ds"].max() == ds[-1]
+
+
 def test_short_series_get_fewer_windows_or_none() -> None:
     history = frame({"long": np.arange(30), "mid": np.arange(8), "tiny": np.arange(5)})
     runner = FakeRunner({"Naive": echo, "SeasonalNaive": seasonal})
     result = backtest(
-        history, routing(["long", "mid", "tiny"], ["SeasonalNaive"]), TASK, windows=2, runner=runner
+        history,
+        routing(["long", "mid", "tiny"], ["SeasonalNaive"]),
+        TASK,
+        windows=2,
+        step=3,
+        runner=runner,
     )
     series = result.series.set_index("unique_id")
     assert series["windows"].to_dict() == {"long": 2, "mid": 1, "tiny": 0}
@@ -202,6 +254,7 @@ def test_model_needing_more_history_than_first_window_is_skipped() -> None:
         routing("a", ["SeasonalNaive", "Naive"]),
         TASK,
         windows=2,
+        step=3,  # consecutive windows
         runner=runner,
         capabilities=caps,
     )
@@ -583,6 +636,7 @@ def test_window_forecasts_not_in_blocks_get_no_ensemble_and_keep_the_single_rank
         routing(history["unique_id"].unique(), list(models)),
         TASK,
         windows=2,
+        step=3,  # consecutive windows, the repeated time inside the older one
         runner=FakeRunner(models),
     )
     # The case: a window forecast holding one time twice, not a block of steps in time order.
