@@ -142,7 +142,8 @@ def auto_step(task: ForecastTask) -> int:
     working day (see bench/results/accuracy.md for what it changed). Longer seasons are left
     out: windows a year apart judged M4 Weekly's development half on old regimes (OWA 0.683
     -> 0.713). The price is history: origins further apart need more of it, and a series too
-    short for every window gets fewer (``series.note`` says so).
+    short for every window gets fewer (``series.note`` says so); one too short for a single
+    window so placed is backtested with its newest window at its history's end, as before.
     """
     horizon = task.horizon
     span = step_days(task.frequency)
@@ -292,8 +293,11 @@ def _plan(
     horizon: int,
     windows: int,
     step: int,
+    points: Ints | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Windows per series, and the (series, model) pairs to backtest or skip (with why).
+    ``lengths``: the points the windows may use; ``points``: the series' lengths the notes
+    report (``lengths`` by default).
 
     Series routed to the same models are planned together, so the work is per distinct model
     list and per model, not per series.
@@ -305,6 +309,7 @@ def _plan(
     routed = routing.assign(**{ID: routing[ID].astype(str)}).set_index(ID)["models"]
     routed = routed.reindex(lengths.index)
     n = lengths.to_numpy()
+    shown = n if points is None else np.asarray(points)
     n_windows = fits.to_numpy()
     lists: dict[tuple[str, ...], int] = {}
     list_of = np.array(
@@ -319,7 +324,7 @@ def _plan(
     plan = _PlanState(len(n))
     for models, code in lists.items():
         members = np.flatnonzero(list_of == code)
-        plan.add_group(models, members, n, n_windows, capabilities, horizon, windows, step)
+        plan.add_group(models, members, n, n_windows, capabilities, horizon, windows, step, shown)
     skips = plan.skips
     distinct = list(plan.kept_lists)
     series["models"] = [list(distinct[k]) for k in plan.kept_of.tolist()]
@@ -359,9 +364,11 @@ class _PlanState:
         horizon: int,
         windows: int,
         step: int,
+        points: Ints,
     ) -> None:
         """Plan the series ``members``, all routed to ``models``: short ones get the simple
-        models; the others the models whose minimum history their first window leaves."""
+        models; the others the models whose minimum history their first window leaves.
+        ``n``: the points the windows may use; ``points``: the lengths the notes report."""
         min_train = min_train_length(horizon)
         short = members[n_windows[members] == 0]
         if len(short):
@@ -374,7 +381,7 @@ class _PlanState:
             self.notes[short] = [
                 f"too short to backtest: {k} point{'' if k == 1 else 's'}, one window needs "
                 f"{horizon + min_train} ({horizon} to score, {min_train} to fit); simple models only"
-                for k in n[short].tolist()
+                for k in points[short].tolist()
             ]
         rest = members[n_windows[members] > 0]
         if not len(rest):
@@ -397,7 +404,7 @@ class _PlanState:
         partial = rest[n_windows[rest] != windows]
         self.notes[partial] = [
             f"{w} of {windows} windows ({k} points)"
-            for w, k in zip(n_windows[partial].tolist(), n[partial].tolist(), strict=True)
+            for w, k in zip(n_windows[partial].tolist(), points[partial].tolist(), strict=True)
         ]
 
 
@@ -457,19 +464,18 @@ def backtest(
         metrics: defaults to MASE, sMAPE, RMSSE and coverage at each of ``task.levels``.
     """
     horizon = task.horizon
-    # The default step also aligns the windows with the forecast: the newest ``gap`` points
-    # are in no window.
-    gap = 0 if step else auto_step(task) - horizon
-    step = step or auto_step(task)
     capabilities = dict(capabilities or {})
     params = dict(params or {})
     metrics = list(metrics) if metrics is not None else _default_metrics(task.levels)
     layout, _ = model_layout(history)
-    usable = np.maximum(layout.lengths - gap, 0)
-    lengths = pd.Series(usable, index=pd.Index(layout.ids, name=ID))
-    series, pairs, skipped = _plan(lengths, routing, capabilities, horizon, windows, step)
-    calls, windows_of = _calls(layout, series, pairs, capabilities, task, step, gap)
-    own = _own_calls(layout, series, pairs, capabilities, task, step, gap)
+    gaps = _gaps(layout.lengths, horizon, 0 if step else auto_step(task) - horizon)
+    step = step or auto_step(task)
+    lengths = pd.Series(layout.lengths - gaps, index=pd.Index(layout.ids, name=ID))
+    series, pairs, skipped = _plan(
+        lengths, routing, capabilities, horizon, windows, step, points=layout.lengths
+    )
+    calls, windows_of = _calls(layout, series, pairs, capabilities, task, step, gaps)
+    own = _own_calls(layout, series, pairs, capabilities, task, step, gaps)
     # Each call's history is cut from the model history when the call is made, so one copy
     # at a time is alive (per worker), not one per model and window.
     jobs = itertools.chain(
@@ -512,6 +518,15 @@ def backtest(
     )
 
 
+def _gaps(lengths: Ints, horizon: int, gap: int) -> Ints:
+    """Points between each series' newest window and its history's end: ``gap`` (the default
+    step's alignment with the forecast), or 0 for a series too short for one window so
+    aligned, which is backtested as it would be without the alignment rather than not at all."""
+    fits = lengths - gap >= horizon + min_train_length(horizon)
+    out: Ints = np.where(fits, gap, 0).astype(np.int64)
+    return out
+
+
 def _calls(
     layout: Layout,
     series: pd.DataFrame,
@@ -519,10 +534,11 @@ def _calls(
     capabilities: Mapping[str, Capabilities],
     task: ForecastTask,
     step: int,
-    gap: int = 0,
+    gaps: Ints | None = None,
 ) -> tuple[list[_Call], list[_Window]]:
     """The model calls of the backtest, window by window and model by model (in name order),
-    and the windows they are for (window 0 ends ``gap`` points before the history's end)."""
+    and the windows they are for (a series' window 0 ends ``gaps`` points before the end of its
+    history; none by default)."""
     horizon = task.horizon
     n_windows = series["windows"].to_numpy()
     pair_series = layout.ids.searchsorted(pairs[ID].to_numpy()) if len(pairs) else np.zeros(0)
@@ -530,8 +546,8 @@ def _calls(
     calls: list[_Call] = []
     windows_of: list[_Window] = []
     for window in range(int(n_windows.max()) if len(n_windows) else 0):
-        offset = gap + window * step
         active = np.flatnonzero(n_windows > window)
+        offset = window * step + (0 if gaps is None else gaps[active])
         train_len = layout.lengths[active] - horizon - offset
         windows_of.append(_Window(window, active, train_len, _cutoffs(layout, active, train_len)))
         for name in sorted(set(pair_model.tolist())):
@@ -578,12 +594,12 @@ def _own_calls(
     capabilities: Mapping[str, Capabilities],
     task: ForecastTask,
     step: int,
-    gap: int = 0,
+    gaps: Ints | None = None,
 ) -> list[_OwnCall]:
     """The calls of models that take all their windows at once (:func:`_one_call`): one per
     model and number of windows (series of one call share their windows), in chunks as
     :func:`batches` cuts them. Each call gets the history of its series but the newest
-    ``gap`` points."""
+    ``gaps`` points."""
     n_windows = series["windows"].to_numpy()
     pair_series = layout.ids.searchsorted(pairs[ID].to_numpy()) if len(pairs) else np.zeros(0)
     pair_model = pairs["model"].to_numpy()
@@ -600,7 +616,7 @@ def _own_calls(
             own_task = BacktestTask(**vars(model_task), windows=int(k), step=step)
             for chunk in batches(members.tolist(), capabilities.get(name)):
                 positions = np.asarray(chunk, dtype=np.int64)
-                sent = layout.lengths[positions] - gap
+                sent = layout.lengths[positions] - (0 if gaps is None else gaps[positions])
                 calls.append(_OwnCall(name, int(k), positions, sent, own_task))
     return calls
 

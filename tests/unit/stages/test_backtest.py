@@ -226,6 +226,33 @@ def test_default_windows_cover_the_weekdays_of_the_forecast() -> None:
     assert by_hand.forecasts["ds"].max() == ds[-1]
 
 
+def test_a_series_too_short_for_an_aligned_window_keeps_its_newest_window_at_its_end() -> None:
+    task = ForecastTask(horizon=48, frequency="h", season_length=24, season_lengths=(24, 168))
+    start = pd.Timestamp("2022-01-03")
+    long = pd.date_range(start, periods=24 * 7 * 4, freq="h")
+    short = long[-200:]  # one aligned window needs 120 + 48 + 48 points
+    history = pd.concat(
+        [
+            pd.DataFrame({"unique_id": "long", "ds": long, "y": np.arange(len(long), dtype=float)}),
+            pd.DataFrame({"unique_id": "short", "ds": short, "y": np.ones(len(short))}),
+        ],
+        ignore_index=True,
+    )
+    result = backtest(
+        history,
+        routing(["long", "short"], ["Naive"]),
+        task,
+        windows=3,
+        runner=FakeRunner({"Naive": echo}),
+    )
+    newest = result.forecasts.groupby("unique_id")["ds"].max()
+    assert newest["short"] == long[-1]
+    assert newest["long"] == long[-1] - pd.Timedelta(hours=120)
+    notes = result.series.set_index("unique_id")["note"]
+    assert notes["short"] == "1 of 3 windows (200 points)"
+    assert notes["long"] == ""  # every window
+
+
 def test_short_series_get_fewer_windows_or_none() -> None:
     history = frame({"long": np.arange(30), "mid": np.arange(8), "tiny": np.arange(5)})
     runner = FakeRunner({"Naive": echo, "SeasonalNaive": seasonal})
