@@ -2,9 +2,10 @@
 
 For each series the last ``windows`` origins are taken, ``step`` apart; by default
 (:func:`auto_step`) whole weekly or daily cycles apart and before the forecast's origin, so
-every window covers the same hours and weekdays as the forecast. At each origin a model is fitted on the history before it and scored on the next ``horizon``
-points. Window 0 is the most recent origin, window 1 the one before, and so on, so window 0
-exists for every backtested series even when short series get fewer windows.
+every window covers the same hours and weekdays as the forecast. At each origin a model is
+fitted on the history before it and scored on the next ``horizon`` points. Window 0 is the
+most recent origin, window 1 the one before, and so on, so window 0 exists for every
+backtested series even when short series get fewer windows.
 
 Models are vectorised over series (and global models need the whole batch), so each model is
 called with every series routed to it (slow models in chunks, see :func:`batches`), through the
