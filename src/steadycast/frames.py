@@ -20,7 +20,7 @@ from steadycast.storage.export import current_forecast
 from steadycast.workspace import Workspace
 
 PROVENANCE = "provenance.parquet"  # beside a release's forecasts (pipeline/publish.py)
-SCORE_COLUMNS = ["run_id", "unique_id", "model", "window", "status", "metric", "value"]
+SCORE_COLUMNS = ["run_id", "unique_id", "model", "window", "cutoff", "status", "metric", "value"]
 
 
 def workspace_of(ws: Workspace | str | os.PathLike[str]) -> Workspace:
@@ -69,15 +69,17 @@ def read_scores(
     ws: Workspace | str | os.PathLike[str], pipeline: str, run: str | None = None
 ) -> pd.DataFrame:
     """The backtest scores of a run (default: the latest run that recorded scores), long:
-    ``run_id, unique_id, model, window, status, metric, value``, one row per series, model,
-    rolling origin and metric (``metric`` is mase, smape, rmsse or coverage_L)."""
+    ``run_id, unique_id, model, window, cutoff, status, metric, value``, one row per series,
+    model, rolling origin and metric (``metric`` is mase, smape, rmsse or coverage_L;
+    ``cutoff`` the last time, UTC, the window's model saw; empty for runs stored before it
+    was recorded)."""
     ws = workspace_of(ws)
     ws.pipeline(pipeline)
     if run is None:
         run = _latest_scored_run(ws, pipeline)
     with store.reading(ws.store_path) as con:
         frame = con.execute(
-            'SELECT run_id, unique_id, model, "window", status, metric, value '
+            'SELECT run_id, unique_id, model, "window", cutoff, status, metric, value '
             "FROM backtest_scores WHERE pipeline = ? AND run_id = ? "
             'ORDER BY unique_id, model, "window", metric',
             [pipeline, run],

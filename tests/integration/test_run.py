@@ -125,6 +125,16 @@ def test_cli_run_json_and_forecast_export(ready: Workspace, tmp_path: Path) -> N
         "config",
     }
     assert doc["status"] == "published"
+    # The backtest judged the hours the forecast covers (00:00 to 11:00): its origins are whole
+    # days before the forecast's (2024-03-10 23:00), not half days.
+    with store.reading(ready.store_path) as con:
+        cutoffs = con.execute(
+            "SELECT DISTINCT cutoff FROM backtest_scores WHERE run_id = ? ORDER BY cutoff DESC",
+            [doc["run_id"]],
+        ).fetchdf()["cutoff"]
+    assert [pd.Timestamp(c).tz_localize(None) for c in cutoffs] == [
+        pd.Timestamp(f"2024-03-{day:02d} 23:00") for day in (9, 8, 7)
+    ]
     # The pipeline config as the run used it: an object, defaults filled in.
     assert doc["config"]["name"] == "meters" and doc["config"]["series"]["horizon"] == 12
     assert set(doc["stages"][0]) == {

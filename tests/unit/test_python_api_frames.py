@@ -211,11 +211,17 @@ def test_scores_read_as_a_long_frame_of_the_latest_run(
         "unique_id",
         "model",
         "window",
+        "cutoff",
         "status",
         "metric",
         "value",
     ]
     assert latest["run_id"].unique().tolist() == [second]
+    # Each window says which time its model last saw: one cutoff per window, older further back.
+    ok = latest[latest["status"] == "ok"]
+    assert ok["cutoff"].notna().all()
+    newest = ok.groupby("window")["cutoff"].max().sort_index()
+    assert newest.is_monotonic_decreasing and newest.is_unique
     assert {"mase", "smape", "rmsse"} <= set(latest["metric"])
     assert set(latest["unique_id"]) == {"m1", "m2"}
     assert steadycast.read_scores(ws, "meters", run=first)["run_id"].unique().tolist() == [first]

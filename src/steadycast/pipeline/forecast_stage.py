@@ -295,6 +295,10 @@ def _score_metrics(files: list[Path]) -> list[str]:
     return sorted(n for n in names if n in SCORE_METRICS or n.startswith("coverage_"))
 
 
+def _has_column(files: list[Path], name: str) -> bool:
+    return any(name in pq.read_schema(f).names for f in files)
+
+
 def _read_scores(files: list[Path]) -> pd.DataFrame:
     """Every partition's backtest scores in one frame, strings as categories: about 60 bytes a
     row, so the scores of a million series fit beside their forecasts."""
@@ -333,11 +337,14 @@ def _store_explanations(
         metrics = _score_metrics(score_files)
         if metrics:
             wide = ", ".join(f'CAST("{m}" AS DOUBLE) AS "{m}"' for m in metrics)
+            cutoff = "cutoff" if _has_column(score_files, "cutoff") else "NULL"
             con.execute(
                 "INSERT INTO backtest_scores "
+                '(pipeline, run_id, unique_id, model, "window", status, cutoff, metric, value) '
                 'WITH wide AS (SELECT unique_id, model, "window", status, '
+                f"CAST({cutoff} AS TIMESTAMP) AS cutoff, "
                 f"{wide} FROM read_parquet(?, union_by_name = true)) "
-                'SELECT ?, ?, unique_id, model, "window", status, metric, value FROM wide '
+                'SELECT ?, ?, unique_id, model, "window", status, cutoff, metric, value FROM wide '
                 "UNPIVOT INCLUDE NULLS (value FOR metric IN ("
                 + ", ".join(f'"{m}"' for m in metrics)
                 + "))",

@@ -153,6 +153,11 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE series_provenance ADD COLUMN tier VARCHAR;
     """,
+    # 8: the last time each backtest window's model saw (UTC), so a person can tell which
+    # days a score judged (the default windows line up with the forecast's hours and weekdays)
+    """
+    ALTER TABLE backtest_scores ADD COLUMN cutoff TIMESTAMP;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

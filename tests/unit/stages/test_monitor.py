@@ -84,7 +84,9 @@ def promise(ws: Workspace, run_id: str) -> None:
     ]
     with store.writing(ws.store_path) as con:
         con.executemany(
-            "INSERT INTO backtest_scores VALUES ('meters', ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO backtest_scores "
+            '(pipeline, run_id, unique_id, model, "window", status, metric, value) '
+            "VALUES ('meters', ?, ?, ?, ?, ?, ?, ?)",
             [(run_id, *row) for row in rows],
         )
 
