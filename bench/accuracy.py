@@ -399,8 +399,8 @@ def hourly(quick: bool, split: str = "all", series: int = 500) -> Dataset:
     )
 
 
-def sgsc(data: Path, quick: bool, split: str = "all") -> Dataset:
-    """Each household's last week held out; 8 weeks of history regularised to 30 min."""
+def sgsc_readings(data: Path) -> pd.DataFrame:
+    """The SGSC households' readings as they are: ``unique_id, ds, y``."""
     raw = pd.read_csv(
         data / "sgsc_smart_meter_50" / "sm_cust50.csv.gz",
         usecols=["customer_id", "reading_datetime", "general_supply_kwh"],
@@ -408,6 +408,12 @@ def sgsc(data: Path, quick: bool, split: str = "all") -> Dataset:
         parse_dates=["reading_datetime"],
     )
     raw.columns = ["unique_id", "ds", "y"]
+    return raw
+
+
+def sgsc(data: Path, quick: bool, split: str = "all") -> Dataset:
+    """Each household's last week held out; 8 weeks of history regularised to 30 min."""
+    raw = sgsc_readings(data)
     dev = frozenset(raw["unique_id"].unique()[:25])  # the first 25 households in file order
     ids = [
         u

@@ -22,6 +22,7 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     "forecast": ("forecast.py", [], ["--series", "40", "--partition", "20"]),
     "fast_tier": ("fast_tier.py", ["--series", "100000"], ["--series", "2000"]),
     "regime": ("regime.py", [], []),
+    "backtest_alignment": ("backtest_alignment.py", [], ["--meters", "20"]),
     "scale": ("scale.py", [], ["--series", "500,5000", "--name", "scale"]),
     "scale_1d": (
         "scale.py",
