@@ -290,13 +290,12 @@ def clip_to_range(forecasts: pd.DataFrame, cfg: PipelineConfig) -> int:
     return moved
 
 
-def _score_metrics(files: list[Path]) -> list[str]:
-    names = {name for f in files for name in pq.read_schema(f).names}
+def _score_columns(files: list[Path]) -> set[str]:
+    return {name for f in files for name in pq.read_schema(f).names}
+
+
+def _score_metrics(names: set[str]) -> list[str]:
     return sorted(n for n in names if n in SCORE_METRICS or n.startswith("coverage_"))
-
-
-def _has_column(files: list[Path], name: str) -> bool:
-    return any(name in pq.read_schema(f).names for f in files)
 
 
 def _read_scores(files: list[Path]) -> pd.DataFrame:
@@ -334,10 +333,11 @@ def _store_explanations(
         con.execute("BEGIN TRANSACTION")
         con.execute("DELETE FROM backtest_scores WHERE run_id = ?", [run_id])
         con.execute("DELETE FROM series_provenance WHERE run_id = ?", [run_id])
-        metrics = _score_metrics(score_files)
+        columns = _score_columns(score_files)
+        metrics = _score_metrics(columns)
         if metrics:
             wide = ", ".join(f'CAST("{m}" AS DOUBLE) AS "{m}"' for m in metrics)
-            cutoff = "cutoff" if _has_column(score_files, "cutoff") else "NULL"
+            cutoff = "cutoff" if "cutoff" in columns else "NULL"
             con.execute(
                 "INSERT INTO backtest_scores "
                 '(pipeline, run_id, unique_id, model, "window", status, cutoff, metric, value) '
