@@ -471,8 +471,10 @@ def backtest(
     params = dict(params or {})
     metrics = list(metrics) if metrics is not None else _default_metrics(task.levels)
     layout, _ = model_layout(history)
-    gaps = _gaps(layout.lengths, horizon, 0 if step else auto_step(task) - horizon)
-    step = step or auto_step(task)
+    # The default step also lines the windows up with the forecast (see auto_step).
+    gap = 0 if step else auto_step(task) - horizon
+    step = step or horizon + gap
+    gaps = _gaps(layout.lengths, horizon, gap)
     lengths = pd.Series(layout.lengths - gaps, index=pd.Index(layout.ids, name=ID))
     series, pairs, skipped = _plan(
         lengths, routing, capabilities, horizon, windows, step, points=layout.lengths
