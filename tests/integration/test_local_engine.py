@@ -99,7 +99,9 @@ def test_a_partition_process_killed_mid_write_and_after_commit_is_retried(
     assert content(ws) == content(serial_ws)
     detail = stage_detail(ws, result.run_id, "forecast")
     assert detail["retried_partitions"] >= 1
-    assert detail["engine"]["process_restarts"] == 2
+    # Two deaths, one restart each, unless both processes die before the pool notices the
+    # first: then one restart recovers both partitions.
+    assert detail["engine"]["process_restarts"] in (1, 2)
     frame = pd.read_parquet(releases.current(ws.releases_dir, "meters").forecasts_path)
     assert frame.groupby("unique_id").size().eq(12).all() and frame["unique_id"].nunique() == SERIES
     parts = list((ws.root / "runs" / result.run_id / "parts").iterdir())
