@@ -193,3 +193,72 @@ def test_covariate_models_join_the_candidates_only_when_columns_are_declared() -
     assert candidates(_config(), ["Naive"]) == ["Naive"]  # type: ignore[arg-type]
     declared = _config(columns=["temperature"])
     assert candidates(declared, ["Naive"]) == ["Naive", "CovariateRegression"]  # type: ignore[arg-type]
+
+
+def _first_heat_wave() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """History, covariates and the week to come of one feeder whose load follows the
+    temperature above 60 F: seven weeks with hot spells, then four mild weeks (the last three the backtest
+    windows), then the first hot week of the year (the forecast)."""
+    hours = 24 * 7 * 11
+    stamps = pd.date_range("2024-04-01", periods=hours + 168, freq="h")
+    rng = np.random.default_rng(3)
+    hour = stamps.hour.to_numpy()
+    daily = 8 * np.sin(2 * np.pi * (hour - 9) / 24)
+    spells = 78 + 8 * np.sin(np.arange(hours + 168) / 40.0)  # hot spells in the early weeks
+    temp = np.where(np.arange(hours + 168) < hours - 24 * 28, spells, 55.0) + daily
+    temp[hours:] = 86 + daily[hours:]
+    y = 200 + 20 * np.sin(2 * np.pi * hour / 24) + 3 * np.maximum(temp - 60, 0) ** 1.5
+    y += rng.normal(0, 2, len(y))
+    history = pd.DataFrame({"unique_id": "feeder", "ds": stamps[:hours], "y": y[:hours]})
+    covariates = pd.DataFrame({"unique_id": "feeder", "ds": stamps, "temperature": temp})
+    week = pd.DataFrame({"unique_id": "feeder", "ds": stamps[hours:], "y": y[hours:]})
+    return history, covariates, week
+
+
+def test_a_forecast_in_weather_its_backtest_never_had_takes_the_covariate_model() -> None:
+    """A heat wave after mild backtest weeks: the series takes the weather model, its reason
+    says why, and the forecast follows the heat a seasonal naive would miss. (That the rule
+    overrides a better-ranked model is tested on the selection itself.)"""
+    from steadycast.forecasting.covariates import Covariates
+    from steadycast.forecasting.forecast import run_partition
+
+    history, frame, week = _first_heat_wave()
+    cfg = parse_pipeline(
+        {
+            "source": {},
+            "series": {"frequency": "1h", "horizon": 168, "season_lengths": [24]},
+            "models": {"candidates": ["SeasonalNaive"], "plugins": False},
+            "backtest": {"windows": 3, "ensemble_top_k": 2},
+            "covariates": {"columns": ["temperature"]},
+        },
+        "feeders",
+        "pipelines/feeders.toml",
+    )
+    covariates = Covariates(frame, ("temperature",))
+    result = run_partition(history, cfg, None, covariates=covariates)  # type: ignore[arg-type]
+    chosen = result.selection.set_index("unique_id").loc["feeder"]
+    assert chosen["model"] == "CovariateRegression"
+    assert "100% of its horizon has temperature outside" in chosen["reason"]
+    assert "the series takes CovariateRegression" in chosen["reason"]
+    published = result.forecasts.merge(week, on=["unique_id", "ds"])
+    error = (published["yhat"] - published["y"]).abs().mean()
+    naive = (history["y"].iloc[-24:].to_numpy() - week["y"].to_numpy()[:24]).__abs__().mean()
+    assert error < naive / 3
+
+
+def test_a_forecast_in_weather_its_backtest_had_is_left_to_the_backtest() -> None:
+    from steadycast.forecasting.covariates import unseen_conditions
+
+    history, frame, _ = _first_heat_wave()
+    task = ForecastTask(horizon=168, frequency="1h", season_length=24)
+    covariates = for_series(
+        frame.rename(columns={"unique_id": "covariate_id"}),
+        ["feeder"],
+        _config(columns=["temperature"]),  # type: ignore[arg-type]
+    )
+    windows = history.tail(24 * 21)[["unique_id", "ds"]]  # the three mild weeks
+    hot = unseen_conditions(history, covariates, windows, task)
+    assert list(hot) == ["feeder"] and hot["feeder"].startswith("100% of its horizon")
+    # Windows that had the hot spells judged the models in such weather: no flag.
+    earlier = history.head(24 * 21)[["unique_id", "ds"]]
+    assert unseen_conditions(history, covariates, earlier, task) == {}

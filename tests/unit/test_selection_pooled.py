@@ -181,3 +181,22 @@ def test_a_model_given_the_covariates_is_not_averaged_with_one_that_was_not() ->
     # Every model given the covariates: the usual slack again.
     both = select(bt, data, ensemble_top_k=2, informed=("A", "B")).table
     assert both["model"].tolist() == ["Ensemble(A+B)"] * 4
+
+
+def test_a_series_forecast_in_conditions_its_windows_never_had_takes_the_covariate_model() -> None:
+    """Series a's horizon leaves the covariate range of its windows: it takes B, the
+    pipeline's covariate model, though A ranks first there and the partition combines; the
+    others keep the partition's choice. The gate's naive limit still holds."""
+    data = history()
+    bt = backtest(data, routing(SERIES, ["A", "B"]), TASK, windows=3, runner=FakeRunner(CLOSE))
+    why = {"a": "30% of its horizon has temperature outside 41 to 72, the range of its windows"}
+    table = select(bt, data, ensemble_top_k=2, unseen=why, trusted=("B",)).table
+    assert table["model"].tolist() == ["B", "Ensemble(A+B)", "Ensemble(A+B)", "Ensemble(A+B)"]
+    reason = table.set_index("unique_id").loc["a", "reason"]
+    assert reason.startswith("B: MASE") and "for its best single model A" in reason
+    assert why["a"] in reason and "the series takes B, the pipeline's covariate model" in reason
+    assert list(table.set_index("unique_id").loc["a", "fallbacks"]) == ["A"]
+    # No trusted model: the backtest decides. B over the naive limit (A with 1%): a keeps A.
+    assert select(bt, data, ensemble_top_k=2, unseen=why).table["model"].iloc[0] != "B"
+    guarded = select(bt, data, ensemble_top_k=2, unseen=why, trusted=("B",), guard=("A", 0.01))
+    assert guarded.table["model"].iloc[0] == "A"

@@ -36,6 +36,7 @@ __all__ = [
     "mark_fallbacks",
     "missing_future",
     "route_without",
+    "unseen_conditions",
     "with_covariates",
 ]
 
@@ -46,6 +47,12 @@ Job = tuple[str, dict[str, Any], pd.DataFrame, ForecastTask]
 
 # How a fallback for want of covariates starts its reason (the run record looks for it).
 _MISSING = "covariate "
+
+# The share of a forecast's steps whose covariate lies outside every value its backtest windows
+# had, above which the backtest is no judge of that forecast (``unseen_conditions``). A few
+# hours out of a week move a week's error little; a day in seven (a first heat wave, a holiday
+# the windows did not have) is where models that ignore the covariate fail.
+UNSEEN_SHARE = 0.10
 
 
 @dataclass(frozen=True)
@@ -106,6 +113,43 @@ def missing_future(
                 f"steps (first {first}); forecast by the models without covariates",
             )
     return reasons
+
+
+def unseen_conditions(
+    history: pd.DataFrame,
+    covariates: Covariates | None,
+    windows: pd.DataFrame,
+    task: ForecastTask,
+) -> dict[str, str]:
+    """Series whose horizon takes a covariate outside the range it had over the series'
+    backtest windows (``windows``: their held-out ``unique_id, ds``) at more than
+    ``UNSEEN_SHARE`` of its steps, with a clause saying which and where.
+
+    Backtest windows judge the models in the conditions they covered: three mild weeks of May
+    rank a model that ignores the temperature level with the weather model, and the first hot
+    week then costs it twice the error. Such series are the selection's to treat apart."""
+    if covariates is None or history.empty or windows.empty:
+        return {}
+    last = history.dropna(subset=[Y]).groupby(ID, sort=True)[DS].max()
+    future = expected_timestamps(last, task)[[ID, DS]]
+    future = future.merge(covariates.frame, on=[ID, DS], how="left")
+    held = windows[[ID, DS]].drop_duplicates()
+    seen = held.merge(covariates.frame, on=[ID, DS], how="inner")
+    clauses: dict[str, list[str]] = {}
+    for column in covariates.columns:
+        bounds = seen.groupby(ID, sort=True)[column].agg(["min", "max"])
+        low = future[ID].map(bounds["min"]).to_numpy(dtype=float)
+        high = future[ID].map(bounds["max"]).to_numpy(dtype=float)
+        value = future[column].to_numpy(dtype=float)
+        out = pd.Series((value < low) | (value > high), index=future.index)
+        share = out.groupby(future[ID], sort=True).mean()
+        for uid in share.index[share.to_numpy() > UNSEEN_SHARE]:
+            lo, hi = bounds.loc[uid, "min"], bounds.loc[uid, "max"]
+            clauses.setdefault(str(uid), []).append(
+                f"{share[uid]:.0%} of its horizon has {column} outside {lo:.4g} to {hi:.4g}, "
+                "the range of its backtest windows"
+            )
+    return {uid: "; ".join(parts) for uid, parts in clauses.items()}
 
 
 def route_without(

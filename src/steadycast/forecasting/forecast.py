@@ -62,6 +62,7 @@ from steadycast.forecasting.covariates import (
     mark_fallbacks,
     missing_future,
     route_without,
+    unseen_conditions,
     with_covariates,
 )
 from steadycast.forecasting.covariates import candidates as covariate_candidates
@@ -829,6 +830,8 @@ def run_partition(
         combination=config.backtest.combination,
         guard=_naive_guard(config),
         informed=_informed(pool, caps, covariates),
+        unseen=unseen_conditions(history, covariates, result.forecasts, task),
+        trusted=[m for m in config.covariates.models if m in caps and caps[m].exogenous],
     )
     out = forecast_partition(history, config, runner, selection, last_published, capabilities=caps)
     profile = profile.merge(routing, on=ID, how="left")

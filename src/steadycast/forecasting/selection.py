@@ -63,6 +63,13 @@ The rule, per series:
    hidden week its pooled backtest was 5% better than the combinations', which the 10% let
    through); with the rule and every zone's whole history, 0.504 (CovariateRegression alone
    0.484, the organisers' benchmark 0.540).
+   **Conditions the backtest never had** (``unseen``, computed by
+   ``covariates.unseen_conditions``): a series whose horizon has a covariate outside the range
+   of its backtest windows at more than a tenth of its steps takes the best-ranked of the
+   pipeline's covariate models (``trusted``), whatever the rest of the rule says, unless that
+   model backtests worse than the gate's naive limit. Its windows ranked the models in other
+   conditions: on GEFCom2012 the three mild weeks before a first hot week favoured the
+   combinations, which then scored twice CovariateRegression's error.
 5. The rest of the ranking is the fallback chain for the forecast stage.
 
 Ensemble names say their members, simplest first, and their combination:
@@ -77,7 +84,7 @@ simplest routed model, and the reason says so.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -598,6 +605,8 @@ def select(
     pooled: bool = POOLED_ENSEMBLE,
     guard: tuple[str, float] | None = None,
     informed: Collection[str] = (),
+    unseen: Mapping[str, str] | None = None,
+    trusted: Sequence[str] = (),
 ) -> Selection:
     """Pick the model per series (see the module docstring for the rule).
 
@@ -608,7 +617,10 @@ def select(
     choose the combination for every series; ``guard`` the gate's naive benchmark and
     tolerance (its ``worse_than_naive`` rule): the pooled check never gives a series a
     combination that backtests worse than that, which the gate would count against the run;
-    ``informed`` the candidates that were given the run's covariates (see the docstring).
+    ``informed`` the candidates that were given the run's covariates (see the docstring);
+    ``unseen`` the series whose horizon leaves the covariate range of their backtest windows,
+    with why, which take the best-ranked of the ``trusted`` covariate models (the pipeline's
+    ``[covariates] models``) that backtested no worse than ``guard``'s naive limit.
     """
     if metric not in _METRICS:
         raise ValueError(f"metric {metric!r} is not one of {', '.join(_METRICS)}")
@@ -647,7 +659,17 @@ def select(
     verdict = _pooled_verdict(ranked, ens_mean, metric, label, slack) if trust else ""
     champion = _pooled_champion(ranked, ens_mean, metric, label, slack) if trust else None
     table = _table(
-        series, ranked, ens_mean, label, metric, failures, ensemble_on_tie, verdict, guard, champion
+        series,
+        ranked,
+        ens_mean,
+        label,
+        metric,
+        failures,
+        ensemble_on_tie,
+        verdict,
+        guard,
+        champion,
+        _Unseen(dict(unseen or {}), tuple(trusted)),
     )
     all_scores = _stack(scores, ens_scores)
     all_forecasts = _stack(backtest.forecasts, ens_forecasts)
@@ -760,6 +782,34 @@ def _pooled_champion(
     )
 
 
+@dataclass(frozen=True)
+class _Unseen:
+    """Series whose forecast meets covariate values their backtest windows never had (``why``
+    per series), and the covariate models they take then (best-ranked first)."""
+
+    why: dict[str, str]
+    trusted: tuple[str, ...]
+
+    def choice(
+        self, uid: Any, order: list[str], scores: list[float], limit: float
+    ) -> _Champion | None:
+        """The covariate model series ``uid`` takes, or None (not such a series, or no trusted
+        model scored in all its windows within the naive limit)."""
+        clause = self.why.get(str(uid))
+        if clause is None:
+            return None
+        for model, score in zip(order, scores, strict=True):
+            if model in self.trusted:
+                if score > limit:
+                    return None
+                return _Champion(
+                    model,
+                    f"{clause}: the backtest did not judge the models in those conditions, so "
+                    f"the series takes {model}, the pipeline's covariate model",
+                )
+        return None
+
+
 def _stack(base: pd.DataFrame, extra: pd.DataFrame) -> pd.DataFrame:
     """``base`` with ``extra``'s rows appended (concat warns about empty frames)."""
     if extra.empty:
@@ -804,13 +854,16 @@ def _table(
     pooled_verdict: str = "",
     guard: tuple[str, float] | None = None,
     champion: _Champion | None = None,
+    unseen: _Unseen | None = None,
 ) -> pd.DataFrame:
     """The selection table (see ``Selection.table``): one row per series of ``series``.
 
     ``pooled_verdict``: the partition trusts its combinations (see :func:`_pooled_verdict`),
     so every series with a scored combination takes it, except where it backtests worse than
     ``guard``'s naive benchmark by more than its tolerance. ``champion``: the partition trusts
-    one single model (see :func:`_pooled_champion`), taken on the same terms.
+    one single model (see :func:`_pooled_champion`), taken on the same terms. ``unseen``:
+    series whose forecast leaves the covariate range of their windows take a covariate model,
+    whatever the rest says.
 
     The ranking is cut into series and the ties and the ensembles are judged for all series at
     once; what is left per series is putting its sentence and its lists together.
@@ -833,9 +886,15 @@ def _table(
         # A series that chooses the champion on its own windows keeps its own reason.
         first = [models[a] if b > a else None for a, b in spans]
         takes &= ~(np.asarray([f == champion.model for f in first]) & ~beats)
+    limits = _naive_limit(uids, ranked, guard)
     rows = []
     for k, uid in enumerate(uids.tolist()):
         a, b = spans[k]
+        forced = (
+            unseen.choice(uid, models[a:b], scores[a:b], float(limits[k]))
+            if unseen is not None and unseen.why
+            else None
+        )
         rows.append(
             _choose(
                 uid,
@@ -852,7 +911,7 @@ def _table(
                 metric,
                 failures.get(uid, ""),
                 "" if bool(own[k]) else pooled_verdict,
-                champion if bool(takes[k]) else None,
+                forced or (champion if bool(takes[k]) else None),
             )
         )
     return pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
