@@ -197,6 +197,13 @@ def test_a_series_forecast_in_conditions_its_windows_never_had_takes_the_covaria
     assert why["a"] in reason and "the series takes B, the pipeline's covariate model" in reason
     assert list(table.set_index("unique_id").loc["a", "fallbacks"]) == ["A"]
     # No trusted model: the backtest decides. B over the naive limit (A with 1%): a keeps A.
-    assert select(bt, data, ensemble_top_k=2, unseen=why).table["model"].iloc[0] != "B"
+    # Either way its reason says what it met and why it was not taken.
+    untrusted = select(bt, data, ensemble_top_k=2, unseen=why).table.iloc[0]
+    assert untrusted["model"] != "B"
+    assert untrusted["reason"].endswith(
+        f"{why['a']}, but no covariate model scored in all its windows"
+    )
     guarded = select(bt, data, ensemble_top_k=2, unseen=why, trusted=("B",), guard=("A", 0.01))
     assert guarded.table["model"].iloc[0] == "A"
+    assert "but the covariate model B backtested" in guarded.table["reason"].iloc[0]
+    assert "worse than the gate's naive limit" in guarded.table["reason"].iloc[0]

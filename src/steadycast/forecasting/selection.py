@@ -792,22 +792,27 @@ class _Unseen:
 
     def choice(
         self, uid: Any, order: list[str], scores: list[float], limit: float
-    ) -> _Champion | None:
-        """The covariate model series ``uid`` takes, or None (not such a series, or no trusted
-        model scored in all its windows within the naive limit)."""
+    ) -> tuple[_Champion | None, str]:
+        """The covariate model series ``uid`` takes, or None with what its reason must still
+        say ("" when it is not such a series)."""
         clause = self.why.get(str(uid))
         if clause is None:
-            return None
+            return None, ""
         for model, score in zip(order, scores, strict=True):
-            if model in self.trusted:
-                if score > limit:
-                    return None
-                return _Champion(
-                    model,
-                    f"{clause}: the backtest did not judge the models in those conditions, so "
-                    f"the series takes {model}, the pipeline's covariate model",
+            if model not in self.trusted:
+                continue
+            if score > limit:
+                return None, (
+                    f"{clause}, but the covariate model {model} backtested {_fmt(score)}, worse "
+                    f"than the gate's naive limit {_fmt(limit)}"
                 )
-        return None
+            champion = _Champion(
+                model,
+                f"{clause}: the backtest did not judge the models in those conditions, so "
+                f"the series takes {model}, the pipeline's covariate model",
+            )
+            return champion, ""
+        return None, f"{clause}, but no covariate model scored in all its windows"
 
 
 def _stack(base: pd.DataFrame, extra: pd.DataFrame) -> pd.DataFrame:
@@ -890,30 +895,31 @@ def _table(
     rows = []
     for k, uid in enumerate(uids.tolist()):
         a, b = spans[k]
-        forced = (
+        forced, untaken = (
             unseen.choice(uid, models[a:b], scores[a:b], float(limits[k]))
             if unseen is not None and unseen.why
-            else None
+            else (None, "")
         )
-        rows.append(
-            _choose(
-                uid,
-                models[a:b],
-                scores[a:b],
-                [m for m, t in zip(models[a + 1 : b], tied[a + 1 : b], strict=True) if t],
-                ens_name[k],
-                float(ens_score[k]),
-                bool(beats[k]),
-                n_windows[k],
-                list(tried[k]),
-                notes[k],
-                label,
-                metric,
-                failures.get(uid, ""),
-                "" if bool(own[k]) else pooled_verdict,
-                forced or (champion if bool(takes[k]) else None),
-            )
+        row = _choose(
+            uid,
+            models[a:b],
+            scores[a:b],
+            [m for m, t in zip(models[a + 1 : b], tied[a + 1 : b], strict=True) if t],
+            ens_name[k],
+            float(ens_score[k]),
+            bool(beats[k]),
+            n_windows[k],
+            list(tried[k]),
+            notes[k],
+            label,
+            metric,
+            failures.get(uid, ""),
+            "" if bool(own[k]) else pooled_verdict,
+            forced or (champion if bool(takes[k]) else None),
         )
+        if untaken:
+            row["reason"] = f"{row['reason']}; {untaken}"
+        rows.append(row)
     return pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
 
 
