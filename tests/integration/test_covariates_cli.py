@@ -161,3 +161,55 @@ def test_a_horizon_without_its_covariate_falls_back_visibly(runs: dict[str, obje
         con.close()
     assert source == "fallback"
     assert "temperature" in str(reason)
+
+
+def test_a_first_heat_wave_is_forecast_by_the_weather_model_and_the_store_says_why(
+    tmp_path: Path,
+) -> None:
+    """Feeders whose load follows the heat above 18 C: hot spells, then three mild weeks (the
+    backtest windows), then a forecast into the first heat wave. The run takes the weather
+    model for every feeder, the stored reason names the temperatures the windows never had,
+    and the published forecast carries the heat's load."""
+    hours, horizon = 24 * 7 * 8, 48
+    stamps = pd.date_range("2024-05-01", periods=hours + horizon, freq="h")
+    step = np.arange(hours + horizon)
+    daily = 4 * np.sin(2 * np.pi * (stamps.hour.to_numpy() - 9) / 24)
+    rng = np.random.default_rng(5)
+    loads, weather = [], []
+    for i in range(3):
+        temp = np.where(step < hours - 24 * 21, 26 + 4 * np.sin(step / 40 + i), 14.0) + daily
+        temp[hours:] = 31 + daily[hours:]
+        load = 80 + 10 * np.sin(2 * np.pi * stamps.hour.to_numpy() / 24)
+        load = load + 2 * np.maximum(temp - 18, 0) ** 1.5 + rng.normal(0, 1, len(step))
+        uid = f"feeder{i}"
+        loads.append(
+            pd.DataFrame({"meter_id": uid, "timestamp": stamps[:hours], "kwh": load[:hours]})
+        )
+        weather.append(pd.DataFrame({"meter_id": uid, "timestamp": stamps, "temperature": temp}))
+    obs, cov = tmp_path / "feeders.csv", tmp_path / "weather.csv"
+    pd.concat(loads).round(3).to_csv(obs, index=False)
+    pd.concat(weather).round(3).to_csv(cov, index=False)
+    ws = tmp_path / "ws"
+    assert run_cli("init", str(ws)).returncode == 0
+    text = pipeline_toml(
+        horizon=horizon, models=CHEAP_MODELS, forecast={"workers": 1}, extra=COVARIATES
+    )
+    (ws / "pipelines" / "loads.toml").write_text(text)
+    assert run_cli("ingest", "loads", str(obs), "-w", str(ws)).returncode == 0
+    assert run_cli("ingest", "loads", str(cov), "--covariates", "-w", str(ws)).returncode == 0
+    done = run_cli("run", "loads", "-w", str(ws), "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    con = duckdb.connect(str(ws / "store.duckdb"), read_only=True)
+    try:
+        chosen = con.execute(
+            "SELECT unique_id, model, selection_reason FROM series_provenance ORDER BY 1"
+        ).fetchall()
+    finally:
+        con.close()
+    assert [m for _, m, _ in chosen] == ["CovariateRegression"] * 3
+    for _, _, reason in chosen:
+        assert "100% of its horizon has temperature outside" in reason
+        assert "the range of its backtest windows" in reason
+    published = _forecast(ws)
+    mild_peak = pd.concat(loads).groupby("meter_id")["kwh"].apply(lambda s: s.tail(24 * 7).max())
+    assert (published.groupby("unique_id")["yhat"].mean() > mild_peak.to_numpy()).all()
