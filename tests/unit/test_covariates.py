@@ -150,6 +150,27 @@ def test_covariate_regression_learns_the_weather_curve_for_every_series() -> Non
     assert errors.mean() < 0.05 * spread.mean()
 
 
+def test_covariate_regression_follows_the_day_s_heat_as_well_as_the_hour_s() -> None:
+    """Load that follows the temperature of the last 24 hours (buildings keep the heat): the
+    regression with its recency terms (the default) tracks it, without them it cannot."""
+    rng = np.random.default_rng(4)
+    hours = 24 * 70
+    stamps = pd.date_range("2024-06-01", periods=hours + 48, freq="h")
+    temp = 20 + 6 * np.sin(np.arange(hours + 48) / 30) + rng.normal(0, 3, hours + 48)
+    recent = pd.Series(temp).rolling(24, min_periods=1).mean().to_numpy()
+    y = 100 + 4 * (recent - 15) ** 2 + rng.normal(0, 1, hours + 48)
+    past = y.copy()
+    past[hours:] = np.nan
+    frame = pd.DataFrame({"unique_id": "s", "ds": stamps, "y": past, "temp": temp})
+    task = ForecastTask(horizon=48, frequency="1h", season_length=24, covariates=("temp",))
+
+    def error(model: CovariateRegression) -> float:
+        out = model.forecast(frame, task)
+        return float(np.abs(out["yhat"].to_numpy() - y[hours:]).mean())
+
+    assert error(CovariateRegression()) < 0.3 * error(CovariateRegression(recency_hours=0))
+
+
 def test_covariate_regression_without_covariates_is_a_calendar_model() -> None:
     history = _history(["a"], 24 * 14)
     history["y"] = np.tile(np.arange(24.0), 14)
@@ -161,6 +182,8 @@ def test_covariate_regression_without_covariates_is_a_calendar_model() -> None:
 def test_covariate_regression_refuses_bad_parameters() -> None:
     with pytest.raises(ConfigError, match="degree"):
         CovariateRegression(degree=5)
+    with pytest.raises(ConfigError, match="recency_hours"):
+        CovariateRegression(recency_hours=-1)
 
 
 def test_a_model_backtesting_itself_gets_covariates_but_no_future_rows() -> None:

@@ -8,6 +8,9 @@ T^3 x month + T x hour + T^2 x hour + T^3 x hour), generalised:
   series, month of year for any frequency up to monthly;
 - each numeric covariate gets its cubic polynomial, and the polynomial times month (and times
   hour-of-day below a day); a 0/1 covariate (a holiday flag) enters linearly, with its products;
+- below a day, each numeric covariate's mean over the last 24 hours enters the same way (the
+  "recency effect" of Wang, Liu and Hong 2016: buildings keep yesterday's heat, so load follows
+  the day's temperature as well as the hour's);
 - each series is its own least-squares fit, computed for a chunk of series at once (batched
   normal equations, a small ridge so a calendar level missing from a short history costs
   nothing instead of failing).
@@ -41,15 +44,19 @@ class CovariateRegression:
     name: ClassVar[str] = "CovariateRegression"
     capabilities: ClassVar[Capabilities] = Capabilities(min_history=14, exogenous=True)
 
-    def __init__(self, max_history: int = 0, ridge: float = 1e-4, degree: int = 3) -> None:
-        if max_history < 0 or ridge < 0 or degree not in (1, 2, 3):
+    def __init__(
+        self, max_history: int = 0, ridge: float = 1e-4, degree: int = 3, recency_hours: int = 24
+    ) -> None:
+        if max_history < 0 or ridge < 0 or degree not in (1, 2, 3) or recency_hours < 0:
             raise ConfigError(
-                f"model {self.name!r}: max_history must be >= 0 (0: all), ridge >= 0 and degree "
-                f"1, 2 or 3 (got {max_history}, {ridge}, {degree})"
+                f"model {self.name!r}: max_history must be >= 0 (0: all), ridge >= 0, degree "
+                f"1, 2 or 3 and recency_hours >= 0 (0: none) (got {max_history}, {ridge}, "
+                f"{degree}, {recency_hours})"
             )
         self.max_history = int(max_history)
         self.ridge = float(ridge)
         self.degree = int(degree)
+        self.recency_hours = int(recency_hours)
 
     def forecast(self, history: pd.DataFrame, task: ForecastTask) -> pd.DataFrame:
         """Fit each series on its rows with ``y`` and predict its rows without (or, without
@@ -71,11 +78,17 @@ class CovariateRegression:
             if step < pd.Timedelta(days=7)
             else "long"
         )
+        # The recency window in steps (below a day only): 24 hours of hourly data, 48 half-hours.
+        window = (
+            max(1, round(pd.Timedelta(hours=self.recency_hours) / step))
+            if kind == "subdaily" and self.recency_hours
+            else 0
+        )
         out: list[pd.DataFrame] = []
         groups = _series_shapes(frame)
         for (n_fit, n_new), ids in groups.items():
             rows = frame[frame["unique_id"].isin(ids)]
-            out.append(self._fit_group(rows, ids, n_fit, n_new, columns, kind))
+            out.append(self._fit_group(rows, ids, n_fit, n_new, columns, kind, window))
         if not out:
             return pd.DataFrame({"unique_id": [], "ds": [], "yhat": []})
         return pd.concat(out, ignore_index=True)
@@ -88,8 +101,10 @@ class CovariateRegression:
         n_new: int,
         columns: list[str],
         kind: str,
+        window: int = 0,
     ) -> pd.DataFrame:
-        """Fit series of one shape (``n_fit`` past and ``n_new`` future rows) together."""
+        """Fit series of one shape (``n_fit`` past and ``n_new`` future rows) together;
+        ``window``: steps of the covariates' recent means (0: none)."""
         k = len(ids)
         rows = rows.sort_values(["unique_id", "ds"], kind="stable")
         total = n_fit + n_new
@@ -100,6 +115,8 @@ class CovariateRegression:
             if columns
             else np.zeros((k, total, 0))
         )
+        if window:
+            cov = _with_recent_means(cov, n_fit, window)
         keep = min(n_fit, self.max_history) if self.max_history else n_fit
         start = n_fit - keep
         ds, y, cov = ds[:, start:], y[:, start:], cov[:, start:]
@@ -156,6 +173,25 @@ def _series_shapes(frame: pd.DataFrame) -> dict[tuple[int, int], list[str]]:
     return groups
 
 
+def _binary(fit: Floats) -> bool:
+    """Whether a covariate takes at most two values on every series' fitting rows (a flag)."""
+    return all(len(np.unique(row)) <= 2 for row in fit)
+
+
+def _with_recent_means(cov: Floats, n_fit: int, window: int) -> Floats:
+    """``cov`` with, after its columns, each numeric column's mean over its last ``window``
+    rows (fewer at the start of the rows); flags get none."""
+    numeric = [j for j in range(cov.shape[2]) if not _binary(cov[:, :n_fit, j])]
+    if not numeric:
+        return cov
+    values = cov[:, :, numeric]
+    total = np.cumsum(values, axis=1)
+    lagged = np.zeros_like(total)
+    lagged[:, window:] = total[:, :-window]
+    count = np.minimum(np.arange(1, values.shape[1] + 1), window)[None, :, None]
+    return np.concatenate([cov, (total - lagged) / count], axis=2)
+
+
 def _one_hot(codes: npt.NDArray[np.int64], size: int) -> Floats:
     out = np.zeros((*codes.shape, size))
     np.put_along_axis(out, codes[..., None], 1.0, axis=-1)
@@ -190,7 +226,7 @@ def _design(ds: npt.NDArray[Any], cov: Floats, n_fit: int, kind: str, degree: in
         mean = fit.mean(axis=1, keepdims=True)
         std = fit.std(axis=1, keepdims=True)
         z = (c - mean) / np.where(std > 0, std, 1.0)
-        binary = all(len(np.unique(row)) <= 2 for row in fit)
+        binary = _binary(fit)
         powers = np.stack([z**d for d in range(1, (1 if binary else degree) + 1)], axis=2)
         blocks.append(powers)
         blocks.append((powers[:, :, :, None] * month[:, :, None, :]).reshape(k, n, -1))
