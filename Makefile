@@ -61,8 +61,9 @@ test: $(TEST_STAMP) browser postgresql
 test-all: $(TEST_STAMP) browser postgresql
 	$(TEST_PY) -m pytest -q
 
-# The accuracy check alone (it also runs in `make test`): the default pool on a fixed sample of
-# real series must not lose accuracy (tests/accuracy).
+# The accuracy check alone (it also runs in `make test`): the default pools on fixed samples of
+# real series must not lose accuracy (tests/accuracy: M4 Weekly, and GEFCom2012 hourly load with
+# its temperatures as a covariate).
 accuracy: $(TEST_STAMP)
 	$(TEST_PY) -m pytest tests/accuracy -q
 
