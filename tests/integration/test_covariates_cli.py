@@ -168,8 +168,8 @@ def test_a_first_heat_wave_is_forecast_by_the_weather_model_and_the_store_says_w
 ) -> None:
     """Feeders whose load follows the heat above 18 C: hot spells, then three mild weeks (the
     backtest windows), then a forecast into the first heat wave. The run takes the weather
-    model for every feeder, the stored reason names the temperatures the windows never had,
-    and the published forecast carries the heat's load."""
+    model for every feeder, the stored reason and the run record name the temperatures the
+    windows never had, and the published forecast carries the heat's load."""
     hours, horizon = 24 * 7 * 8, 48
     stamps = pd.date_range("2024-05-01", periods=hours + horizon, freq="h")
     step = np.arange(hours + horizon)
@@ -210,6 +210,11 @@ def test_a_first_heat_wave_is_forecast_by_the_weather_model_and_the_store_says_w
     for _, _, reason in chosen:
         assert "100% of its horizon has temperature outside" in reason
         assert "the range of its backtest windows" in reason
+    # The run record counts them and says why, for whoever reads it later.
+    record = run_cli("runs", "loads", "-w", str(ws), "--json")
+    detail = json.loads(record.stdout)["runs"][0]["detail"]
+    assert detail["unseen_conditions_series"] == 3
+    assert detail["unseen_conditions"]["feeder0"] == chosen[0][2]
     published = _forecast(ws)
     mild_peak = pd.concat(loads).groupby("meter_id")["kwh"].apply(lambda s: s.tail(24 * 7).max())
     assert (published.groupby("unique_id")["yhat"].mean() > mild_peak.to_numpy()).all()

@@ -37,6 +37,7 @@ __all__ = [
     "missing_future",
     "route_without",
     "unseen_conditions",
+    "unseen_series",
     "with_covariates",
 ]
 
@@ -53,6 +54,8 @@ _MISSING = "covariate "
 # hours out of a week move a week's error little; a day in seven (a first heat wave, a holiday
 # the windows did not have) is where models that ignore the covariate fail.
 UNSEEN_SHARE = 0.10
+# How the clause of such a series ends (the run record looks for it in the selection's reason).
+_UNSEEN = "the range of its backtest windows"
 
 
 @dataclass(frozen=True)
@@ -147,7 +150,7 @@ def unseen_conditions(
             lo, hi = bounds.loc[uid, "min"], bounds.loc[uid, "max"]
             clauses.setdefault(str(uid), []).append(
                 f"{share[uid]:.0%} of its horizon has {column} outside {lo:.4g} to {hi:.4g}, "
-                "the range of its backtest windows"
+                + _UNSEEN
             )
     return {uid: "; ".join(parts) for uid, parts in clauses.items()}
 
@@ -266,5 +269,24 @@ def covariate_fallbacks(provenance: pd.DataFrame, shown: int = 20) -> dict[str, 
         "covariate_fallback_series": len(hit),
         "covariate_fallbacks": dict(
             zip(first[ID].astype(str), first["fallback_reason"].astype(str), strict=True)
+        ),
+    }
+
+
+def unseen_series(provenance: pd.DataFrame, shown: int = 20) -> dict[str, Any]:
+    """For the forecast stage's record: the series forecast in covariate values their backtest
+    windows never had, and what the selection made of it (the first ``shown`` of them); empty
+    when there are none."""
+    if provenance.empty or "selection_reason" not in provenance:
+        return {}
+    reason = provenance["selection_reason"].fillna("").astype(str)
+    hit = provenance[reason.str.contains(_UNSEEN, regex=False)]
+    if hit.empty:
+        return {}
+    first = hit.head(shown)
+    return {
+        "unseen_conditions_series": len(hit),
+        "unseen_conditions": dict(
+            zip(first[ID].astype(str), first["selection_reason"].astype(str), strict=True)
         ),
     }

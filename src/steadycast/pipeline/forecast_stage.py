@@ -25,7 +25,7 @@ from steadycast.engines.commit import clear_staging, copy_committed, is_committe
 from steadycast.engines.pool import PartitionPool
 from steadycast.errors import ParityError, SteadycastError
 from steadycast.forecasting import tiers
-from steadycast.forecasting.covariates import covariate_fallbacks
+from steadycast.forecasting.covariates import covariate_fallbacks, unseen_series
 from steadycast.forecasting.forecast import PROVENANCE_COLUMNS
 from steadycast.models.registry import SteadycastPluginWarning, available_models
 from steadycast.ops.resources import children_cpu_s
@@ -92,6 +92,7 @@ def forecast(
     scope.result.series = int(provenance["unique_id"].nunique())
     scope.result.fallback_series = int(provenance["source"].isin(["fallback", "none"]).sum())
     detail.update(covariate_fallbacks(provenance))
+    detail.update(unseen_series(provenance))
     _store_explanations(scope.ws, cfg.name, scope.run_id, score_files, provenance)
     return Forecast(forecasts, provenance, _read_scores(score_files), plugin_messages, detail)
 
