@@ -15,7 +15,7 @@ Plain functions on frames, no I/O: the same code runs under any engine.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -258,35 +258,38 @@ def with_covariates(
 def covariate_fallbacks(provenance: pd.DataFrame, shown: int = 20) -> dict[str, Any]:
     """For the forecast stage's record: the series forecast without their covariates, and why
     (the first ``shown`` of them); empty when there are none."""
-    if provenance.empty or "fallback_reason" not in provenance:
-        return {}
-    reason = provenance["fallback_reason"].fillna("").astype(str)
-    hit = provenance[reason.str.startswith(_MISSING)]
-    if hit.empty:
-        return {}
-    first = hit.head(shown)
-    return {
-        "covariate_fallback_series": len(hit),
-        "covariate_fallbacks": dict(
-            zip(first[ID].astype(str), first["fallback_reason"].astype(str), strict=True)
-        ),
-    }
+    hit = _where(provenance, "fallback_reason", lambda r: r.str.startswith(_MISSING))
+    return _counted(
+        hit, "fallback_reason", ("covariate_fallback_series", "covariate_fallbacks"), shown
+    )
 
 
 def unseen_series(provenance: pd.DataFrame, shown: int = 20) -> dict[str, Any]:
     """For the forecast stage's record: the series forecast in covariate values their backtest
     windows never had, and what the selection made of it (the first ``shown`` of them); empty
     when there are none."""
-    if provenance.empty or "selection_reason" not in provenance:
-        return {}
-    reason = provenance["selection_reason"].fillna("").astype(str)
-    hit = provenance[reason.str.contains(_UNSEEN, regex=False)]
+    hit = _where(provenance, "selection_reason", lambda r: r.str.contains(_UNSEEN, regex=False))
+    return _counted(
+        hit, "selection_reason", ("unseen_conditions_series", "unseen_conditions"), shown
+    )
+
+
+def _where(
+    provenance: pd.DataFrame, column: str, matches: Callable[[pd.Series], pd.Series]
+) -> pd.DataFrame:
+    """The provenance rows whose ``column`` (a reason) ``matches``."""
+    if provenance.empty or column not in provenance:
+        return provenance.iloc[:0]
+    return provenance[matches(provenance[column].fillna("").astype(str))]
+
+
+def _counted(hit: pd.DataFrame, column: str, keys: tuple[str, str], shown: int) -> dict[str, Any]:
+    """``{count key: how many, list key: the first shown series and their reason}``, or
+    nothing when there are none."""
     if hit.empty:
         return {}
     first = hit.head(shown)
     return {
-        "unseen_conditions_series": len(hit),
-        "unseen_conditions": dict(
-            zip(first[ID].astype(str), first["selection_reason"].astype(str), strict=True)
-        ),
+        keys[0]: len(hit),
+        keys[1]: dict(zip(first[ID].astype(str), first[column].astype(str), strict=True)),
     }
