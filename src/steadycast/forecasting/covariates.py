@@ -102,9 +102,7 @@ def missing_future(
     """Series whose covariates do not cover every step of their horizon, with why."""
     if covariates is None or history.empty:
         return {}
-    last = history.dropna(subset=[Y]).groupby(ID, sort=True)[DS].max()
-    future = expected_timestamps(last, task)
-    joined = future.merge(covariates.frame, on=[ID, DS], how="left")
+    joined = _horizon(history, covariates, task)
     reasons: dict[str, str] = {}
     for column in covariates.columns:
         gaps = joined[joined[column].isna()]
@@ -116,6 +114,12 @@ def missing_future(
                 f"steps (first {first}); forecast by the models without covariates",
             )
     return reasons
+
+
+def _horizon(history: pd.DataFrame, covariates: Covariates, task: ForecastTask) -> pd.DataFrame:
+    """``unique_id, ds, step`` of each series' horizon with its covariates (NaN where none)."""
+    last = history.dropna(subset=[Y]).groupby(ID, sort=True)[DS].max()
+    return expected_timestamps(last, task).merge(covariates.frame, on=[ID, DS], how="left")
 
 
 def unseen_conditions(
@@ -133,9 +137,7 @@ def unseen_conditions(
     week then costs it twice the error. Such series are the selection's to treat apart."""
     if covariates is None or history.empty or windows.empty:
         return {}
-    last = history.dropna(subset=[Y]).groupby(ID, sort=True)[DS].max()
-    future = expected_timestamps(last, task)[[ID, DS]]
-    future = future.merge(covariates.frame, on=[ID, DS], how="left")
+    future = _horizon(history, covariates, task)
     held = windows[[ID, DS]].drop_duplicates()
     seen = held.merge(covariates.frame, on=[ID, DS], how="inner")
     clauses: dict[str, list[str]] = {}
