@@ -881,17 +881,17 @@ def _table(
     scores: list[float] = ranked["score"].astype(float).tolist()
     spans, best_score, tied = _spans(uids, ranked)
     ens_name, ens_score = _ensemble_of(uids, ens_mean, metric)
+    limits = _naive_limit(uids, ranked, guard)
     with np.errstate(invalid="ignore"):
         tie = _tie(ens_score, best_score)
         own = ((ens_score < best_score) & ~tie) | (tie & ensemble_on_tie)
-        near = _on_pooled_terms(ens_score, best_score, uids, ranked, guard)
+        near = _on_pooled_terms(ens_score, best_score, limits)
         beats = own | (bool(pooled_verdict) & np.isfinite(ens_score) & near)
-        takes = _takes_champion(uids, ranked, best_score, guard, champion)
+        takes = _takes_champion(uids, ranked, best_score, limits, champion)
     if champion is not None:
         # A series that chooses the champion on its own windows keeps its own reason.
         first = [models[a] if b > a else None for a, b in spans]
         takes &= ~(np.asarray([f == champion.model for f in first]) & ~beats)
-    limits = _naive_limit(uids, ranked, guard)
     rows = []
     for k, uid in enumerate(uids.tolist()):
         a, b = spans[k]
@@ -927,33 +927,27 @@ def _takes_champion(
     uids: pd.Index,
     ranked: pd.DataFrame,
     best_score: Floats,
-    guard: tuple[str, float] | None,
+    limits: Floats,
     champion: _Champion | None,
 ) -> npt.NDArray[np.bool_]:
     """Per series, whether it takes the partition's ``champion``: scored on it, within
-    ``POOLED_SERIES_TOL`` of its best single model and not worse than the gate's naive limit."""
+    ``POOLED_SERIES_TOL`` of its best single model and not worse than the gate's naive limit
+    (``limits``, see :func:`_naive_limit`)."""
     if champion is None:
         return np.zeros(len(uids), dtype=bool)
     mine = ranked[ranked["model"] == champion.model].drop_duplicates(ID).set_index(ID)["score"]
     score = mine.reindex(uids).to_numpy(dtype=float)
-    taken: npt.NDArray[np.bool_] = np.isfinite(score) & _on_pooled_terms(
-        score, best_score, uids, ranked, guard
-    )
+    taken: npt.NDArray[np.bool_] = np.isfinite(score) & _on_pooled_terms(score, best_score, limits)
     return taken
 
 
-def _on_pooled_terms(
-    score: Floats,
-    best_score: Floats,
-    uids: pd.Index,
-    ranked: pd.DataFrame,
-    guard: tuple[str, float] | None,
-) -> npt.NDArray[np.bool_]:
+def _on_pooled_terms(score: Floats, best_score: Floats, limits: Floats) -> npt.NDArray[np.bool_]:
     """Per series, whether a choice the partition makes may be taken there: ``score`` within
-    ``POOLED_SERIES_TOL`` of its best single model and not worse than the gate's naive limit."""
+    ``POOLED_SERIES_TOL`` of its best single model and not worse than the gate's naive limit
+    (``limits``)."""
     with np.errstate(invalid="ignore"):
         near = score <= best_score * (1 + POOLED_SERIES_TOL) + ABS_TOL
-        near &= ~(score > _naive_limit(uids, ranked, guard))
+        near &= ~(score > limits)
     return np.asarray(near, dtype=bool)
 
 
