@@ -61,8 +61,15 @@ def _backtest() -> Any:
     )
 
 
-def _select(combination: str) -> Any:
-    return select(_backtest(), history(), metric="mase", ensemble_top_k=3, combination=combination)
+def _select(combination: str, pooled: bool = True) -> Any:
+    return select(
+        _backtest(),
+        history(),
+        metric="mase",
+        ensemble_top_k=3,
+        combination=combination,
+        pooled=pooled,
+    )
 
 
 def test_median_ensemble_ignores_a_wildly_wrong_member_and_the_mean_does_not() -> None:
@@ -72,10 +79,15 @@ def test_median_ensemble_ignores_a_wildly_wrong_member_and_the_mean_does_not() -
     assert median["members"] == ["Down", "Up", "Wild"]
     assert "better than the best single model" in median["reason"]
 
-    mean = _select("mean").table.iloc[0]
+    mean = _select("mean", pooled=False).table.iloc[0]
     assert mean["source"] == "selected"
     assert mean["model"] in {"Up", "Down"}
     assert "the mean of the top 3 scored" in mean["reason"]
+    # Judged as a partition, the single model beats the dragged mean, and the mean of the two
+    # sensible models (1 off everywhere) beats that model in every window: the pair is taken.
+    paired = _select("mean").table.iloc[0]
+    assert paired["model"] == "Ensemble(Down+Up)"
+    assert "paired with the runner-up" in paired["reason"]
     # The mean's own backtest score is far worse than the median's.
     scores = pd.concat([_select("mean").scores, _select("median").scores])
     by_model = scores.groupby("model")["mase"].mean()
@@ -143,8 +155,11 @@ def test_the_configured_combination_is_what_the_forecast_stage_publishes(
     fc = result.forecasts
     np.testing.assert_allclose(fc["yhat"], truth(fc["ds"]) + 1.0)
 
+    # The mean of all three is dragged off by Wild: the partition takes the best single model,
+    # paired with the runner-up (their mean is 1 below the pattern everywhere).
     mean = run_partition(data, _config("mean"), FakeRunner(MODELS), capabilities=caps)
-    assert mean.provenance.iloc[0]["model"] in {"Up", "Down"}
+    assert mean.provenance.iloc[0]["model"] == "Ensemble(Down+Up)"
+    np.testing.assert_allclose(mean.forecasts["yhat"], truth(mean.forecasts["ds"]) - 1.0)
 
 
 def test_an_unknown_combination_is_refused_with_the_choices() -> None:

@@ -207,3 +207,63 @@ def test_a_series_forecast_in_conditions_its_windows_never_had_takes_the_covaria
     assert guarded.table["model"].iloc[0] == "A"
     assert "but the covariate model B backtested" in guarded.table["reason"].iloc[0]
     assert "worse than the gate's naive limit" in guarded.table["reason"].iloc[0]
+
+
+def _seasonal_offset(first: float, later: float) -> ModelFn:
+    """Knows the pattern, off by ``first`` when trained on the first window's history (up to
+    2022-02-22) and by ``later`` otherwise."""
+
+    def model(history: pd.DataFrame, task: ForecastTask) -> pd.DataFrame:
+        out = future(history, task)
+        early = pd.Timestamp(history["ds"].max()) <= pd.Timestamp("2022-02-22")
+        return out.assign(yhat=truth(out["ds"]) + (first if early else later))
+
+    return model
+
+
+# A is the partition's champion (C drags the mean of the top 3 far off), and B, the runner-up,
+# errs the other way: the mean of A and B is 0.1 below the pattern, better than A everywhere.
+PAIRED = {
+    "A": off_by(dict.fromkeys(SERIES, 1.0)),
+    "B": off_by(dict.fromkeys(SERIES, -1.2)),
+    "C": off_by(dict.fromkeys(SERIES, 10.0)),
+}
+
+
+def _three(models: dict[str, ModelFn]) -> Any:
+    config = _config()
+    config = config.model_copy(
+        update={
+            "models": config.models.model_copy(update={"candidates": ["A", "B", "C"]}),
+            "backtest": config.backtest.model_copy(update={"ensemble_top_k": 3}),
+        }
+    )
+    caps = {name: Capabilities(intervals=False) for name in models}
+    return run_partition(history(), config, FakeRunner(models), capabilities=caps)
+
+
+def test_the_champion_is_paired_with_the_runner_up_when_their_mean_wins_every_window() -> None:
+    """A combination averages its members' errors away; when the champion and the runner-up
+    err in opposite directions their mean beats the champion in every window, and every
+    series takes it, published as the mean of both with calibrated intervals."""
+    result = _three(PAIRED)
+    prov = result.provenance.set_index("unique_id")
+    assert prov.loc[list(SERIES), "model"].tolist() == ["Ensemble(A+B)"] * 4
+    assert set(prov["interval_source"]) == {"calibrated"}
+    reason = result.selection.set_index("unique_id").loc["a", "reason"]
+    assert "the partition takes A, paired with the runner-up B" in reason
+    assert "better in each of the 3 windows pooled over the partition" in reason
+    fc = result.forecasts
+    np.testing.assert_allclose(fc["yhat"], truth(fc["ds"]) - 0.1)
+    # The pair's backtest score is on record for the provenance.
+    assert np.isfinite(prov["backtest_score"]).all()
+
+
+def test_a_pair_that_loses_one_window_leaves_the_champion_alone() -> None:
+    """Better on average is not enough: in the first window B errs the same way as A, the
+    pair loses there, and the partition keeps A alone."""
+    models = {**PAIRED, "B": _seasonal_offset(first=1.1, later=-1.2)}
+    result = _three(models)
+    prov = result.provenance.set_index("unique_id")
+    assert prov.loc[list(SERIES), "model"].tolist() == ["A"] * 4
+    assert not result.selection["reason"].str.contains("paired").any()
