@@ -3,7 +3,7 @@
     python bench/accuracy.py [--quick] [--data DIR] [--out FILE.md] [--workers N]
                              [--datasets m4,gefcom,sgsc,hourly] [--split dev|test|all]
                              [--candidates A,B,...] [--gefcom-weeks N] [--temperatures]
-                             [--holdout]
+                             [--holdout] [--holidays]
 
 1. Proves the metric code by reproducing the published M4 Weekly Naive2 figures (sMAPE 9.161,
    MASE 2.777) from the organisers' own Naive2 forecasts and from our Naive2.
@@ -277,6 +277,18 @@ def _temperatures(folder: Path) -> pd.DataFrame:
     return long.groupby("ds", as_index=False)["y"].mean().rename(columns={"y": "temperature"})
 
 
+def _holidays(folder: Path) -> set[pd.Timestamp]:
+    """The days of the data set's holiday list (``Holiday_List.csv``: a column per year, its
+    dates written as "Thursday, January 1"; New Year's Day observed in December says its year)."""
+    table = pd.read_csv(folder / "Holiday_List.csv", index_col=0)
+    days = set()
+    for year in table.columns:
+        for text in table[year].dropna().astype(str):
+            written = text if text[-4:].isdigit() else f"{text}, {year}"
+            days.add(pd.to_datetime(written, format="%A, %B %d, %Y").normalize())
+    return days
+
+
 def gefcom(
     data: Path,
     quick: bool,
@@ -284,9 +296,11 @@ def gefcom(
     weeks_of_history: int = 12,
     temperatures: bool = False,
     holdout: bool = False,
+    holidays: bool = False,
 ) -> Dataset:
     """Each zone x backcast week is one series: the weeks before the gap, then the gap; with
-    ``temperatures``, each series' covariate rows over its history and its gap. ``holdout``:
+    ``temperatures``, each series' covariate rows over its history and its gap (and with
+    ``holidays`` a second covariate, 1 on the data set's holidays, else 0). ``holdout``:
     instead of the hidden weeks, the weeks 52 weeks after them, taken from the history (a
     development holdout for rules decided after the hidden weeks had been seen; no organisers'
     benchmark there)."""
@@ -348,16 +362,22 @@ def gefcom(
             values = weather.reindex(grid).interpolate(limit_direction="both").to_numpy()
             frames.append(pd.DataFrame({"unique_id": uid, "ds": grid, "temperature": values}))
         covariates = pd.concat(frames, ignore_index=True)
+        if holidays:
+            # Hour h24 is midnight of the next day: the hour ending at ds belongs to ds - 1 h.
+            day = (covariates["ds"] - pd.Timedelta(hours=1)).dt.normalize()
+            covariates["holiday"] = day.isin(_holidays(folder)).astype(float)
+    columns_of_covariates = ["temperature", "holiday"] if holidays else ["temperature"]
     return Dataset(
         name="GEFCom2012 load (backcast weeks)",
         history=history_rows,
         test=test,
-        config=_config("h", 168, [24, 168], ["temperature"] if temperatures else []),
+        config=_config("h", 168, [24, 168], columns_of_covariates if temperatures else []),
         mase_season=24,
         note=f"{len(zones)} zones x {len(weeks)} hidden weeks, {weeks_of_history} weeks of "
         "history each, h=168, seasons 24 and 168; MASE with m=24 and Naive2 on the last 12 "
         "weeks of history"
-        + ("; actual temperatures (mean of 11 stations) as a covariate" if temperatures else ""),
+        + ("; actual temperatures (mean of 11 stations) as a covariate" if temperatures else "")
+        + ("; the data set's holidays as a second covariate" if temperatures and holidays else ""),
         extra=None
         if holdout
         else {"GEFCom organisers' benchmark (uses actual temperatures)": aligned},
@@ -804,6 +824,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="GEFCom2012 with the actual temperatures as a declared covariate",
     )
+    parser.add_argument(
+        "--holidays",
+        action="store_true",
+        help="with --temperatures: the data set's holiday list as a second covariate (0/1)",
+    )
     args = parser.parse_args(argv)
     CANDIDATES[:] = [c.strip() for c in args.candidates.split(",") if c.strip()]
     data = Path(args.data)
@@ -817,6 +842,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.datasets != "m4,gefcom,sgsc":
         title += ": " + ", ".join(chosen)
         title += " with temperatures" if args.temperatures else ""
+        title += " and holidays" if args.temperatures and args.holidays else ""
         title += f", {args.gefcom_weeks} weeks of history" if args.gefcom_weeks != 12 else ""
         title += ", the holdout weeks" if args.holdout else ""
     out = [f"## {title} ({mode})", ""]
@@ -829,7 +855,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     builders = {
         "m4": lambda: m4,
         "gefcom": lambda: gefcom(
-            data, args.quick, args.split, args.gefcom_weeks, args.temperatures, args.holdout
+            data,
+            args.quick,
+            args.split,
+            args.gefcom_weeks,
+            args.temperatures,
+            args.holdout,
+            args.holidays,
         ),
         "sgsc": lambda: sgsc(data, args.quick, args.split),
         "hourly": lambda: hourly(args.quick, args.split),
