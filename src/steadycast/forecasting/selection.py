@@ -764,6 +764,14 @@ class _Champion:
     scores: pd.Series | None = None
 
 
+def _pooled_singles(ranked: pd.DataFrame) -> pd.Series:
+    """Each single model's mean score over the series it scored on, for the models scored on
+    at least half of the partition's series (the others are not judged on the partition)."""
+    n_series = ranked[ID].nunique()
+    pooled = ranked.groupby("model", sort=True).agg(score=("score", "mean"), n=("score", "size"))
+    return pooled.loc[2 * pooled["n"] >= n_series, "score"].astype(float)
+
+
 def _pooled_champion(
     ranked: pd.DataFrame, ens_mean: pd.DataFrame, metric: str, label: str, slack: _Slack
 ) -> _Champion | None:
@@ -778,11 +786,10 @@ def _pooled_champion(
     n_series = ranked[ID].nunique()
     if ens.empty or 2 * len(ens) < n_series:
         return None
-    pooled = ranked.groupby("model", sort=True).agg(score=("score", "mean"), n=("score", "size"))
-    pooled = pooled[2 * pooled["n"] >= n_series]
+    pooled = _pooled_singles(ranked)
     if pooled.empty:
         return None
-    model = str(pooled["score"].astype(float).idxmin())
+    model = str(pooled.idxmin())
     rows = ranked[(ranked["model"] == model) & ranked[ID].isin(ens.index)]
     if 2 * len(rows) < len(ens):
         return None
@@ -827,11 +834,10 @@ def _champion_pair(
         pd.DataFrame(),
     )
     n_series = ranked[ID].nunique()
-    pooled = ranked.groupby("model", sort=True).agg(score=("score", "mean"), n=("score", "size"))
-    pooled = pooled[(2 * pooled["n"] >= n_series) & (pooled.index != champion.model)]
+    pooled = _pooled_singles(ranked).drop(index=champion.model, errors="ignore")
     if pooled.empty:
         return none
-    runner = str(pooled["score"].astype(float).idxmin())
+    runner = str(pooled.idxmin())
     # A model given the covariates is not averaged with one that was not (see _Slack).
     if slack.against(champion.model) != slack.against(runner):
         return none
@@ -944,7 +950,9 @@ def _table(
     ``pooled_verdict``: the partition trusts its combinations (see :func:`_pooled_verdict`),
     so every series with a scored combination takes it, except where it backtests worse than
     ``guard``'s naive benchmark by more than its tolerance. ``champion``: the partition trusts
-    one single model (see :func:`_pooled_champion`), taken on the same terms. ``unseen``:
+    one single model (see :func:`_pooled_champion`), taken on the same terms; ``pair``: the
+    champion's mean with the runner-up, taken before it on the same terms where it beat it in
+    every window (see :func:`_champion_pair`). ``unseen``:
     series whose forecast leaves the covariate range of their windows take a covariate model,
     whatever the rest says.
 
